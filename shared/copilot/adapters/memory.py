@@ -1,0 +1,182 @@
+"""In-memory adapters: fakes that subclass the real ports, for unit tests and one-process use."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+
+from copilot.errors import ConflictError, PermanentIngestError
+from copilot.models import Chunk, Conversation, Copilot, DocumentStatus, Message, Passage
+from copilot.ports import (
+    BlobStore,
+    ConversationStore,
+    CopilotRegistry,
+    DocumentStore,
+    KnowledgeIndex,
+    StoredObject,
+)
+
+
+class MemoryCopilotRegistry(CopilotRegistry):
+    def __init__(self) -> None:
+        self._items: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def create(self, copilot: Copilot) -> None:
+        with self._lock:
+            if copilot.copilot_id in self._items:
+                raise ConflictError("copilot exists")
+            self._items[copilot.copilot_id] = copilot.model_dump_json()
+
+    def get(self, copilot_id: str) -> Copilot | None:
+        raw = self._items.get(copilot_id)
+        return Copilot.model_validate_json(raw) if raw else None
+
+    def replace(self, copilot: Copilot, *, expected_version: int) -> None:
+        with self._lock:
+            current = self.get(copilot.copilot_id)
+            if current is None or current.version != expected_version:
+                raise ConflictError("copilot changed")
+            self._items[copilot.copilot_id] = copilot.model_dump_json()
+
+    def list(self) -> list[Copilot]:
+        return sorted(
+            (Copilot.model_validate_json(v) for v in self._items.values()),
+            key=lambda c: c.created_at,
+        )
+
+
+class MemoryConversationStore(ConversationStore):
+    def __init__(self) -> None:
+        self._meta: dict[str, str] = {}
+        self._messages: dict[str, dict[int, str]] = {}
+        self._lock = threading.Lock()
+
+    def create(self, conversation: Conversation, messages: Sequence[Message]) -> Conversation:
+        with self._lock:
+            if conversation.conversation_id in self._meta:
+                raise ConflictError("conversation exists")
+            stored = conversation.model_copy(
+                update={"version": 1, "last_seq": conversation.last_seq + len(messages)}
+            )
+            self._meta[stored.conversation_id] = stored.model_dump_json()
+            self._messages[stored.conversation_id] = {m.seq: m.model_dump_json() for m in messages}
+            return stored
+
+    def get(self, conversation_id: str) -> Conversation | None:
+        raw = self._meta.get(conversation_id)
+        return Conversation.model_validate_json(raw) if raw else None
+
+    def append(self, conversation: Conversation, messages: Sequence[Message]) -> Conversation:
+        with self._lock:
+            current = self.get(conversation.conversation_id)
+            if current is None or current.version != conversation.version:
+                raise ConflictError("conversation changed")
+            expected = list(range(current.last_seq + 1, current.last_seq + 1 + len(messages)))
+            if [m.seq for m in messages] != expected:
+                raise ValueError(f"message sequence numbers must be {expected}")
+            stored = conversation.model_copy(
+                update={
+                    "version": conversation.version + 1,
+                    "last_seq": conversation.last_seq + len(messages),
+                }
+            )
+            self._meta[stored.conversation_id] = stored.model_dump_json()
+            box = self._messages[stored.conversation_id]
+            box.update({m.seq: m.model_dump_json() for m in messages})
+            return stored
+
+    def messages_after(
+        self, conversation_id: str, after_seq: int, limit: int = 100
+    ) -> list[Message]:
+        box = self._messages.get(conversation_id, {})
+        seqs = sorted(s for s in box if s > after_seq)[:limit]
+        return [Message.model_validate_json(box[s]) for s in seqs]
+
+    def recent_messages(self, conversation_id: str, limit: int) -> list[Message]:
+        box = self._messages.get(conversation_id, {})
+        seqs = sorted(box)[-limit:]
+        return [Message.model_validate_json(box[s]) for s in seqs]
+
+
+class MemoryDocumentStore(DocumentStore):
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], DocumentStatus] = {}
+
+    def put(self, status: DocumentStatus) -> None:
+        self._items[(status.copilot_id, status.doc_key)] = status.model_copy()
+
+    def get(self, copilot_id: str, doc_key: str) -> DocumentStatus | None:
+        return self._items.get((copilot_id, doc_key))
+
+    def list(self, copilot_id: str) -> list[DocumentStatus]:
+        return sorted(
+            (s for (c, _), s in self._items.items() if c == copilot_id), key=lambda s: s.doc_key
+        )
+
+    def delete(self, copilot_id: str, doc_key: str) -> None:
+        self._items.pop((copilot_id, doc_key), None)
+
+
+class MemoryBlobStore(BlobStore):
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self._versions: dict[str, int] = {}
+
+    def get(self, key: str, max_bytes: int) -> StoredObject | None:
+        body = self.objects.get(key)
+        if body is None:
+            return None
+        if len(body) > max_bytes:
+            raise PermanentIngestError(f"the file is over the {max_bytes / 1e6:.0f} MB limit")
+        return StoredObject(key=key, body=body, version=str(self._versions[key]), size=len(body))
+
+    def put(self, key: str, body: bytes, content_type: str | None = None) -> None:
+        self.objects[key] = body
+        self._versions[key] = self._versions.get(key, 0) + 1
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+
+class MemoryKnowledgeIndex(KnowledgeIndex):
+    """Exact cosine search over a dict per copilot."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, dict[str, tuple[Chunk, list[float]]]] = {}
+
+    def replace_document(
+        self,
+        copilot_id: str,
+        doc_key: str,
+        chunks: Sequence[Chunk],
+        embeddings: Sequence[Sequence[float]],
+    ) -> None:
+        rows = self._rows.setdefault(copilot_id, {})
+        for chunk_id in [i for i, (c, _) in rows.items() if c.doc_key == doc_key]:
+            del rows[chunk_id]
+        for chunk, emb in zip(chunks, embeddings, strict=True):
+            rows[chunk.chunk_id] = (chunk, list(map(float, emb)))
+
+    def delete_document(self, copilot_id: str, doc_key: str) -> int:
+        rows = self._rows.get(copilot_id, {})
+        gone = [i for i, (c, _) in rows.items() if c.doc_key == doc_key]
+        for chunk_id in gone:
+            del rows[chunk_id]
+        return len(gone)
+
+    def query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]:
+        rows = self._rows.get(copilot_id, {})
+        scored = [Passage(chunk=c, score=_cosine(embedding, e)) for c, e in rows.values()]
+        return sorted(scored, key=lambda p: -p.score)[:k]
+
+    def count(self, copilot_id: str) -> int:
+        return len(self._rows.get(copilot_id, {}))
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else 0.0

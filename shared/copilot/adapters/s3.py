@@ -1,0 +1,50 @@
+"""S3 adapter for knowledge files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from copilot.errors import PermanentIngestError, UnavailableError
+from copilot.ports import BlobStore, StoredObject
+
+
+class S3BlobStore(BlobStore):
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._s3 = client
+        self._bucket = bucket
+
+    def get(self, key: str, max_bytes: int) -> StoredObject | None:
+        try:
+            response = self._s3.get_object(Bucket=self._bucket, Key=key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise UnavailableError("the knowledge bucket is unavailable") from e
+        except BotoCoreError as e:
+            raise UnavailableError("the knowledge bucket is unavailable") from e
+        size = int(response.get("ContentLength", 0))
+        if size > max_bytes:
+            response["Body"].close()
+            raise PermanentIngestError(
+                f"the file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit"
+            )
+        body = response["Body"].read(max_bytes + 1)
+        if len(body) > max_bytes:
+            raise PermanentIngestError(f"the file is over the {max_bytes / 1e6:.0f} MB limit")
+        version = response.get("VersionId") or response.get("ETag", "").strip('"') or None
+        return StoredObject(key=key, body=body, version=version, size=len(body))
+
+    def put(self, key: str, body: bytes, content_type: str | None = None) -> None:
+        extra = {"ContentType": content_type} if content_type else {}
+        try:
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, **extra)
+        except (ClientError, BotoCoreError) as e:
+            raise UnavailableError("the knowledge bucket is unavailable") from e
+
+    def delete(self, key: str) -> None:
+        try:
+            self._s3.delete_object(Bucket=self._bucket, Key=key)
+        except (ClientError, BotoCoreError) as e:
+            raise UnavailableError("the knowledge bucket is unavailable") from e

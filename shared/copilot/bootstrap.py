@@ -1,0 +1,156 @@
+"""The composition root: builds adapters and services from settings, once per process."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+from copilot.knowledge import KnowledgeAnswerer
+from copilot.ports import (
+    BlobStore,
+    ConversationStore,
+    CopilotRegistry,
+    DocumentStore,
+    KnowledgeIndex,
+)
+from copilot.services.admin import AdminService
+from copilot.services.conversations import ConversationService
+from copilot.services.ingest import IngestService
+from copilot.settings import Settings
+
+
+class Container:
+    """Lazily built dependencies. Pass overrides (fakes, pre-built clients) in tests."""
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        self.settings = settings or Settings()
+        self._overrides = overrides
+        self._built: dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    def _get(self, name: str, build: Any) -> Any:
+        if name in self._overrides:
+            return self._overrides[name]
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+    def _client(self, service: str) -> Any:
+        from copilot.adapters.aws import aws_client
+
+        return self._get(f"{service}_client", lambda: aws_client(self.settings, service))
+
+    @property
+    def copilots(self) -> CopilotRegistry:
+        from copilot.adapters.dynamo import DynamoCopilotRegistry
+
+        return self._get(
+            "copilots",
+            lambda: DynamoCopilotRegistry(self._client("dynamodb"), self.settings.copilots_table),
+        )
+
+    @property
+    def conversations(self) -> ConversationStore:
+        from copilot.adapters.dynamo import DynamoConversationStore
+
+        s = self.settings
+        return self._get(
+            "conversations",
+            lambda: DynamoConversationStore(
+                self._client("dynamodb"), s.conversations_table, s.conversation_ttl_days
+            ),
+        )
+
+    @property
+    def documents(self) -> DocumentStore:
+        from copilot.adapters.dynamo import DynamoDocumentStore
+
+        return self._get(
+            "documents",
+            lambda: DynamoDocumentStore(self._client("dynamodb"), self.settings.documents_table),
+        )
+
+    @property
+    def blobs(self) -> BlobStore:
+        from copilot.adapters.s3 import S3BlobStore
+
+        return self._get("blobs", lambda: S3BlobStore(self._client("s3"), self.settings.bucket))
+
+    @property
+    def index(self) -> KnowledgeIndex:
+        def build() -> KnowledgeIndex:
+            from copilot.adapters.chroma import ChromaKnowledgeIndex, chroma_http_client
+
+            token = self.settings.chroma_token
+            client = chroma_http_client(
+                self.settings.chroma_url, token.get_secret_value() if token else None
+            )
+            return ChromaKnowledgeIndex(client)
+
+        return self._get("index", build)
+
+    @property
+    def embedder(self) -> Embeddings:
+        from copilot.embeddings import build_embedder
+
+        return self._get("embedder", lambda: build_embedder(self.settings.embedder))
+
+    @property
+    def answerer(self) -> KnowledgeAnswerer:
+        return self._get("answerer", lambda: KnowledgeAnswerer(self.index, self.embedder))
+
+    @cached_property
+    def chat(self) -> ConversationService:
+        return ConversationService(self.copilots, self.conversations, lambda: self.answerer)
+
+    @cached_property
+    def admin(self) -> AdminService:
+        return AdminService(self.copilots, self.documents)
+
+    @cached_property
+    def ingest(self) -> IngestService:
+        return IngestService(
+            self.copilots,
+            self.documents,
+            self.blobs,
+            index=lambda: self.index,
+            embedder=lambda: self.embedder,
+            max_bytes=self.settings.max_upload_bytes,
+        )
+
+    def admin_api_key(self) -> str | None:
+        def load() -> str | None:
+            s = self.settings
+            if s.admin_api_key is not None:
+                return s.admin_api_key.get_secret_value()
+            if s.admin_api_key_ssm_param:
+                response = self._client("ssm").get_parameter(
+                    Name=s.admin_api_key_ssm_param, WithDecryption=True
+                )
+                return str(response["Parameter"]["Value"])
+            return None
+
+        return self._get("admin_api_key", load)
+
+
+_container: Container | None = None
+_container_lock = threading.Lock()
+
+
+def container() -> Container:
+    """The process-wide container (warm invocations reuse its clients)."""
+    global _container
+    with _container_lock:
+        if _container is None:
+            _container = Container()
+        return _container
+
+
+def set_container(value: Container | None) -> None:
+    global _container
+    with _container_lock:
+        _container = value

@@ -1,0 +1,336 @@
+"""``copilot``: run the local stack, chat, and operate copilots."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Customer-engagement copilot: local stack, chat and administration.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+copilots_app = typer.Typer(help="Create, show, list and update copilots.", no_args_is_help=True)
+app.add_typer(copilots_app, name="copilots")
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="COPILOT_LOCAL_DIR",
+        help="Where the local stack keeps its state and logs.",
+    ),
+]
+DEFAULT_DATA_DIR = Path(".local")
+
+
+def _repo_root() -> Path:
+    here = Path.cwd()
+    for candidate in [here, *here.parents]:
+        if (candidate / "functions" / "chat" / "main.py").exists():
+            return candidate
+    err.print("[red]Run this from the copilot repository (no functions/ folder found).[/red]")
+    raise typer.Exit(2)
+
+
+def _stack_info(data_dir: Path) -> dict[str, Any]:
+    from copilot.localstack import read_stack_file
+
+    info = read_stack_file(data_dir) or {}
+    return info
+
+
+def _client(data_dir: Path, url: str | None = None) -> Any:
+    from copilot.client import CopilotClient
+
+    info = _stack_info(data_dir)
+    base = url or os.environ.get("COPILOT_API_URL") or info.get("chat_url")
+    if not base:
+        err.print(
+            "[red]No API URL: start the local stack with 'copilot up', or set COPILOT_API_URL.[/red]"
+        )
+        raise typer.Exit(2)
+    key = os.environ.get("COPILOT_ADMIN_API_KEY") or info.get("env", {}).get(
+        "COPILOT_ADMIN_API_KEY"
+    )
+    return CopilotClient(base, admin_key=key)
+
+
+def _fail(e: Exception) -> NoReturn:
+    err.print(f"[red]{e}[/red]")
+    raise typer.Exit(1)
+
+
+@app.command()
+def up(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    chat_port: int = typer.Option(8080, help="Port of the chat function (customer + admin API)."),
+    chat: bool = typer.Option(True, help="Open a terminal chat with the demo copilot."),
+    demo: bool = typer.Option(True, help="Create the demo copilot and upload its knowledge."),
+) -> None:
+    """Start the whole local stack (emulated AWS, Chroma, the three functions) with a demo copilot."""
+    from copilot.localstack import LocalStack, StackConfig, free_port
+
+    root = _repo_root()
+    config = StackConfig(
+        root=root,
+        data_dir=data_dir.resolve(),
+        chat_port=chat_port,
+        moto_port=free_port(),
+        chroma_port=free_port(),
+        ingest_port=free_port(),
+        handoff_port=free_port(),
+    )
+    stack = LocalStack(config)
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = time.time()
+    try:
+        with console.status("Starting moto (S3, SQS, DynamoDB), Chroma and the three functions..."):
+            stack.start()
+        console.print(
+            f"[green]Local stack up[/green] in {time.time() - started:.1f} s "
+            f"(logs in {config.data_dir / 'logs'})"
+        )
+        copilot_id = None
+        if demo:
+            copilot_id = _seed(stack, root)
+        _print_how_to(config, copilot_id)
+        if chat and copilot_id and sys.stdin.isatty():
+            _chat_loop(_client(config.data_dir), copilot_id)
+        else:
+            console.print("Press Ctrl-C to stop the stack.")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with console.status("Stopping..."):
+            stack.stop()
+        console.print("Stopped.")
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _seed(stack: Any, root: Path) -> str:
+    from copilot.client import CopilotClient
+    from copilot.demo import seed_demo
+
+    cfg = stack.config
+    client = CopilotClient(cfg.function_url("chat"), admin_key=cfg.admin_api_key)
+    with console.status("Creating the demo copilot and indexing its knowledge..."):
+        started = time.time()
+        copilot, docs = seed_demo(client, stack.client("s3"), cfg.bucket, root / "infra" / "demo")
+    indexed = sum(d.status == "indexed" for d in docs)
+    console.print(
+        f"Demo copilot [bold]{copilot.name}[/bold] ({copilot.copilot_id}): "
+        f"{indexed}/{len(docs)} files indexed in {time.time() - started:.1f} s"
+    )
+    info_path = cfg.data_dir / "stack.json"
+    info = json.loads(info_path.read_text())
+    info["demo_copilot_id"] = copilot.copilot_id
+    info_path.write_text(json.dumps(info, indent=2))
+    return copilot.copilot_id
+
+
+def _print_how_to(config: Any, copilot_id: str | None) -> None:
+    chat_url = config.function_url("chat")
+    console.print(f"Chat API:    {chat_url}  (OpenAPI: {chat_url}/openapi.json)")
+    console.print(f"Hand-off:    {config.function_url('handoff')}")
+    console.print(f"Admin key:   in {config.data_dir / 'stack.json'} (header X-Admin-Key)")
+    if copilot_id:
+        console.print(f"Chat from another terminal:  .venv/bin/copilot chat --copilot {copilot_id}")
+
+
+@app.command()
+def chat(
+    copilot: str = typer.Option(None, "--copilot", help="Copilot id (default: the demo copilot)."),
+    url: str = typer.Option(None, help="Chat API base URL (default: the local stack)."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Chat with a copilot in the terminal."""
+    copilot_id = copilot or _stack_info(data_dir).get("demo_copilot_id")
+    if not copilot_id:
+        _fail(ValueError("no copilot given and no demo copilot running: use --copilot ID"))
+    _chat_loop(_client(data_dir, url), str(copilot_id))
+
+
+def _chat_loop(client: Any, copilot_id: str) -> None:
+    from copilot.client import ApiError
+
+    try:
+        started = client.start(copilot_id)
+    except (ApiError, OSError) as e:
+        _fail(e)
+    console.print("[dim]Type your message; /quit to leave.[/dim]")
+    _show(started.messages)
+    seen = max(m.seq for m in started.messages)
+    while True:
+        try:
+            text = console.input("[bold cyan]You:[/bold cyan] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if text in ("/quit", "/exit"):
+            return
+        if not text:
+            continue
+        try:
+            turn = client.send(started.conversation_id, started.token, text)
+        except ApiError as e:
+            err.print(f"[red]{e}[/red]")
+            continue
+        replies = [m for m in turn.messages if m.seq > seen and m.role != "customer"]
+        seen = max([seen, *(m.seq for m in turn.messages)])
+        _show(replies)
+
+
+def _show(messages: list[Any]) -> None:
+    for m in messages:
+        who = {
+            "copilot": "[bold green]Copilot:[/bold green]",
+            "agent": "[bold magenta]Agent:[/bold magenta]",
+        }.get(m.role, f"[bold]{m.role}:[/bold]")
+        console.print(who, m.text, highlight=False)
+        if m.suggestions:
+            console.print("  [dim]" + " | ".join(m.suggestions) + "[/dim]")
+
+
+@copilots_app.command("create")
+def copilots_create(
+    file: Path = typer.Argument(..., exists=True, help="JSON file with the copilot's settings."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Create a copilot from a JSON file."""
+    from copilot.client import ApiError
+
+    try:
+        created = _client(data_dir).create_copilot(json.loads(file.read_text()))
+    except (ApiError, json.JSONDecodeError) as e:
+        _fail(e)
+    console.print_json(created.model_dump_json())
+
+
+@copilots_app.command("show")
+def copilots_show(copilot_id: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Show a copilot's settings."""
+    from copilot.client import ApiError
+
+    try:
+        console.print_json(_client(data_dir).get_copilot(copilot_id).model_dump_json())
+    except ApiError as e:
+        _fail(e)
+
+
+@copilots_app.command("list")
+def copilots_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """List copilots."""
+    from copilot.client import ApiError
+
+    try:
+        items = _client(data_dir).list_copilots()
+    except ApiError as e:
+        _fail(e)
+    table = Table("id", "name", "language", "topics", "no-match threshold")
+    for c in items:
+        table.add_row(
+            c.copilot_id, c.name, c.language, str(len(c.topics)), str(c.no_match_threshold)
+        )
+    console.print(table)
+
+
+@copilots_app.command("update")
+def copilots_update(
+    copilot_id: str,
+    file: Path = typer.Argument(..., exists=True, help="JSON file with the fields to change."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Update a copilot: only the fields in the file change (behaviour messages merge)."""
+    from copilot.client import ApiError
+
+    try:
+        updated = _client(data_dir).update_copilot(copilot_id, json.loads(file.read_text()))
+    except (ApiError, json.JSONDecodeError) as e:
+        _fail(e)
+    console.print_json(updated.model_dump_json())
+
+
+@app.command()
+def upload(
+    paths: list[Path] = typer.Argument(..., exists=True, help="Files or folders to upload."),
+    copilot: str = typer.Option(..., "--copilot", help="Copilot id."),
+    wait: bool = typer.Option(True, help="Wait until every file is indexed or failed."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Upload knowledge files to a copilot (through the bucket, as on AWS)."""
+    from copilot.demo import knowledge_files, upload_files, wait_indexed
+    from copilot.localstack import StackConfig  # noqa: F401 - same env names
+    from copilot.settings import Settings
+
+    info = _stack_info(data_dir)
+    os.environ.update({k: v for k, v in info.get("env", {}).items() if k not in os.environ})
+    settings = Settings()
+    from copilot.adapters.aws import aws_client
+
+    s3 = aws_client(settings, "s3")
+    keys: list[str] = []
+    for path in paths:
+        files = knowledge_files(path) if path.is_dir() else [path]
+        keys += upload_files(
+            s3, settings.bucket, copilot, files, path if path.is_dir() else path.parent
+        )
+    console.print(f"Uploaded {len(keys)} file(s).")
+    if wait:
+        _docs_table(wait_indexed(_client(data_dir), copilot, keys))
+
+
+@app.command()
+def docs(
+    copilot: str = typer.Option(..., "--copilot"), data_dir: DataDir = DEFAULT_DATA_DIR
+) -> None:
+    """Knowledge documents of a copilot and their indexing status."""
+    from copilot.client import ApiError
+
+    try:
+        _docs_table(_client(data_dir).documents(copilot))
+    except ApiError as e:
+        _fail(e)
+
+
+def _docs_table(documents: list[Any]) -> None:
+    table = Table("document", "status", "chunks", "reason")
+    for d in documents:
+        color = {"indexed": "green", "failed": "red"}.get(d.status, "yellow")
+        table.add_row(
+            d.doc_key, f"[{color}]{d.status}[/{color}]", str(d.chunk_count), d.reason or ""
+        )
+    console.print(table)
+
+
+@app.command()
+def openapi(out: Path = typer.Option(None, help="Write to this file instead of stdout.")) -> None:
+    """Print (or write) the chat API's OpenAPI document."""
+    from copilot.web.chat_routes import chat_api
+    from copilot.web.openapi import build_openapi
+
+    text = json.dumps(build_openapi(chat_api()), indent=2) + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def main() -> None:
+    app()

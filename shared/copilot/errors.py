@@ -1,0 +1,59 @@
+"""The project's error hierarchy; entry points map these to status codes in one place."""
+
+from __future__ import annotations
+
+
+class CopilotError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class BadRequestError(CopilotError):
+    status = 400
+    code = "bad_request"
+
+
+class UnauthorizedError(CopilotError):
+    status = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(CopilotError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFoundError(CopilotError):
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(CopilotError):
+    """An optimistic write lost a race; the caller may retry with fresh state."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLargeError(CopilotError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnavailableError(CopilotError):
+    """A dependency (storage, index, model) failed; the request may be retried."""
+
+    status = 503
+    code = "unavailable"
+
+
+class PermanentIngestError(CopilotError):
+    """A document can never be indexed as it is (bad type, corrupt, too large)."""
+
+    status = 422
+    code = "unprocessable"

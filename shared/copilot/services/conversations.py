@@ -1,0 +1,136 @@
+"""Conversations: start, customer turns, polling; every write is a conditional append."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import secrets
+import time
+from collections.abc import Callable
+
+from copilot.dialog import Dialog, Reply
+from copilot.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
+from copilot.knowledge import KnowledgeAnswerer
+from copilot.models import (
+    Conversation,
+    ConversationState,
+    Copilot,
+    Message,
+    MessagesPage,
+    StartConversationResponse,
+    TurnResponse,
+    new_id,
+    utcnow,
+)
+from copilot.ports import ConversationStore, CopilotRegistry
+
+MAX_ATTEMPTS = 8
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ConversationService:
+    def __init__(
+        self,
+        copilots: CopilotRegistry,
+        conversations: ConversationStore,
+        answerer: Callable[[], KnowledgeAnswerer],
+    ) -> None:
+        self._copilots = copilots
+        self._conversations = conversations
+        self._answerer = answerer  # built on first knowledge question: keeps cold start light
+
+    def start(self, copilot_id: str) -> StartConversationResponse:
+        copilot = self._copilot(copilot_id)
+        token = secrets.token_urlsafe(32)
+        conversation = Conversation(
+            conversation_id=new_id(), copilot_id=copilot.copilot_id, token_hash=hash_token(token)
+        )
+        first = Message(seq=1, role="copilot", text=copilot.messages.conversation_start)
+        stored = self._conversations.create(conversation, [first])
+        return StartConversationResponse(
+            conversation_id=stored.conversation_id,
+            token=token,
+            state=stored.state,
+            messages=[first],
+        )
+
+    def authorize(self, conversation_id: str, token: str | None) -> Conversation:
+        if not token:
+            raise UnauthorizedError(
+                "send the conversation token as 'Authorization: Bearer <token>'"
+            )
+        conversation = self._conversations.get(conversation_id)
+        if conversation is None:
+            raise NotFoundError("no such conversation")
+        if not hmac.compare_digest(conversation.token_hash, hash_token(token)):
+            raise ForbiddenError("this token does not grant access to this conversation")
+        return conversation
+
+    def post(self, conversation_id: str, token: str | None, text: str) -> TurnResponse:
+        conversation = self.authorize(conversation_id, token)
+        copilot = self._copilot(conversation.copilot_id)
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return self._turn(copilot, conversation, text)
+            except ConflictError:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise
+                # Another writer appended first: back off briefly, re-read, and run the turn on
+                # the fresh state so nothing is lost or duplicated.
+                time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+                fresh = self._conversations.get(conversation_id)
+                if fresh is None:
+                    raise NotFoundError("no such conversation") from None
+                conversation = fresh
+        raise AssertionError("unreachable")
+
+    def _turn(self, copilot: Copilot, conversation: Conversation, text: str) -> TurnResponse:
+        seq = conversation.last_seq
+        customer = Message(seq=seq + 1, role="customer", text=text)
+        if conversation.state is ConversationState.ENDED:
+            replies = [Reply("This conversation has ended. Please start a new one.")]
+            context = conversation.context
+        else:
+            dialog = Dialog(copilot, lambda q: self._answerer().answer(copilot.copilot_id, q))
+            outcome = dialog.respond(text, conversation.context)
+            replies, context = outcome.replies, outcome.context
+            if outcome.reset:
+                context.history_start_seq = seq + 1 + len(replies)
+        messages = [customer] + [
+            Message(
+                seq=seq + 2 + i,
+                role="copilot",
+                text=r.text,
+                topic=r.topic,
+                citations=r.citations,
+                suggestions=r.suggestions,
+            )
+            for i, r in enumerate(replies)
+        ]
+        updated = conversation.model_copy(update={"context": context, "updated_at": utcnow()})
+        stored = self._conversations.append(updated, messages)
+        return TurnResponse(
+            conversation_id=stored.conversation_id, state=stored.state, messages=messages
+        )
+
+    def messages(
+        self, conversation_id: str, token: str | None, after: int, limit: int
+    ) -> MessagesPage:
+        conversation = self.authorize(conversation_id, token)
+        page = self._conversations.messages_after(conversation_id, after, limit)
+        return MessagesPage(
+            conversation_id=conversation_id,
+            state=conversation.state,
+            last_seq=conversation.last_seq,
+            messages=page,
+        )
+
+    def _copilot(self, copilot_id: str) -> Copilot:
+        copilot = self._copilots.get(copilot_id)
+        if copilot is None:
+            raise NotFoundError(f"no copilot with id '{copilot_id}'")
+        return copilot

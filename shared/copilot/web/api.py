@@ -1,0 +1,158 @@
+"""A small HTTP API layer over werkzeug: routes with pydantic models, one error table.
+
+The same ``Api`` serves functions-framework (its flask.Request is a werkzeug Request) and AWS
+Lambda (through a WSGI adapter), so both runtimes run identical routing and error mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import NotFound as RouteNotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from copilot.errors import BadRequestError, CopilotError, PayloadTooLargeError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+@dataclass
+class Call:
+    request: Request
+    params: dict[str, Any]
+    body: Any = None
+
+    def bearer_token(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        return value.strip() or None if scheme.lower() == "bearer" else None
+
+    def query_int(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.request.args.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadRequestError(f"'{name}' must be an integer", field=name) from None
+        if not low <= value <= high:
+            raise BadRequestError(f"'{name}' must be between {low} and {high}", field=name)
+        return value
+
+
+Handler = Callable[[Call], BaseModel | None]
+
+
+@dataclass
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    request_model: type[BaseModel] | None = None
+    response_model: type[BaseModel] | None = None
+    status: int = 200
+    auth: str = "none"  # none | conversation | admin
+    tags: list[str] = field(default_factory=list)
+    body_optional: bool = False
+
+
+class Api:
+    def __init__(self, title: str, routes: list[Route], cors: bool = False) -> None:
+        self.title = title
+        self.routes = routes
+        self._cors = cors
+        self._map = Map(
+            [Rule(r.path, endpoint=i, methods=[r.method]) for i, r in enumerate(routes)]
+        )
+
+    def dispatch(self, request: Request) -> Response:
+        if self._cors and request.method == "OPTIONS":
+            return self._with_cors(Response(status=204))
+        try:
+            adapter = self._map.bind_to_environ(request.environ)
+            endpoint, params = adapter.match(request.path, method=request.method)
+            route = self.routes[endpoint]
+            call = Call(request=request, params=dict(params))
+            if route.request_model is not None:
+                call.body = _parse_body(request, route.request_model, route.body_optional)
+            result = route.handler(call)
+            response = _json(route.status, result.model_dump(mode="json") if result else None)
+        except CopilotError as e:
+            response = _error(e.status, e.code, e.message, e.field)
+        except MethodNotAllowed:
+            response = _error(405, "method_not_allowed", f"{request.method} is not allowed here")
+        except RouteNotFound:
+            response = _error(404, "not_found", f"no route for {request.method} {request.path}")
+        except HTTPException as e:
+            response = _error(e.code or 400, "bad_request", e.description or "bad request")
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = _error(500, "internal_error", "something went wrong on our side; try again")
+        return self._with_cors(response) if self._cors else response
+
+    def wsgi(self) -> Callable[..., Any]:
+        @Request.application
+        def app(request: Request) -> Response:
+            return self.dispatch(request)
+
+        return app
+
+    @staticmethod
+    def _with_cors(response: Response) -> Response:
+        # Customer endpoints authenticate with a bearer token, never cookies, so any origin may call.
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, OPTIONS"
+        response.headers["Access-Control-Max-Age"] = "600"
+        return response
+
+
+def _parse_body(request: Request, model: type[BaseModel], optional: bool) -> BaseModel:
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"the request body is over {MAX_BODY_BYTES // 1024} KB")
+    raw = request.get_data(cache=True)
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"the request body is over {MAX_BODY_BYTES // 1024} KB")
+    if not raw.strip():
+        if optional:
+            return model()
+        raise BadRequestError("the request body is empty; send a JSON object")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadRequestError(f"the request body is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or None
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown field"
+        raise BadRequestError(f"{where}: {message}" if where else message, field=where) from None
+
+
+def _json(status: int, payload: Any) -> Response:
+    if payload is None:
+        return Response(status=status if status != 200 else 204)
+    return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return _json(status, {"error": body})
