@@ -1,0 +1,679 @@
+"""Chat function latency: Lambda-style cold start, warm turns server side, warm turns over HTTP.
+
+    .venv/bin/python bench/chat_latency.py [--samples N] [--turns N] [--json out.json]
+
+Starts the real local stack in-process (moto server, Chroma server, the three functions under
+functions-framework, the SQS pump), seeds the demo copilot through the real upload pipeline, then
+measures:
+
+1. cold start: each sample is a NEW interpreter (bench/_cold_child.py) that imports
+   functions/chat/main.py by path, as Lambda does, and answers one message through
+   ``lambda_handler`` with an API Gateway HTTP API v2 event. Knowledge-question and greeting
+   ("hi") first turns, plus a "phased" run that times each lazy init on its own; one extra run
+   under ``python -X importtime`` lists what the imports cost.
+2. warm knowledge turns server side: ``lambda_handler(event, None)`` in this process (no HTTP).
+3. warm knowledge turns over HTTP: ``CopilotClient.send`` against functions-framework (gunicorn).
+
+See docs/benchmarks.md for results and targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib.util
+import json
+import os
+import platform
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+CHAT_MAIN = ROOT / "functions" / "chat" / "main.py"
+CHILD = BENCH / "_cold_child.py"
+DEMO_DIR = ROOT / "infra" / "demo"
+
+sys.path.insert(0, str(BENCH))
+
+from _apigw import (  # noqa: E402
+    copilot_replies,
+    has_citation,
+    post_message_event,
+    start_conversation_event,
+)
+
+# Knowledge questions about infra/demo/knowledge/*.md. None of them matches a custom or system
+# topic of the demo copilot, so every one goes through retrieval and must come back cited.
+QUESTIONS = [
+    "How long does standard shipping take?",
+    "How long is the password reset link valid?",
+    "How should I store my e-bike battery over the winter?",
+    "Is the Seattle workshop open on Monday?",
+    "How many days do I have to return an item?",
+    "How long is the warranty on frames?",
+    "Which payment methods do you accept online?",
+    "What if the tracking says delivered but I can't find the package?",
+    "Which frame size fits a rider who is 180 cm tall?",
+    "What is the phone number of Customer Care?",
+]
+GREETING = "hi"
+TARGET_COLD_MS = 1500.0
+TARGET_WARM_P50_MS = 50.0
+TURNS_PER_CONVERSATION = 20
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def pct(values: list[float], p: float) -> float:
+    """Percentile with linear interpolation (numpy's default method)."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "min": min(values),
+        "p50": pct(values, 50),
+        "p95": pct(values, 95),
+        "p99": pct(values, 99),
+        "max": max(values),
+        "mean": statistics.fmean(values),
+    }
+
+
+def med(rows: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+# --- the stack -----------------------------------------------------------------------------------
+
+
+def start_stack(tmp: Path) -> tuple[Any, Any, Any]:
+    from copilot.client import CopilotClient
+    from copilot.demo import seed_demo
+    from copilot.localstack import LocalStack, StackConfig
+
+    config = StackConfig.with_free_ports(ROOT, tmp)
+    stack = LocalStack(config)
+    t = time.perf_counter()
+    stack.start()
+    started = time.perf_counter() - t
+    try:
+        client = CopilotClient(config.function_url("chat"), admin_key=config.admin_api_key)
+        t = time.perf_counter()
+        copilot, docs = seed_demo(client, stack.client("s3"), config.bucket, DEMO_DIR)
+        seeded = time.perf_counter() - t
+        failed = [d.doc_key for d in docs if d.status != "indexed"]
+        if failed:
+            raise RuntimeError(f"demo documents not indexed: {failed}")
+        print(
+            f"stack up in {started:.1f} s; demo copilot {copilot.copilot_id} seeded "
+            f"({len(docs)} documents) in {seeded:.1f} s",
+            flush=True,
+        )
+    except BaseException:
+        stack.stop()
+        raise
+    return stack, client, copilot
+
+
+# --- 1. cold start -------------------------------------------------------------------------------
+
+
+def spawn_child(
+    env: dict[str, str],
+    mode: str,
+    conversation: Any,
+    text: str,
+    second_text: str,
+    importtime: bool = False,
+) -> dict[str, Any]:
+    config = {
+        "conversation_id": conversation.conversation_id,
+        "token": conversation.token,
+        "text": text,
+        "second_text": second_text,
+    }
+    cmd = [sys.executable]
+    if importtime:
+        cmd += ["-X", "importtime"]
+    cmd += [str(CHILD), str(CHAT_MAIN), mode, json.dumps(config)]
+    t_spawn = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    t_exit = time.perf_counter()
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"cold-start probe failed (rc={proc.returncode}):\n{proc.stdout[-2000:]}\n"
+            f"{proc.stderr[-4000:]}"
+        )
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["wall_ms"] = (t_exit - t_spawn) * 1000
+    if _shared_clock():
+        # Both sides read CLOCK_MONOTONIC: spawn -> the child's first statement.
+        result["startup_ms"] = (result["started_at"] - t_spawn) * 1000
+    else:
+        result["startup_ms"] = None
+    if importtime:
+        result["importtime_stderr"] = proc.stderr
+    return result
+
+
+def _shared_clock() -> bool:
+    return sys.platform.startswith("linux") and "CLOCK_MONOTONIC" in (
+        time.get_clock_info("perf_counter").implementation
+    )
+
+
+def check_child(result: dict[str, Any], expect: str) -> None:
+    if result["status"] != 200 or result["second_status"] != 200:
+        raise RuntimeError(f"cold start answered {result['status']}: {result['reply']}")
+    if expect == "citation" and not result["cited"]:
+        raise RuntimeError(f"cold-start knowledge answer has no citation: {result['reply']!r}")
+    if expect == "greeting" and "Greeting" not in result["topics"]:
+        raise RuntimeError(f"'{GREETING}' was not answered by the greeting: {result['topics']}")
+
+
+def bare_interpreter(env: dict[str, str], samples: int) -> list[float]:
+    """Spawn -> exit of ``python -c pass`` (site + .pth files of the venv included)."""
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
+def cold_starts(client: Any, copilot_id: str, env: dict[str, str], samples: int) -> dict[str, Any]:
+    def new_conv() -> Any:
+        return client.start(copilot_id)
+
+    # One unrecorded run: writes the project's .pyc files and warms the page cache, so every
+    # sample starts from the same state (a fresh process; files already on local disk).
+    check_child(spawn_child(env, "turn", new_conv(), QUESTIONS[0], QUESTIONS[1]), "citation")
+
+    runs: dict[str, list[dict[str, Any]]] = {"knowledge": [], "greeting": [], "phased": []}
+    for i in range(samples):
+        q, q2 = QUESTIONS[i % len(QUESTIONS)], QUESTIONS[(i + 1) % len(QUESTIONS)]
+        r = spawn_child(env, "turn", new_conv(), q, q2)
+        check_child(r, "citation")
+        runs["knowledge"].append(r)
+        r = spawn_child(env, "turn", new_conv(), GREETING, q2)
+        check_child(r, "greeting")
+        runs["greeting"].append(r)
+        r = spawn_child(env, "phased", new_conv(), q, q2)
+        check_child(r, "citation")
+        runs["phased"].append(r)
+        k, g = runs["knowledge"][-1], runs["greeting"][-1]
+        print(
+            f"  cold sample {i + 1}/{samples}: knowledge {k['total_ms']:.0f} ms "
+            f"(imports {k['imports_ms']:.0f} + first turn {k['first_turn_ms']:.0f}), "
+            f"greeting {g['total_ms']:.0f} ms",
+            flush=True,
+        )
+
+    it = spawn_child(env, "turn", new_conv(), QUESTIONS[2], QUESTIONS[3], importtime=True)
+    check_child(it, "citation")
+    stderr = it.pop("importtime_stderr")
+    return {
+        "runs": runs,
+        "bare_interpreter_ms": bare_interpreter(env, samples),
+        "importtime": parse_importtime(stderr),
+        "importtime_run": {k: it[k] for k in ("imports_ms", "first_turn_ms", "total_ms")},
+    }
+
+
+# --- python -X importtime ------------------------------------------------------------------------
+
+
+def _is_project(name: str) -> bool:
+    return name == "copilot" or name.startswith("copilot.")
+
+
+def parse_importtime(stderr: str) -> dict[str, Any]:
+    """Per phase: the external packages pulled in, with their cumulative import cost.
+
+    Walks the import tree; project modules (``copilot.*``) are transparent, so each external
+    import is charged to the phase and the project module that triggered it.
+    """
+    phase = "startup"
+    nodes: list[dict[str, Any]] = []  # roots, in order, with children
+    pending: dict[int, list[dict[str, Any]]] = {}
+    for line in stderr.splitlines():
+        if line.startswith("@@phase "):
+            phase = line.split(" ", 1)[1].strip()
+            continue
+        if not line.startswith("import time:") or "imported package" in line:
+            continue
+        parts = line[len("import time:") :].split("|")
+        self_us, cum_us, raw = int(parts[0]), int(parts[1]), parts[2]
+        name = raw[1:] if raw.startswith(" ") else raw
+        level = (len(name) - len(name.lstrip(" "))) // 2
+        node = {
+            "name": name.strip(),
+            "self_us": self_us,
+            "cum_us": cum_us,
+            "phase": phase,
+            "children": pending.pop(level + 1, []),
+        }
+        pending.setdefault(level, []).append(node)
+        if level == 0:
+            nodes.extend(pending.pop(0))
+
+    external: list[dict[str, Any]] = []
+    project_self_us: dict[str, int] = {}
+
+    def walk(node: dict[str, Any], via: str) -> None:
+        if _is_project(node["name"]):
+            project_self_us[node["phase"]] = project_self_us.get(node["phase"], 0) + node["self_us"]
+            for child in node["children"]:
+                walk(child, node["name"])
+        else:
+            external.append(
+                {
+                    "name": node["name"],
+                    "cum_ms": node["cum_us"] / 1000,
+                    "phase": node["phase"],
+                    "imported_by": via,
+                }
+            )
+
+    for root in nodes:
+        walk(root, "functions/chat/main.py" if root["phase"] == "imports" else "(lazy, at call)")
+
+    by_phase: dict[str, float] = {}
+    for e in external:
+        by_phase[e["phase"]] = by_phase.get(e["phase"], 0) + e["cum_ms"]
+    for p, us in project_self_us.items():
+        by_phase[p] = by_phase.get(p, 0) + us / 1000
+
+    # Grouped by top-level package, so "chromadb" and "chromadb.api" add up.
+    grouped: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in external:
+        if e["phase"] not in ("imports", "first_turn"):
+            continue
+        key = (e["name"].split(".")[0], e["phase"])
+        g = grouped.setdefault(
+            key, {"package": key[0], "phase": key[1], "cum_ms": 0.0, "imported_by": set()}
+        )
+        g["cum_ms"] += e["cum_ms"]
+        g["imported_by"].add(e["imported_by"])
+    top = sorted(grouped.values(), key=lambda g: -g["cum_ms"])
+    for g in top:
+        g["imported_by"] = sorted(g["imported_by"])
+    return {
+        "phase_totals_ms": by_phase,
+        "project_self_ms": {p: us / 1000 for p, us in project_self_us.items()},
+        "top_packages": top[:25],
+    }
+
+
+# --- 2. warm turns, server side -------------------------------------------------------------------
+
+
+def load_chat_main() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_chat_main", CHAT_MAIN)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_chat_main"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class InProcessChat:
+    """Drives the chat function's Lambda handler in this process."""
+
+    def __init__(self, module: Any, copilot_id: str) -> None:
+        self.module = module
+        self.copilot_id = copilot_id
+        self.conversation_id = ""
+        self.token = ""
+        self.turns_in_conversation = 0
+
+    def new_conversation(self) -> None:
+        r = self.module.lambda_handler(start_conversation_event(self.copilot_id), None)
+        if r["statusCode"] != 201:
+            raise RuntimeError(f"start conversation: {r['statusCode']} {r['body'][:300]}")
+        body = json.loads(r["body"])
+        self.conversation_id, self.token = body["conversation_id"], body["token"]
+        self.turns_in_conversation = 0
+
+    def event(self, text: str) -> dict[str, Any]:
+        if not self.conversation_id or self.turns_in_conversation >= TURNS_PER_CONVERSATION:
+            self.new_conversation()
+        self.turns_in_conversation += 1
+        return post_message_event(self.conversation_id, self.token, text)
+
+
+def check_turn(response: dict[str, Any], question: str) -> None:
+    if response["statusCode"] != 200:
+        raise RuntimeError(f"{question!r}: HTTP {response['statusCode']} {response['body'][:300]}")
+    if not has_citation(response):
+        replies = [m.get("text", "")[:100] for m in copilot_replies(response)]
+        raise RuntimeError(f"{question!r} got no cited answer: {replies}")
+
+
+def warm_server_side(env: dict[str, str], copilot_id: str, turns: int) -> dict[str, Any]:
+    from copilot import bootstrap
+
+    os.environ.update(env)
+    bootstrap.set_container(None)  # fresh container built from the stack's settings
+    module = load_chat_main()
+    chat = InProcessChat(module, copilot_id)
+
+    for q in QUESTIONS[:3]:  # warm-up: builds clients, loads the embedder, opens collections
+        check_turn(module.lambda_handler(chat.event(q), None), q)
+
+    times: list[float] = []
+    per_question: dict[str, list[float]] = {q: [] for q in QUESTIONS}
+    for i in range(turns):
+        q = QUESTIONS[i % len(QUESTIONS)]
+        event = chat.event(q)  # built (and conversations started) outside the timed region
+        t = time.perf_counter()
+        response = module.lambda_handler(event, None)
+        dt = (time.perf_counter() - t) * 1000
+        check_turn(response, q)
+        times.append(dt)
+        per_question[q].append(dt)
+
+    return {
+        "turns": summary(times),
+        "per_question_p50_ms": {q: pct(v, 50) for q, v in per_question.items() if v},
+        "components": components(chat, module),
+        "profile": profile_turns(chat, module, n=2 * len(QUESTIONS)),
+    }
+
+
+def components(chat: InProcessChat, module: Any, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """Each piece of a turn called directly (no patching), median over the questions."""
+    from copilot import bootstrap
+
+    c = bootstrap.container()
+    cid = chat.copilot_id
+    chat.new_conversation()
+    conv_id = chat.conversation_id
+    timings: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        t = time.perf_counter()
+        out = fn()
+        timings.setdefault(name, []).append((time.perf_counter() - t) * 1000)
+        return out
+
+    for _ in range(rounds):
+        for q in QUESTIONS:
+            vec = timed("embed_query (wordllama)", lambda q=q: c.embedder.embed_query(q))
+            timed("chroma query (k=8, HTTP)", lambda v=vec: c.index.query(cid, v, 8))
+            timed(
+                "answerer.answer (embed + query + sentence pick)",
+                lambda q=q: c.answerer.answer(cid, q),
+            )
+            timed("dynamodb GetItem: copilot", lambda: c.copilots.get(cid))
+            timed("dynamodb GetItem: conversation", lambda: c.conversations.get(conv_id))
+    return {k: {"p50": pct(v, 50), "mean": statistics.fmean(v)} for k, v in timings.items()}
+
+
+PROFILE_TARGETS = [
+    # (label, filename suffix, function name)
+    ("lambda_handler (whole turn)", "chat/main.py", "lambda_handler"),
+    ("ConversationService.post", "services/conversations.py", "post"),
+    ("  authorize -> DynamoDB GetItem conversation", "services/conversations.py", "authorize"),
+    ("  _copilot -> DynamoDB GetItem copilot", "services/conversations.py", "_copilot"),
+    ("  KnowledgeAnswerer.answer", "copilot/knowledge.py", "answer"),
+    ("    WordLlamaEmbeddings.embed_query", "copilot/embeddings.py", "embed_query"),
+    ("    ChromaKnowledgeIndex.query", "adapters/chroma.py", "query"),
+    (
+        "    _best_sentences (embeds the passage's sentences)",
+        "copilot/knowledge.py",
+        "_best_sentences",
+    ),
+    ("  DynamoConversationStore.append (TransactWriteItems)", "adapters/dynamo.py", "append"),
+    ("botocore BaseClient._make_api_call (all AWS calls)", "botocore/client.py", "_make_api_call"),
+    ("pydantic model_validate_json (all)", "", "model_validate_json"),
+]
+
+
+def profile_turns(chat: InProcessChat, module: Any, n: int) -> dict[str, Any]:
+    """cProfile over n warm turns (separate from the timed run): where a warm turn goes."""
+    events = [(q, chat.event(q)) for q in (QUESTIONS * n)[:n]]
+    profiler = cProfile.Profile()
+    wall = time.perf_counter()
+    profiler.enable()
+    responses = [module.lambda_handler(e, None) for _, e in events]
+    profiler.disable()
+    wall = (time.perf_counter() - wall) * 1000
+    for (q, _), r in zip(events, responses, strict=True):
+        check_turn(r, q)
+    stats = pstats.Stats(profiler)
+    rows = []
+    for label, suffix, func in PROFILE_TARGETS:
+        cum = calls = 0.0
+        for (filename, _, name), (_, nc, _, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
+            if name == func and filename.replace("\\", "/").endswith(suffix):
+                cum += ct
+                calls += nc
+        rows.append({"what": label, "ms_per_turn": cum * 1000 / n, "calls_per_turn": calls / n})
+    top = sorted(
+        (
+            (tt, f"{Path(fn).name}:{ln}({name})")
+            for (fn, ln, name), (_, _, tt, _, _) in stats.stats.items()  # type: ignore[attr-defined]
+        ),
+        reverse=True,
+    )[:12]
+    return {
+        "turns": n,
+        "wall_ms_per_turn_profiled": wall / n,
+        "rows": rows,
+        "top_self_time": [{"where": w, "ms_per_turn": tt * 1000 / n} for tt, w in top],
+    }
+
+
+# --- 3. warm turns over HTTP ---------------------------------------------------------------------
+
+
+def warm_http(client: Any, copilot_id: str, turns: int) -> dict[str, Any]:
+    conv = None
+    used = 0
+
+    def conversation() -> Any:
+        nonlocal conv, used
+        if conv is None or used >= TURNS_PER_CONVERSATION:
+            conv, used = client.start(copilot_id), 0
+        used += 1
+        return conv
+
+    for q in QUESTIONS[:3]:
+        c = conversation()
+        client.send(c.conversation_id, c.token, q)
+    times = []
+    for i in range(turns):
+        q = QUESTIONS[i % len(QUESTIONS)]
+        c = conversation()
+        t = time.perf_counter()
+        turn = client.send(c.conversation_id, c.token, q)
+        times.append((time.perf_counter() - t) * 1000)
+        if not any(m.citations for m in turn.messages if m.role == "copilot"):
+            raise RuntimeError(f"{q!r} got no cited answer over HTTP")
+    return {"turns": summary(times)}
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    return {
+        "nproc": nproc,
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def render(results: dict[str, Any]) -> str:
+    out: list[str] = []
+    w = out.append
+    m = results["machine"]
+    w(f"machine: {m['nproc']} cores ({m['cpu']}), Python {m['python']}, {m['platform']}")
+    cold = results["cold_start"]
+    runs = cold["runs"]
+    w("")
+    w(f"COLD START (new interpreter per sample, n={len(runs['knowledge'])})   median / max, ms")
+    w(f"  {'':44} {'median':>8} {'max':>8}")
+
+    def line(label: str, values: list[float]) -> None:
+        w(f"  {label:44} {statistics.median(values):8.0f} {max(values):8.0f}")
+
+    for kind, title in (
+        ("knowledge", "knowledge question"),
+        ("greeting", f"greeting '{GREETING}'"),
+    ):
+        rs = runs[kind]
+        w(f" first turn = {title}:")
+        line("imports (functions/chat/main.py)", [r["imports_ms"] for r in rs])
+        line("first turn (lazy init + answer)", [r["first_turn_ms"] for r in rs])
+        line("total = imports + first turn", [r["total_ms"] for r in rs])
+        line("second turn: knowledge q., same process", [r["second_turn_ms"] for r in rs])
+        if all(r["startup_ms"] is not None for r in rs):
+            line("interpreter startup (spawn -> first line)", [r["startup_ms"] for r in rs])
+        line("wall, spawn -> exit (parent's view)", [r["wall_ms"] for r in rs])
+    line("bare interpreter, `python -c pass`", cold["bare_interpreter_ms"])
+    w(" phased (each lazy init timed on its own):")
+    phases = list(runs["phased"][0]["phases_ms"])
+    for p in phases:
+        line(p, [r["phases_ms"][p] for r in runs["phased"]])
+    line("total", [r["total_ms"] for r in runs["phased"]])
+
+    it = cold["importtime"]
+    w("")
+    w("IMPORT COSTS (python -X importtime, one run; inflated by the tracing itself)")
+    w(
+        "  per phase: "
+        + ", ".join(
+            f"{p} {v:.0f} ms"
+            for p, v in it["phase_totals_ms"].items()
+            if p in ("imports", "first_turn", "second_turn")
+        )
+    )
+    w(f"  {'package':22} {'phase':11} {'cum ms':>8}  imported by")
+    for g in it["top_packages"][:15]:
+        w(f"  {g['package']:22} {g['phase']:11} {g['cum_ms']:8.0f}  {', '.join(g['imported_by'])}")
+
+    ws = results["warm_server"]
+    t = ws["turns"]
+    w("")
+    w(f"WARM KNOWLEDGE TURN, server side (lambda_handler in process, n={t['n']}), ms")
+    w(
+        f"  p50 {t['p50']:.1f}  p95 {t['p95']:.1f}  p99 {t['p99']:.1f}  mean {t['mean']:.1f}  "
+        f"min {t['min']:.1f}  max {t['max']:.1f}"
+    )
+    w("  components called directly (p50 ms):")
+    for k, v in ws["components"].items():
+        w(f"    {k:52} {v['p50']:7.2f}")
+    prof = ws["profile"]
+    w(
+        f"  cProfile over {prof['turns']} turns (ms per turn, inflated by profiling; "
+        f"profiled wall {prof['wall_ms_per_turn_profiled']:.1f} ms/turn):"
+    )
+    for r in prof["rows"]:
+        w(f"    {r['what']:58} {r['ms_per_turn']:7.2f}  ({r['calls_per_turn']:.1f} calls)")
+    w("  top self time:")
+    for r in prof["top_self_time"][:8]:
+        w(f"    {r['where']:58} {r['ms_per_turn']:7.2f}")
+
+    h = results["warm_http"]["turns"]
+    w("")
+    w(f"WARM KNOWLEDGE TURN over HTTP (CopilotClient.send -> functions-framework, n={h['n']}), ms")
+    w(f"  p50 {h['p50']:.1f}  p95 {h['p95']:.1f}  p99 {h['p99']:.1f}  mean {h['mean']:.1f}")
+
+    tg = results["targets"]
+    w("")
+    w("TARGETS")
+    w(
+        f"  cold start (imports + init + first knowledge turn) < {TARGET_COLD_MS:.0f} ms: "
+        f"median {tg['cold_median_ms']:.0f}, max {tg['cold_max_ms']:.0f} -> "
+        f"{'MET' if tg['cold_met'] else 'NOT MET'}"
+    )
+    w(
+        f"  warm knowledge turn p50 server side < {TARGET_WARM_P50_MS:.0f} ms: "
+        f"{tg['warm_p50_ms']:.1f} -> {'MET' if tg['warm_met'] else 'NOT MET'}"
+    )
+    w(f"\nbenchmark wall time: {results['bench_wall_s']:.0f} s")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=5, help="cold starts per kind (default 5)")
+    parser.add_argument("--turns", type=int, default=200, help="warm turns (default 200)")
+    parser.add_argument("--json", type=Path, help="write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if args.samples < 1 or args.turns < 1:
+        parser.error("--samples and --turns must be at least 1")
+
+    t_bench = time.perf_counter()
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "args": {"samples": args.samples, "turns": args.turns},
+        "questions": QUESTIONS,
+    }
+    with tempfile.TemporaryDirectory(prefix="copilot-bench-") as tmp:
+        stack, client, copilot = start_stack(Path(tmp))
+        try:
+            env = {**os.environ, **stack.config.env()}
+            print(f"cold start: {args.samples} samples per kind ...", flush=True)
+            results["cold_start"] = cold_starts(client, copilot.copilot_id, env, args.samples)
+            print(f"warm, server side: {args.turns} turns ...", flush=True)
+            results["warm_server"] = warm_server_side(
+                stack.config.env(), copilot.copilot_id, args.turns
+            )
+            print(f"warm, over HTTP: {args.turns} turns ...", flush=True)
+            results["warm_http"] = warm_http(client, copilot.copilot_id, args.turns)
+        finally:
+            stack.stop()
+
+    knowledge = results["cold_start"]["runs"]["knowledge"]
+    cold_totals = [r["total_ms"] for r in knowledge]
+    warm_p50 = results["warm_server"]["turns"]["p50"]
+    results["targets"] = {
+        "cold_target_ms": TARGET_COLD_MS,
+        "cold_median_ms": statistics.median(cold_totals),
+        "cold_max_ms": max(cold_totals),
+        "cold_met": statistics.median(cold_totals) < TARGET_COLD_MS,
+        "cold_met_every_sample": max(cold_totals) < TARGET_COLD_MS,
+        "warm_target_p50_ms": TARGET_WARM_P50_MS,
+        "warm_p50_ms": warm_p50,
+        "warm_met": warm_p50 < TARGET_WARM_P50_MS,
+    }
+    results["bench_wall_s"] = time.perf_counter() - t_bench
+    print()
+    print(render(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from copilot.localstack import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EVENTS = Path(__file__).parent / "events"
+BIN = Path(sys.executable).parent
+
+
+def load_event(name: str, **substitutions: str) -> dict[str, Any]:
+    """An event fixture from tests/events, with ${name} placeholders filled in."""
+    text = (EVENTS / f"{name}.json").read_text()
+    for key, value in substitutions.items():
+        text = text.replace("${" + key + "}", value)
+    return json.loads(text)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+@contextmanager
+def _serve(cmd: list[str], health: str, log: Path) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait(health, proc)
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto in server mode: boto3 talks real HTTP to it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with _serve(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], url + "/moto-api/", log
+    ):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Chroma server process."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    data = tmp_path_factory.mktemp("chroma")
+    cmd = [
+        str(BIN / "chroma"),
+        "run",
+        "--path",
+        str(data / "db"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with _serve(cmd, url + "/api/v2/heartbeat", data / "chroma.log"):
+        yield url
+
+
+# Never reach real AWS from a test, whatever the developer's shell has: dummy credentials, and
+# no COPILOT_* settings leaking in (tests pass Settings values explicitly).
+for _key in [k for k in os.environ if k.startswith(("COPILOT_", "AWS_"))]:
+    del os.environ[_key]
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+)

@@ -1,0 +1,81 @@
+"""The KnowledgeIndex contract against the in-memory fake and a real Chroma server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from copilot.adapters.chroma import ChromaKnowledgeIndex, chroma_http_client
+from copilot.adapters.memory import MemoryKnowledgeIndex
+from copilot.chunking import chunk_document
+from copilot.embeddings import WordLlamaEmbeddings
+
+pytestmark = pytest.mark.integration
+
+EMBEDDER = WordLlamaEmbeddings()
+
+
+@pytest.fixture(params=["memory", "chroma"])
+def index(request: pytest.FixtureRequest) -> Iterator[Any]:
+    if request.param == "memory":
+        yield MemoryKnowledgeIndex()
+    else:
+        yield ChromaKnowledgeIndex(chroma_http_client(request.getfixturevalue("chroma_url")))
+
+
+def put(index: Any, copilot_id: str, doc_key: str, text: str, version: str = "v1") -> int:
+    chunks = chunk_document(copilot_id, doc_key, text.encode(), version)
+    index.replace_document(
+        copilot_id, doc_key, chunks, EMBEDDER.embed_documents([c.text for c in chunks])
+    )
+    return len(chunks)
+
+
+RETURNS = "# Returns\n\n## Window\n\nReturn bikes within 30 days.\n\n## Refunds\n\nRefunds take five days."
+SHIPPING = "# Shipping\n\nStandard shipping takes 3 to 5 business days."
+
+
+def test_query_ranks_the_relevant_chunk_first(index: Any) -> None:
+    copilot = uuid.uuid4().hex
+    put(index, copilot, "returns.md", RETURNS)
+    put(index, copilot, "shipping.md", SHIPPING)
+    hits = index.query(copilot, EMBEDDER.embed_query("how long does shipping take"), 3)
+    assert hits[0].chunk.doc_key == "shipping.md"
+    assert hits[0].chunk.title == "Shipping"
+    assert 0 < hits[0].score <= 1.0001
+    assert hits == sorted(hits, key=lambda h: -h.score)
+    assert index.count(copilot) == 3
+
+
+def test_replacing_a_document_leaves_only_the_new_version(index: Any) -> None:
+    copilot = uuid.uuid4().hex
+    put(index, copilot, "returns.md", RETURNS, "v1")
+    put(index, copilot, "returns.md", "# Returns\n\nReturns are not accepted.", "v2")
+    hits = index.query(copilot, EMBEDDER.embed_query("returns"), 10)
+    assert [(h.chunk.version, h.chunk.text) for h in hits] == [("v2", "Returns are not accepted.")]
+    # The same version again is idempotent.
+    put(index, copilot, "returns.md", "# Returns\n\nReturns are not accepted.", "v2")
+    assert index.count(copilot) == 1
+
+
+def test_delete_removes_every_chunk_of_the_document(index: Any) -> None:
+    copilot = uuid.uuid4().hex
+    put(index, copilot, "returns.md", RETURNS)
+    put(index, copilot, "shipping.md", SHIPPING)
+    assert index.delete_document(copilot, "returns.md") == 2
+    assert {h.chunk.doc_key for h in index.query(copilot, EMBEDDER.embed_query("refund"), 10)} == {
+        "shipping.md"
+    }
+    assert index.delete_document(copilot, "returns.md") == 0
+
+
+def test_copilots_never_see_each_others_knowledge(index: Any) -> None:
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    put(index, a, "secret.md", "# Secret\n\nThe launch code is 1234.")
+    put(index, b, "public.md", "# Public\n\nWe sell bikes.")
+    hits = index.query(b, EMBEDDER.embed_query("launch code"), 10)
+    assert {h.chunk.copilot_id for h in hits} == {b}
+    assert all("1234" not in h.chunk.text for h in hits)

@@ -1,0 +1,151 @@
+"""One contract suite for each storage port, run against the in-memory fake and the DynamoDB
+adapter talking HTTP to moto's server."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from copilot.adapters.dynamo import (
+    DynamoConversationStore,
+    DynamoCopilotRegistry,
+    DynamoDocumentStore,
+    create_tables,
+)
+from copilot.adapters.memory import (
+    MemoryConversationStore,
+    MemoryCopilotRegistry,
+    MemoryDocumentStore,
+)
+from copilot.errors import ConflictError
+from copilot.models import (
+    Conversation,
+    Copilot,
+    DocumentStatus,
+    DocumentStatusValue,
+    Message,
+    utcnow,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def dynamodb(moto_url: str) -> Any:
+    client = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
+    create_tables(
+        client, copilots="t-copilots", conversations="t-conversations", documents="t-documents"
+    )
+    return client
+
+
+@pytest.fixture(params=["memory", "dynamo"])
+def stores(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any, Any]]:
+    if request.param == "memory":
+        yield MemoryCopilotRegistry(), MemoryConversationStore(), MemoryDocumentStore()
+    else:
+        db = request.getfixturevalue("dynamodb")
+        yield (
+            DynamoCopilotRegistry(db, "t-copilots"),
+            DynamoConversationStore(db, "t-conversations"),
+            DynamoDocumentStore(db, "t-documents"),
+        )
+
+
+def make_copilot() -> Copilot:
+    now = utcnow()
+    return Copilot(copilot_id=uuid.uuid4().hex, name="Bot", created_at=now, updated_at=now)
+
+
+def make_conversation() -> Conversation:
+    return Conversation(conversation_id=uuid.uuid4().hex, copilot_id="c", token_hash="h")
+
+
+def msg(seq: int, text: str = "x") -> Message:
+    return Message(seq=seq, role="customer", text=text)
+
+
+def test_copilot_registry_round_trip_and_optimistic_replace(stores: tuple[Any, Any, Any]) -> None:
+    registry, _, _ = stores
+    copilot = make_copilot()
+    registry.create(copilot)
+    assert registry.get(copilot.copilot_id) == copilot
+    with pytest.raises(ConflictError):
+        registry.create(copilot)
+    renamed = copilot.model_copy(update={"name": "New", "version": 2})
+    registry.replace(renamed, expected_version=1)
+    assert registry.get(copilot.copilot_id).name == "New"  # type: ignore[union-attr]
+    with pytest.raises(ConflictError):
+        registry.replace(renamed.model_copy(update={"version": 3}), expected_version=1)
+    assert registry.get("missing") is None
+    assert copilot.copilot_id in {c.copilot_id for c in registry.list()}
+
+
+def test_conversation_append_is_conditional_on_version(stores: tuple[Any, Any, Any]) -> None:
+    _, conversations, _ = stores
+    created = conversations.create(make_conversation(), [msg(1, "start")])
+    assert (created.version, created.last_seq) == (1, 1)
+    after = conversations.append(created, [msg(2), msg(3)])
+    assert (after.version, after.last_seq) == (2, 3)
+    with pytest.raises(ConflictError):
+        conversations.append(created, [msg(2, "stale writer")])  # read version 1: lost the race
+    assert [m.text for m in conversations.messages_after(created.conversation_id, 0)] == [
+        "start",
+        "x",
+        "x",
+    ]
+    assert [m.seq for m in conversations.messages_after(created.conversation_id, 1)] == [2, 3]
+    assert [m.seq for m in conversations.recent_messages(created.conversation_id, 2)] == [2, 3]
+    assert conversations.get(created.conversation_id) == after
+    assert conversations.get("missing") is None
+
+
+def test_concurrent_appends_lose_and_duplicate_nothing(stores: tuple[Any, Any, Any]) -> None:
+    _, conversations, _ = stores
+    conv = conversations.create(make_conversation(), [msg(1, "start")])
+    writers, per_writer = 4, 5
+
+    def writer(name: str) -> None:
+        for i in range(per_writer):
+            while True:
+                current = conversations.get(conv.conversation_id)
+                try:
+                    conversations.append(current, [msg(current.last_seq + 1, f"{name}-{i}")])
+                    break
+                except ConflictError:
+                    continue
+
+    threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = conversations.messages_after(conv.conversation_id, 0, limit=500)
+    assert [m.seq for m in stored] == list(range(1, 2 + writers * per_writer))
+    texts = [m.text for m in stored[1:]]
+    assert sorted(texts) == sorted(f"w{n}-{i}" for n in range(writers) for i in range(per_writer))
+    for n in range(writers):  # each writer's messages stay in its order
+        mine = [t for t in texts if t.startswith(f"w{n}-")]
+        assert mine == [f"w{n}-{i}" for i in range(per_writer)]
+
+
+def test_document_status_round_trip(stores: tuple[Any, Any, Any]) -> None:
+    _, _, documents = stores
+    copilot_id = uuid.uuid4().hex
+    status = DocumentStatus(
+        copilot_id=copilot_id, doc_key="a.md", status=DocumentStatusValue.FAILED, reason="bad"
+    )
+    documents.put(status)
+    documents.put(
+        status.model_copy(update={"doc_key": "b.md", "status": DocumentStatusValue.INDEXED})
+    )
+    assert documents.get(copilot_id, "a.md") == status
+    assert sorted(d.doc_key for d in documents.list(copilot_id)) == ["a.md", "b.md"]
+    assert documents.list("other-copilot") == []
+    documents.delete(copilot_id, "a.md")
+    assert documents.get(copilot_id, "a.md") is None

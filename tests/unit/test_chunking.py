@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from copilot.chunking import chunk_document, split_markdown
+from copilot.errors import PermanentIngestError
+
+MD = b"""# Returns and Refunds
+
+Intro paragraph.
+
+## Return window
+
+You can return items within **30 days**.
+
+### Exceptions
+
+Custom builds cannot be returned.
+
+## Refund timing
+
+Refunds take 5 business days.
+"""
+
+
+def test_markdown_chunks_keep_title_and_section_path() -> None:
+    chunks = chunk_document("c1", "help/returns.md", MD, "v1")
+    assert {c.title for c in chunks} == {"Returns and Refunds"}
+    sections = [c.section for c in chunks]
+    assert sections == [None, "Return window", "Return window > Exceptions", "Refund timing"]
+    assert chunks[1].text == "You can return items within **30 days**."
+    assert [c.position for c in chunks] == [0, 1, 2, 3]
+
+
+def test_chunk_ids_are_stable_and_version_specific() -> None:
+    a = chunk_document("c1", "returns.md", MD, "v1")
+    b = chunk_document("c1", "returns.md", MD, "v1")
+    c = chunk_document("c1", "returns.md", MD, "v2")
+    other_copilot = chunk_document("c2", "returns.md", MD, "v1")
+    assert [x.chunk_id for x in a] == [x.chunk_id for x in b]
+    assert not {x.chunk_id for x in a} & {x.chunk_id for x in c}
+    assert not {x.chunk_id for x in a} & {x.chunk_id for x in other_copilot}
+
+
+def test_long_sections_are_split_at_paragraphs() -> None:
+    para = "Sentence about bikes. " * 40
+    body = ("# T\n\n## S\n\n" + "\n\n".join([para] * 6)).encode()
+    chunks = chunk_document("c1", "long.md", body, None)
+    assert len(chunks) > 3
+    assert all(len(c.text) <= 1800 for c in chunks)
+    assert all(c.section == "S" for c in chunks)
+
+
+def test_headings_inside_code_fences_are_not_sections() -> None:
+    _, sections = split_markdown("# T\n\n```\n# not a heading\n```\n\n## Real\n\ntext\n", "x")
+    assert [s.path for s in sections] == [[], ["Real"]]
+
+
+def test_plain_text_uses_the_file_name_as_title() -> None:
+    chunks = chunk_document("c1", "store-hours.txt", b"Open 9 to 5.", None)
+    assert chunks[0].title == "Store hours"
+    assert chunks[0].section is None
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "reason"),
+    [
+        ("manual.pdf", b"%PDF-1.7", "unsupported file type '.pdf'"),
+        ("notes", b"text", "unsupported file type '(none)'"),
+        ("empty.md", b"  \n\n", "empty"),
+        ("binary.txt", b"\x00\x01\x02\x03", "binary"),
+        ("latin1.txt", "caf\xe9".encode("latin-1"), "not valid UTF-8"),
+    ],
+)
+def test_unusable_files_fail_with_a_reason(key: str, body: bytes, reason: str) -> None:
+    with pytest.raises(PermanentIngestError, match=re.escape(reason)):
+        chunk_document("c1", key, body, None)

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from copilot.dialog import KNOWLEDGE, MULTIPLE_TOPICS, NO_MATCH, Dialog
+from copilot.models import Answer, Citation, Copilot, DialogContext, Topic, utcnow
+from copilot.topics import ESCALATE, GREETING, START_OVER
+
+
+def make_copilot(**kw: object) -> Copilot:
+    now = utcnow()
+    base: dict[str, object] = {
+        "copilot_id": "c1",
+        "name": "Helper",
+        "created_at": now,
+        "updated_at": now,
+        "topics": [
+            Topic(name="Book a repair", trigger_phrases=["book a repair"], response="Book online."),
+            Topic(
+                name="Repair status", trigger_phrases=["repair status"], response="Check status."
+            ),
+        ],
+        "messages": {
+            "greeting": "G",
+            "no_match": "NM",
+            "escalate_link": "ESC",
+            "multiple_topics_matched": "WHICH",
+            "start_over": "SO",
+            "reset_conversation": "RESET",
+        },
+        "no_match_threshold": 2,
+    }
+    base.update(kw)
+    return Copilot.model_validate(base)
+
+
+ANSWER = Answer(
+    text="Returns are free. [1]",
+    citations=[
+        Citation(index=1, title="Returns", source="returns.md", snippet="Returns are free.")
+    ],
+)
+
+
+def knows_returns(question: str) -> Answer | None:
+    return ANSWER if "return" in question.lower() else None
+
+
+def run(dialog: Dialog, ctx: DialogContext, text: str) -> tuple[list[str], DialogContext]:
+    outcome = dialog.respond(text, ctx)
+    return [r.text for r in outcome.replies], outcome.context
+
+
+def test_greeting_uses_the_configured_message() -> None:
+    texts, ctx = run(Dialog(make_copilot(), knows_returns), DialogContext(), "hello")
+    assert texts == ["G"]
+    assert ctx.last_topic == GREETING
+
+
+def test_knowledge_answer_carries_citations() -> None:
+    outcome = Dialog(make_copilot(), knows_returns).respond("how do returns work", DialogContext())
+    assert outcome.replies[0].topic == KNOWLEDGE
+    assert outcome.replies[0].citations[0].source == "returns.md"
+
+
+def test_no_match_then_escalation_offer_at_threshold() -> None:
+    dialog = Dialog(make_copilot(), knows_returns)
+    texts, ctx = run(dialog, DialogContext(), "quantum chromodynamics")
+    assert texts == ["NM"] and ctx.no_match_count == 1
+    texts, ctx = run(dialog, ctx, "string theory")
+    assert texts == ["NM", "ESC"]
+    assert ctx.no_match_count == 0  # the count restarts after the offer
+
+
+def test_a_match_resets_the_no_match_count() -> None:
+    dialog = Dialog(make_copilot(), knows_returns)
+    _, ctx = run(dialog, DialogContext(), "quantum chromodynamics")
+    _, ctx = run(dialog, ctx, "how do returns work")
+    texts, ctx = run(dialog, ctx, "string theory")
+    assert texts == ["NM"]
+
+
+def test_multiple_topics_ask_which_and_the_choice_runs_it() -> None:
+    dialog = Dialog(make_copilot(), knows_returns)
+    outcome = dialog.respond("repair", DialogContext())
+    assert outcome.replies[0].topic == MULTIPLE_TOPICS
+    assert outcome.replies[0].text.startswith("WHICH")
+    assert outcome.replies[0].suggestions == ["Book a repair", "Repair status", "None of these"]
+    texts, ctx = run(dialog, outcome.context, "2")
+    assert texts == ["Check status."]
+    assert ctx.pending is None and ctx.last_topic == "Repair status"
+
+
+def test_none_of_these_falls_back_to_knowledge_of_the_original_question() -> None:
+    copilot = make_copilot(
+        topics=[
+            Topic(name="Return a bike", trigger_phrases=["return bike"], response="A"),
+            Topic(name="Return parts", trigger_phrases=["return parts"], response="B"),
+        ]
+    )
+    dialog = Dialog(copilot, knows_returns)
+    outcome = dialog.respond("return", DialogContext())
+    assert outcome.replies[0].topic == MULTIPLE_TOPICS
+    texts, _ = run(dialog, outcome.context, "none of these")
+    assert texts == [ANSWER.text]
+
+
+def test_start_over_confirms_then_resets_context() -> None:
+    dialog = Dialog(make_copilot(), knows_returns)
+    _, ctx = run(dialog, DialogContext(), "quantum chromodynamics")
+    outcome = dialog.respond("start over", ctx)
+    assert outcome.replies[0].suggestions == ["Yes", "No"]
+    confirmed = dialog.respond("yes", outcome.context)
+    assert [r.text for r in confirmed.replies] == ["RESET", "SO"]
+    assert confirmed.reset
+    assert confirmed.context.no_match_count == 0
+    assert confirmed.context.topics_visited == [START_OVER]
+
+
+def test_start_over_declined_keeps_context() -> None:
+    dialog = Dialog(make_copilot(), knows_returns)
+    _, ctx = run(dialog, DialogContext(), "quantum chromodynamics")
+    outcome = dialog.respond("start over", ctx)
+    declined = dialog.respond("no", outcome.context)
+    assert not declined.reset
+    assert declined.replies[0].text.startswith("OK, let's carry on")
+    assert declined.context.topics_visited == [NO_MATCH, START_OVER]
+
+
+def test_escalate_gives_the_escalate_link_without_a_hub() -> None:
+    texts, ctx = run(Dialog(make_copilot(), knows_returns), DialogContext(), "talk to a person")
+    assert texts == ["ESC"] and ctx.last_topic == ESCALATE
