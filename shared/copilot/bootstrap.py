@@ -120,6 +120,7 @@ class Container:
             index=lambda: self.index,
             embedder=lambda: self.embedder,
             max_bytes=self.settings.max_upload_bytes,
+            bucket=self.settings.bucket,
         )
 
     def admin_api_key(self) -> str | None:

@@ -198,6 +198,12 @@ class LocalStack:
         self._procs.clear()
         (self.config.data_dir / STACK_FILE).unlink(missing_ok=True)
 
+    def kill(self, name: str) -> None:
+        """Stop one service abruptly (outage tests)."""
+        proc = self._procs[name]
+        proc.kill()
+        proc.wait()
+
     def __enter__(self) -> LocalStack:
         self.start()
         return self

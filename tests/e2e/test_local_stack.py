@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = StackConfig.with_free_ports(REPO_ROOT, tmp_path_factory.mktemp("stack"))
+    config.visibility_timeout = 1  # redeliver failed events quickly
     with LocalStack(config) as running:
         yield running
 
@@ -195,3 +196,31 @@ def test_errors_over_http(stack: LocalStack, client: CopilotClient, demo: str) -
         requests.get(stack.config.function_url("handoff") + "/healthz", timeout=5).json()["status"]
         == "ok"
     )
+
+
+def test_events_for_another_bucket_are_ignored(stack: LocalStack, demo: str) -> None:
+    import json
+
+    before = stack.pumped
+    foreign = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": "someone-elses-bucket"},
+                    "object": {"key": f"{demo}/x.md"},
+                },
+            }
+        ]
+    }
+    stack.client("sqs").send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(foreign))
+    deadline = time.time() + 20
+    while stack.pumped == before and time.time() < deadline:
+        time.sleep(0.1)
+    assert stack.pumped == before + 1  # delivered once, acknowledged
+    assert "x.md" not in {
+        d.doc_key
+        for d in CopilotClient(
+            stack.config.function_url("chat"), stack.config.admin_api_key
+        ).documents(demo)
+    }

@@ -23,13 +23,16 @@ def chroma_http_client(url: str, token: str | None = None) -> Any:
 
     parsed = urlparse(url)
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    return chromadb.HttpClient(
-        host=parsed.hostname or "127.0.0.1",
-        port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-        ssl=parsed.scheme == "https",
-        headers=headers,
-        settings=chromadb.Settings(anonymized_telemetry=False),
-    )
+    try:
+        return chromadb.HttpClient(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+            ssl=parsed.scheme == "https",
+            headers=headers,
+            settings=chromadb.Settings(anonymized_telemetry=False),
+        )
+    except Exception as e:  # the client checks the server at construction
+        raise UnavailableError("the knowledge index is unavailable") from e
 
 
 class ChromaKnowledgeIndex(KnowledgeIndex):

@@ -76,7 +76,9 @@ class IngestService:
         index: Callable[[], KnowledgeIndex],
         embedder: Callable[[], Embeddings],
         max_bytes: int,
+        bucket: str,
     ) -> None:
+        self._bucket = bucket
         self._copilots = copilots
         self._documents = documents
         self._blobs = blobs
@@ -87,6 +89,15 @@ class IngestService:
     def handle(self, event: ObjectEvent) -> IngestResult:
         """Apply one object event. Permanent problems are recorded and returned, never raised;
         transient ones (storage or index unavailable) raise so the queue redelivers."""
+        if event.bucket != self._bucket:
+            log.warning(
+                "dropping event for bucket %s (this deployment reads %s)",
+                event.bucket,
+                self._bucket,
+            )
+            return IngestResult(
+                event.key, "ignored", f"not this deployment's bucket: {event.bucket}"
+            )
         if not event.doc_key or event.key.endswith("/"):
             return IngestResult(event.key, "ignored", "not a file under a copilot prefix")
         if self._copilots.get(event.copilot_id) is None:
