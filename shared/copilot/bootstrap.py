@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import Any
-
-from langchain_core.embeddings import Embeddings
+from typing import TYPE_CHECKING, Any
 
 from copilot.knowledge import KnowledgeAnswerer
 from copilot.ports import (
@@ -15,11 +13,15 @@ from copilot.ports import (
     CopilotRegistry,
     DocumentStore,
     KnowledgeIndex,
+    StateStore,
 )
 from copilot.services.admin import AdminService
 from copilot.services.conversations import ConversationService
 from copilot.services.ingest import IngestService
 from copilot.settings import Settings
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
 
 
 class Container:
@@ -73,6 +75,15 @@ class Container:
             "documents",
             lambda: DynamoDocumentStore(self._client("dynamodb"), self.settings.documents_table),
         )
+
+    @property
+    def state(self) -> StateStore:
+        from copilot.adapters.dynamo import DynamoDocumentStore
+
+        documents = self.documents
+        if "state" not in self._overrides and isinstance(documents, DynamoDocumentStore):
+            return documents  # state items live in the documents table
+        return self._get("state", lambda: _missing("state"))
 
     @property
     def blobs(self) -> BlobStore:
@@ -136,6 +147,10 @@ class Container:
             return None
 
         return self._get("admin_api_key", load)
+
+
+def _missing(name: str) -> Any:
+    raise RuntimeError(f"no '{name}' adapter: pass one to Container(...)")
 
 
 _container: Container | None = None

@@ -1,51 +1,43 @@
-"""Turn a knowledge file into titled, sectioned chunks (Markdown and plain text for now)."""
+"""Turn a parsed document into chunks that keep their title path, page and source."""
 
 from __future__ import annotations
 
 import hashlib
-import posixpath
 import re
-from dataclasses import dataclass
 
-from copilot.errors import PermanentIngestError
 from copilot.models import Chunk
+from copilot.parsing import ParsedDocument, ParseLimits, parse
 
-TEXT_TYPES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text"}
 TARGET_CHARS = 1200
 MAX_CHARS = 1800
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+
+def chunk_document(
+    copilot_id: str,
+    doc_key: str,
+    body: bytes,
+    version: str | None,
+    *,
+    url: str | None = None,
+    limits: ParseLimits | None = None,
+) -> list[Chunk]:
+    return chunk_parsed(copilot_id, doc_key, parse(doc_key, body, limits), version, url=url)
 
 
-@dataclass
-class Section:
-    path: list[str]
-    text: str
-
-
-def supported_extensions() -> list[str]:
-    return sorted(TEXT_TYPES)
-
-
-def chunk_document(copilot_id: str, doc_key: str, body: bytes, version: str | None) -> list[Chunk]:
-    ext = posixpath.splitext(doc_key)[1].lower()
-    kind = TEXT_TYPES.get(ext)
-    if kind is None:
-        raise PermanentIngestError(
-            f"unsupported file type '{ext or '(none)'}': supported types are "
-            + ", ".join(supported_extensions())
-        )
-    text = decode_text(body)
-    if not text.strip():
-        raise PermanentIngestError("the file is empty: there is no text to index")
-    file_title = _title_from_key(doc_key)
-    if kind == "markdown":
-        title, sections = split_markdown(text, file_title)
-    else:
-        title, sections = file_title, [Section(path=[], text=text)]
+def chunk_parsed(
+    copilot_id: str,
+    doc_key: str,
+    document: ParsedDocument,
+    version: str | None,
+    *,
+    url: str | None = None,
+) -> list[Chunk]:
     chunks: list[Chunk] = []
-    for section in sections:
-        for piece in split_long(section.text):
+    for section in document.sections:
+        pieces = [section.text.strip()] if section.atomic else split_long(section.text)
+        for piece in pieces:
+            if not piece.strip():
+                continue
             position = len(chunks)
             chunks.append(
                 Chunk(
@@ -54,8 +46,10 @@ def chunk_document(copilot_id: str, doc_key: str, body: bytes, version: str | No
                     doc_key=doc_key,
                     position=position,
                     text=piece,
-                    title=title,
+                    title=document.title,
                     section=" > ".join(section.path) or None,
+                    page=section.page,
+                    url=url,
                     version=version,
                 )
             )
@@ -67,55 +61,9 @@ def chunk_id(copilot_id: str, doc_key: str, position: int, version: str | None) 
     return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
-def decode_text(body: bytes) -> str:
-    if b"\x00" in body[:8192]:
-        raise PermanentIngestError("the file looks binary (it contains NUL bytes), not text")
-    for encoding in (
-        ("utf-8-sig", "utf-16") if body[:2] in (b"\xff\xfe", b"\xfe\xff") else ("utf-8-sig",)
-    ):
-        try:
-            return body.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise PermanentIngestError(
-        "the file is not valid UTF-8 text; save it as UTF-8 and upload again"
-    )
-
-
-def split_markdown(text: str, fallback_title: str) -> tuple[str, list[Section]]:
-    title = fallback_title
-    stack: list[tuple[int, str]] = []
-    sections: list[Section] = []
-    buffer: list[str] = []
-    in_fence = False
-
-    def flush() -> None:
-        body = "\n".join(buffer).strip()
-        if body:
-            sections.append(Section(path=[h for _, h in stack], text=body))
-        buffer.clear()
-
-    for line in text.splitlines():
-        if line.lstrip().startswith("```"):
-            in_fence = not in_fence
-        match = None if in_fence else _HEADING.match(line)
-        if match:
-            flush()
-            level, heading = len(match.group(1)), match.group(2).strip()
-            if level == 1 and title == fallback_title and not sections and not stack:
-                title = heading
-                continue
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            stack.append((level, heading))
-        else:
-            buffer.append(line)
-    flush()
-    return title, sections
-
-
 def split_long(text: str) -> list[str]:
     """Pack paragraphs into chunks of about TARGET_CHARS, splitting oversize paragraphs."""
+    text = text.strip()
     if len(text) <= MAX_CHARS:
         return [text]
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
@@ -150,8 +98,3 @@ def _hard_wrap(paragraph: str) -> list[str]:
     if current:
         out.append(current)
     return out
-
-
-def _title_from_key(doc_key: str) -> str:
-    stem_ = posixpath.splitext(posixpath.basename(doc_key))[0]
-    return re.sub(r"[-_]+", " ", stem_).strip().capitalize() or doc_key

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from langchain_core.embeddings import Embeddings
+from typing import TYPE_CHECKING
 
 from copilot.models import Answer, Citation, Passage
 from copilot.ports import KnowledgeIndex
 from copilot.text import content_tokens, sentences
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
 
 SNIPPET_CHARS = 240
 
@@ -82,7 +84,9 @@ def render_sources(citations: Sequence[Citation]) -> str:
     lines = ["Sources:"]
     for c in citations:
         where = f"{c.title} › {c.section}" if c.section else c.title
-        lines.append(f"[{c.index}] {where} ({c.source})")
+        if c.page:
+            where += f", p. {c.page}"
+        lines.append(f"[{c.index}] {where} ({c.url or c.source})")
     return "\n".join(lines)
 
 
@@ -96,6 +100,8 @@ def _citation(index: int, passage: Passage) -> Citation:
         title=chunk.title,
         source=chunk.doc_key,
         section=chunk.section,
+        page=chunk.page,
+        url=chunk.url,
         snippet=snippet,
     )
 

@@ -155,6 +155,8 @@ class Citation(BaseModel):
     title: str
     source: str = Field(description="File name (or URL) the passage comes from.")
     section: str | None = None
+    page: int | None = Field(None, description="PDF page or slide number.")
+    url: str | None = Field(None, description="Web page the passage comes from, if any.")
     snippet: str
 
 
@@ -262,6 +264,8 @@ class Chunk(BaseModel):
     text: str
     title: str
     section: str | None = None
+    page: int | None = None
+    url: str | None = None
     version: str | None = None
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from copilot.models import (
     Chunk,
@@ -80,6 +81,15 @@ class StoredObject:
     body: bytes
     version: str | None
     size: int
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)  # e.g. source-url, title
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    etag: str
+    size: int
 
 
 class BlobStore(abc.ABC):
@@ -88,10 +98,29 @@ class BlobStore(abc.ABC):
         """The object, or None if it no longer exists. Raises PermanentIngestError if larger."""
 
     @abc.abstractmethod
-    def put(self, key: str, body: bytes, content_type: str | None = None) -> None: ...
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None: ...
 
     @abc.abstractmethod
     def delete(self, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> list[ObjectInfo]: ...
+
+
+class StateStore(abc.ABC):
+    """Small JSON state per copilot: crawl and sync watermarks."""
+
+    @abc.abstractmethod
+    def get_state(self, copilot_id: str, name: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def put_state(self, copilot_id: str, name: str, state: dict[str, Any]) -> None: ...
 
 
 class KnowledgeIndex(abc.ABC):

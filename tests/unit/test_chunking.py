@@ -4,8 +4,9 @@ import re
 
 import pytest
 
-from copilot.chunking import chunk_document, split_markdown
+from copilot.chunking import chunk_document
 from copilot.errors import PermanentIngestError
+from copilot.parsing.text import split_markdown
 
 MD = b"""# Returns and Refunds
 

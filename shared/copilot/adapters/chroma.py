@@ -114,6 +114,8 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
                 text=text,
                 title=str(meta["title"]),
                 section=str(meta["section"]) or None,
+                page=int(meta["page"]) if meta.get("page") else None,
+                url=str(meta.get("url") or "") or None,
                 version=str(meta["version"]) or None,
             )
             passages.append(Passage(chunk=chunk, score=1.0 - float(distance)))
@@ -132,5 +134,7 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
         "position": chunk.position,
         "title": chunk.title,
         "section": chunk.section or "",
+        "page": chunk.page or 0,
+        "url": chunk.url or "",
         "version": chunk.version or "",
     }

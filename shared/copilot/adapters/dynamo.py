@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from copilot.errors import ConflictError, CopilotError, UnavailableError
 from copilot.models import Conversation, Copilot, DocumentStatus, Message
-from copilot.ports import ConversationStore, CopilotRegistry, DocumentStore
+from copilot.ports import ConversationStore, CopilotRegistry, DocumentStore, StateStore
 
 _META_SK = 0
 
@@ -210,7 +211,10 @@ class DynamoConversationStore(ConversationStore):
         }
 
 
-class DynamoDocumentStore(DocumentStore):
+_STATE_PREFIX = "#state/"  # state items share the documents table; "#" never starts a file key
+
+
+class DynamoDocumentStore(DocumentStore, StateStore):
     def __init__(self, client: Any, table: str) -> None:
         self._db = client
         self._table = table
@@ -261,6 +265,30 @@ class DynamoDocumentStore(DocumentStore):
             self._db.delete_item(
                 TableName=self._table,
                 Key={"copilot_id": {"S": copilot_id}, "doc_key": {"S": doc_key}},
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e) from e
+
+    def get_state(self, copilot_id: str, name: str) -> dict[str, Any] | None:
+        try:
+            item = self._db.get_item(
+                TableName=self._table,
+                Key={"copilot_id": {"S": copilot_id}, "doc_key": {"S": _STATE_PREFIX + name}},
+                ConsistentRead=True,
+            ).get("Item")
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e) from e
+        return dict(json.loads(item["body"]["S"])) if item else None
+
+    def put_state(self, copilot_id: str, name: str, state: dict[str, Any]) -> None:
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    "copilot_id": {"S": copilot_id},
+                    "doc_key": {"S": _STATE_PREFIX + name},
+                    "body": {"S": json.dumps(state)},
+                },
             )
         except (ClientError, BotoCoreError) as e:
             raise _translate(e) from e

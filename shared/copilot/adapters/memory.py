@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from copilot.errors import ConflictError, PermanentIngestError
 from copilot.models import Chunk, Conversation, Copilot, DocumentStatus, Message, Passage
@@ -14,6 +17,8 @@ from copilot.ports import (
     CopilotRegistry,
     DocumentStore,
     KnowledgeIndex,
+    ObjectInfo,
+    StateStore,
     StoredObject,
 )
 
@@ -121,23 +126,53 @@ class MemoryDocumentStore(DocumentStore):
 
 class MemoryBlobStore(BlobStore):
     def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
+        self.objects: dict[str, StoredObject] = {}
         self._versions: dict[str, int] = {}
 
     def get(self, key: str, max_bytes: int) -> StoredObject | None:
-        body = self.objects.get(key)
-        if body is None:
-            return None
-        if len(body) > max_bytes:
+        obj = self.objects.get(key)
+        if obj is not None and obj.size > max_bytes:
             raise PermanentIngestError(f"the file is over the {max_bytes / 1e6:.0f} MB limit")
-        return StoredObject(key=key, body=body, version=str(self._versions[key]), size=len(body))
+        return obj
 
-    def put(self, key: str, body: bytes, content_type: str | None = None) -> None:
-        self.objects[key] = body
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         self._versions[key] = self._versions.get(key, 0) + 1
+        self.objects[key] = StoredObject(
+            key=key,
+            body=body,
+            version=str(self._versions[key]),
+            size=len(body),
+            content_type=content_type,
+            metadata=dict(metadata or {}),
+        )
 
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        return [
+            ObjectInfo(key=k, etag=hashlib.md5(o.body).hexdigest(), size=o.size)
+            for k, o in sorted(self.objects.items())
+            if k.startswith(prefix)
+        ]
+
+
+class MemoryStateStore(StateStore):
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], str] = {}
+
+    def get_state(self, copilot_id: str, name: str) -> dict[str, Any] | None:
+        raw = self._items.get((copilot_id, name))
+        return json.loads(raw) if raw else None
+
+    def put_state(self, copilot_id: str, name: str, state: dict[str, Any]) -> None:
+        self._items[(copilot_id, name)] = json.dumps(state)
 
 
 class MemoryKnowledgeIndex(KnowledgeIndex):

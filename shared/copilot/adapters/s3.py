@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from copilot.errors import PermanentIngestError, UnavailableError
-from copilot.ports import BlobStore, StoredObject
+from copilot.ports import BlobStore, ObjectInfo, StoredObject
 
 
 class S3BlobStore(BlobStore):
@@ -34,14 +34,43 @@ class S3BlobStore(BlobStore):
         if len(body) > max_bytes:
             raise PermanentIngestError(f"the file is over the {max_bytes / 1e6:.0f} MB limit")
         version = response.get("VersionId") or response.get("ETag", "").strip('"') or None
-        return StoredObject(key=key, body=body, version=version, size=len(body))
+        return StoredObject(
+            key=key,
+            body=body,
+            version=version,
+            size=len(body),
+            content_type=response.get("ContentType"),
+            metadata=dict(response.get("Metadata") or {}),
+        )
 
-    def put(self, key: str, body: bytes, content_type: str | None = None) -> None:
-        extra = {"ContentType": content_type} if content_type else {}
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
+        if metadata:
+            extra["Metadata"] = metadata
         try:
             self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, **extra)
         except (ClientError, BotoCoreError) as e:
             raise UnavailableError("the knowledge bucket is unavailable") from e
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        out: list[ObjectInfo] = []
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=prefix
+            ):
+                out.extend(
+                    ObjectInfo(key=o["Key"], etag=o["ETag"].strip('"'), size=int(o["Size"]))
+                    for o in page.get("Contents", [])
+                )
+        except (ClientError, BotoCoreError) as e:
+            raise UnavailableError("the knowledge bucket is unavailable") from e
+        return out
 
     def delete(self, key: str) -> None:
         try:

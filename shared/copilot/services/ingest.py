@@ -5,17 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
-
-from langchain_core.embeddings import Embeddings
 
 from copilot.chunking import chunk_document
 from copilot.errors import PermanentIngestError
 from copilot.models import DocumentStatus, DocumentStatusValue, utcnow
 from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, KnowledgeIndex
 
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
 log = logging.getLogger(__name__)
+
+# S3 user metadata on crawled pages and synced articles: where the knowledge came from, so
+# citations link to it.
+SOURCE_URL_META = "source-url"
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,13 @@ class IngestService:
             if obj is None:  # deleted before we got to it: its removal event cleans up
                 self._documents.delete(event.copilot_id, event.doc_key)
                 return IngestResult(event.key, "ignored", "the file no longer exists")
-            chunks = chunk_document(event.copilot_id, event.doc_key, obj.body, obj.version)
+            chunks = chunk_document(
+                event.copilot_id,
+                event.doc_key,
+                obj.body,
+                obj.version,
+                url=obj.metadata.get(SOURCE_URL_META),
+            )
         except PermanentIngestError as e:
             self._documents.put(
                 status.model_copy(
