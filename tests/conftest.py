@@ -68,7 +68,7 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with _serve(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], url + "/moto-api/", log
+        [sys.executable, "-m", "copilot.localaws", "--port", str(port)], url + "/moto-api/", log
     ):
         yield url
 

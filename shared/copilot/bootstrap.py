@@ -112,7 +112,9 @@ class Container:
 
     @property
     def answerer(self) -> KnowledgeAnswerer:
-        return self._get("answerer", lambda: KnowledgeAnswerer(self.index, self.embedder))
+        return self._get(
+            "answerer", lambda: KnowledgeAnswerer(self.index, self.embedder, self.documents)
+        )
 
     @cached_property
     def chat(self) -> ConversationService:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from copilot.models import Answer, Citation, Passage
-from copilot.ports import KnowledgeIndex
+from copilot.ports import DocumentStore, KnowledgeIndex
 from copilot.text import content_tokens, sentences
 
 if TYPE_CHECKING:
@@ -30,15 +30,29 @@ class KnowledgeAnswerer:
     """Offline default answer generator: extractive, grounded, cited; no LLM involved."""
 
     def __init__(
-        self, index: KnowledgeIndex, embedder: Embeddings, policy: AnswerPolicy | None = None
+        self,
+        index: KnowledgeIndex,
+        embedder: Embeddings,
+        documents: DocumentStore,
+        policy: AnswerPolicy | None = None,
     ) -> None:
         self._index = index
+        self._documents = documents
         self._embedder = embedder
         self._policy = policy or AnswerPolicy()
 
     def retrieve(self, copilot_id: str, question: str) -> tuple[list[float], list[Passage]]:
         query_vector = self._embedder.embed_query(question)
-        return query_vector, self._index.query(copilot_id, query_vector, self._policy.k)
+        passages = self._index.query(copilot_id, query_vector, self._policy.k)
+        return query_vector, self._served(copilot_id, passages)
+
+    def _served(self, copilot_id: str, passages: list[Passage]) -> list[Passage]:
+        """Only chunks of the version each document currently answers from: while a new
+        version is being indexed (or an old one cleaned up) both sit in the index."""
+        if not passages:
+            return passages
+        active = self._documents.active_versions(copilot_id, [p.chunk.doc_key for p in passages])
+        return [p for p in passages if active.get(p.chunk.doc_key) == p.chunk.version]
 
     def answer(self, copilot_id: str, question: str) -> Answer | None:
         query_vector, passages = self.retrieve(copilot_id, question)

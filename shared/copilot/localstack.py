@@ -130,7 +130,7 @@ class LocalStack:
         try:
             self._spawn(
                 "moto",
-                [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(cfg.moto_port)],
+                [sys.executable, "-m", "copilot.localaws", "--port", str(cfg.moto_port)],
                 env,
                 logs,
             )

@@ -246,10 +246,17 @@ class DocumentStatus(BaseModel):
     doc_key: str = Field(description="Path of the file under the copilot's prefix.")
     status: DocumentStatusValue
     reason: str | None = None
-    chunk_count: int = 0
-    version: str | None = Field(None, description="The object's ETag or version id.")
+    chunk_count: int = Field(0, description="Chunks of the version answers come from.")
+    version: str | None = Field(
+        None, description="The object version (ETag or version id) answers come from, if any."
+    )
+    source_modified: datetime | None = Field(None, description="When that version was uploaded.")
+    pending_version: str | None = Field(None, description="A version being indexed now.")
     size: int | None = None
+    url: str | None = Field(None, description="Source web page, for crawled or synced knowledge.")
+    created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    rev: int = Field(0, description="Revision of this record (optimistic concurrency).")
 
 
 class DocumentList(BaseModel):

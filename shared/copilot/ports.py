@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from copilot.models import (
@@ -62,8 +63,14 @@ class ConversationStore(abc.ABC):
 
 
 class DocumentStore(abc.ABC):
+    """Per-document status; also the source of truth for which version answers come from."""
+
     @abc.abstractmethod
-    def put(self, status: DocumentStatus) -> None: ...
+    def save(self, status: DocumentStatus) -> DocumentStatus:
+        """Store ``status`` if the stored revision is still ``status.rev`` (0: none stored).
+
+        Returns the stored record (revision + 1); raises ConflictError otherwise.
+        """
 
     @abc.abstractmethod
     def get(self, copilot_id: str, doc_key: str) -> DocumentStatus | None: ...
@@ -72,7 +79,12 @@ class DocumentStore(abc.ABC):
     def list(self, copilot_id: str) -> list[DocumentStatus]: ...
 
     @abc.abstractmethod
-    def delete(self, copilot_id: str, doc_key: str) -> None: ...
+    def delete(self, copilot_id: str, doc_key: str, *, rev: int) -> None:
+        """Delete if the stored revision is still ``rev``; ConflictError otherwise."""
+
+    @abc.abstractmethod
+    def active_versions(self, copilot_id: str, doc_keys: Sequence[str]) -> dict[str, str]:
+        """For each document that has an indexed version, that version."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,7 @@ class StoredObject:
     body: bytes
     version: str | None
     size: int
+    last_modified: datetime | None = None
     content_type: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)  # e.g. source-url, title
 
@@ -96,6 +109,10 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str, max_bytes: int) -> StoredObject | None:
         """The object, or None if it no longer exists. Raises PermanentIngestError if larger."""
+
+    @abc.abstractmethod
+    def head(self, key: str) -> str | None:
+        """The current version (ETag or version id) of the object, or None if it is gone."""
 
     @abc.abstractmethod
     def put(
@@ -127,18 +144,19 @@ class KnowledgeIndex(abc.ABC):
     """Vector index of chunks, one isolated collection per copilot."""
 
     @abc.abstractmethod
-    def replace_document(
+    def add_chunks(
         self,
         copilot_id: str,
-        doc_key: str,
         chunks: Sequence[Chunk],
         embeddings: Sequence[Sequence[float]],
     ) -> None:
-        """Make ``chunks`` the only chunks of ``doc_key`` in the copilot's collection."""
+        """Insert or overwrite chunks (ids are version-specific, so this is idempotent)."""
 
     @abc.abstractmethod
-    def delete_document(self, copilot_id: str, doc_key: str) -> int:
-        """Remove every chunk of ``doc_key``; returns how many were removed."""
+    def delete_document(
+        self, copilot_id: str, doc_key: str, *, keep_version: str | None = None
+    ) -> int:
+        """Remove the chunks of ``doc_key`` (all, or all but ``keep_version``'s); returns how many."""
 
     @abc.abstractmethod
     def query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]: ...

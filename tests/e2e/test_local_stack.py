@@ -86,7 +86,7 @@ def test_concurrent_turns_on_one_conversation_lose_nothing(
     client: CopilotClient, demo: str
 ) -> None:
     s = client.start(demo)
-    texts = [f"hello {i}" for i in range(8)]
+    texts = [f"hello {i}" for i in range(16)]
     errors: list[Exception] = []
 
     def send(text: str) -> None:
@@ -119,15 +119,15 @@ def test_upload_replace_delete_and_failed_types(
     bucket = stack.config.bucket
     good = tmp_path / "pricing.md"
     good.write_text("# Pricing\n\n## Tune-ups\n\nA basic tune-up costs 79 dollars.")
-    bad = tmp_path / "brochure.pdf"
-    bad.write_bytes(b"%PDF-1.4 not really")
+    bad = tmp_path / "brochure.psd"
+    bad.write_bytes(b"8BPS not really")
     binary = tmp_path / "blob.txt"
     binary.write_bytes(b"\x00\x01binary")
     keys = upload_files(s3, bucket, copilot.copilot_id, [good, bad, binary], tmp_path)
     docs = {d.doc_key: d for d in wait_indexed(client, copilot.copilot_id, keys, timeout=60)}
     assert docs["pricing.md"].status == "indexed"
-    assert docs["brochure.pdf"].status == "failed" and "unsupported file type" in (
-        docs["brochure.pdf"].reason or ""
+    assert docs["brochure.psd"].status == "failed" and "unsupported file type" in (
+        docs["brochure.psd"].reason or ""
     )
     assert docs["blob.txt"].status == "failed" and "binary" in (docs["blob.txt"].reason or "")
 

@@ -28,9 +28,8 @@ def index(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 def put(index: Any, copilot_id: str, doc_key: str, text: str, version: str = "v1") -> int:
     chunks = chunk_document(copilot_id, doc_key, text.encode(), version)
-    index.replace_document(
-        copilot_id, doc_key, chunks, EMBEDDER.embed_documents([c.text for c in chunks])
-    )
+    index.add_chunks(copilot_id, chunks, EMBEDDER.embed_documents([c.text for c in chunks]))
+    index.delete_document(copilot_id, doc_key, keep_version=version)
     return len(chunks)
 
 
@@ -48,6 +47,19 @@ def test_query_ranks_the_relevant_chunk_first(index: Any) -> None:
     assert 0 < hits[0].score <= 1.0001
     assert hits == sorted(hits, key=lambda h: -h.score)
     assert index.count(copilot) == 3
+
+
+def test_both_versions_coexist_until_the_old_one_is_deleted(index: Any) -> None:
+    copilot = uuid.uuid4().hex
+    v1 = chunk_document(copilot, "returns.md", RETURNS.encode(), "v1")
+    v2 = chunk_document(copilot, "returns.md", b"# Returns\n\nReturns are not accepted.", "v2")
+    for chunks in (v1, v2):
+        index.add_chunks(copilot, chunks, EMBEDDER.embed_documents([c.text for c in chunks]))
+    assert index.count(copilot) == 3
+    assert index.delete_document(copilot, "returns.md", keep_version="v2") == 2
+    assert {h.chunk.version for h in index.query(copilot, EMBEDDER.embed_query("returns"), 10)} == {
+        "v2"
+    }
 
 
 def test_replacing_a_document_leaves_only_the_new_version(index: Any) -> None:

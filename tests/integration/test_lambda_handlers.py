@@ -98,14 +98,14 @@ def test_ingest_batch_then_chat_answers_with_a_citation(
         Key=key,
         Body=b"# Returns\n\n## Return window\n\nYou can return a bike within 30 days of delivery for a full refund.",
     )
-    s3.put_object(Bucket=settings.bucket, Key=f"{copilot_id}/manual.pdf", Body=b"%PDF-1.4 ...")
+    s3.put_object(Bucket=settings.bucket, Key=f"{copilot_id}/manual.exe", Body=b"MZ...")
 
     ingest = load_function("ingest")
     batch = load_event(
         "sqs_s3_notification",
         bucket=settings.bucket,
         key=f"{copilot_id}/help+pages/returns.md",  # S3 URL-encodes keys in notifications
-        bad_key=f"{copilot_id}/manual.pdf",
+        bad_key=f"{copilot_id}/manual.exe",
     )
     assert ingest.lambda_handler(batch, None) == {"batchItemFailures": []}
 
@@ -113,8 +113,8 @@ def test_ingest_batch_then_chat_answers_with_a_citation(
     by_key = {d["doc_key"]: d for d in docs["documents"]}
     assert by_key["help pages/returns.md"]["status"] == "indexed"
     assert by_key["help pages/returns.md"]["chunk_count"] == 1
-    assert by_key["manual.pdf"]["status"] == "failed"
-    assert "unsupported file type '.pdf'" in by_key["manual.pdf"]["reason"]
+    assert by_key["manual.exe"]["status"] == "failed"
+    assert "unsupported file type '.exe'" in by_key["manual.exe"]["reason"]
 
     status, started = call(chat, "POST", f"/copilots/{copilot_id}/conversations", {})
     assert status == 201

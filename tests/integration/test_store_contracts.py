@@ -134,18 +134,31 @@ def test_concurrent_appends_lose_and_duplicate_nothing(stores: tuple[Any, Any, A
         assert mine == [f"w{n}-{i}" for i in range(per_writer)]
 
 
-def test_document_status_round_trip(stores: tuple[Any, Any, Any]) -> None:
+def test_document_status_revisions_and_active_versions(stores: tuple[Any, Any, Any]) -> None:
     _, _, documents = stores
     copilot_id = uuid.uuid4().hex
     status = DocumentStatus(
         copilot_id=copilot_id, doc_key="a.md", status=DocumentStatusValue.FAILED, reason="bad"
     )
-    documents.put(status)
-    documents.put(
-        status.model_copy(update={"doc_key": "b.md", "status": DocumentStatusValue.INDEXED})
+    saved = documents.save(status)
+    assert saved.rev == 1 and documents.get(copilot_id, "a.md") == saved
+    with pytest.raises(ConflictError):
+        documents.save(status)  # rev 0 again: it exists already
+    indexed = documents.save(
+        saved.model_copy(update={"status": DocumentStatusValue.INDEXED, "version": "e1"})
     )
-    assert documents.get(copilot_id, "a.md") == status
+    with pytest.raises(ConflictError):
+        documents.save(saved.model_copy(update={"version": "stale"}))
+    b = documents.save(
+        DocumentStatus(copilot_id=copilot_id, doc_key="b.md", status=DocumentStatusValue.PENDING)
+    )
     assert sorted(d.doc_key for d in documents.list(copilot_id)) == ["a.md", "b.md"]
     assert documents.list("other-copilot") == []
-    documents.delete(copilot_id, "a.md")
+    assert documents.active_versions(copilot_id, ["a.md", "b.md", "missing.md"]) == {"a.md": "e1"}
+    assert documents.active_versions("other-copilot", ["a.md"]) == {}
+    with pytest.raises(ConflictError):
+        documents.delete(copilot_id, "a.md", rev=1)
+    documents.delete(copilot_id, "a.md", rev=indexed.rev)
+    documents.delete(copilot_id, "b.md", rev=b.rev)
     assert documents.get(copilot_id, "a.md") is None
+    assert documents.list(copilot_id) == []

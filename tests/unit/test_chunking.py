@@ -68,7 +68,7 @@ def test_plain_text_uses_the_file_name_as_title() -> None:
 @pytest.mark.parametrize(
     ("key", "body", "reason"),
     [
-        ("manual.pdf", b"%PDF-1.7", "unsupported file type '.pdf'"),
+        ("setup.exe", b"MZ\x90\x00", "unsupported file type '.exe'"),
         ("notes", b"text", "unsupported file type '(none)'"),
         ("empty.md", b"  \n\n", "empty"),
         ("binary.txt", b"\x00\x01\x02\x03", "binary"),

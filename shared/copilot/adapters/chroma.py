@@ -35,6 +35,9 @@ def chroma_http_client(url: str, token: str | None = None) -> Any:
         raise UnavailableError("the knowledge index is unavailable") from e
 
 
+_BATCH = 1000
+
+
 class ChromaKnowledgeIndex(KnowledgeIndex):
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -54,34 +57,36 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
             self._collections[copilot_id] = collection
         return collection
 
-    def replace_document(
+    def add_chunks(
         self,
         copilot_id: str,
-        doc_key: str,
         chunks: Sequence[Chunk],
         embeddings: Sequence[Sequence[float]],
     ) -> None:
+        if not chunks:
+            return
         collection = self._collection(copilot_id)
-        new_ids = [c.chunk_id for c in chunks]
         try:
-            if chunks:
+            for start in range(0, len(chunks), _BATCH):
+                part = chunks[start : start + _BATCH]
                 collection.upsert(
-                    ids=new_ids,
-                    embeddings=[list(map(float, e)) for e in embeddings],
-                    documents=[c.text for c in chunks],
-                    metadatas=[_metadata(c) for c in chunks],
+                    ids=[c.chunk_id for c in part],
+                    embeddings=[list(map(float, e)) for e in embeddings[start : start + _BATCH]],
+                    documents=[c.text for c in part],
+                    metadatas=[_metadata(c) for c in part],
                 )
-            old = collection.get(where={"doc_key": doc_key}, include=[])
-            stale = sorted(set(old["ids"]) - set(new_ids))
-            if stale:
-                collection.delete(ids=stale)
         except Exception as e:
             raise UnavailableError("the knowledge index is unavailable") from e
 
-    def delete_document(self, copilot_id: str, doc_key: str) -> int:
+    def delete_document(
+        self, copilot_id: str, doc_key: str, *, keep_version: str | None = None
+    ) -> int:
         collection = self._collection(copilot_id)
+        where: dict[str, Any] = {"doc_key": doc_key}
+        if keep_version is not None:
+            where = {"$and": [where, {"version": {"$ne": keep_version}}]}
         try:
-            ids = collection.get(where={"doc_key": doc_key}, include=[])["ids"]
+            ids = collection.get(where=where, include=[])["ids"]
             if ids:
                 collection.delete(ids=ids)
         except Exception as e:

@@ -219,18 +219,30 @@ class DynamoDocumentStore(DocumentStore, StateStore):
         self._db = client
         self._table = table
 
-    def put(self, status: DocumentStatus) -> None:
+    def save(self, status: DocumentStatus) -> DocumentStatus:
+        stored = status.model_copy(update={"rev": status.rev + 1})
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(doc_key)"}
+            if status.rev == 0
+            else {
+                "ConditionExpression": "rev = :rev",
+                "ExpressionAttributeValues": {":rev": {"N": str(status.rev)}},
+            }
+        )
         try:
             self._db.put_item(
                 TableName=self._table,
                 Item={
                     "copilot_id": {"S": status.copilot_id},
                     "doc_key": {"S": status.doc_key},
-                    "body": {"S": status.model_dump_json()},
+                    "rev": {"N": str(stored.rev)},
+                    "body": {"S": stored.model_dump_json()},
                 },
+                **condition,
             )
         except (ClientError, BotoCoreError) as e:
             raise _translate(e) from e
+        return stored
 
     def get(self, copilot_id: str, doc_key: str) -> DocumentStatus | None:
         try:
@@ -260,14 +272,46 @@ class DynamoDocumentStore(DocumentStore, StateStore):
             raise _translate(e) from e
         return out
 
-    def delete(self, copilot_id: str, doc_key: str) -> None:
+    def delete(self, copilot_id: str, doc_key: str, *, rev: int) -> None:
         try:
             self._db.delete_item(
                 TableName=self._table,
                 Key={"copilot_id": {"S": copilot_id}, "doc_key": {"S": doc_key}},
+                ConditionExpression="attribute_not_exists(doc_key) OR rev = :rev",
+                ExpressionAttributeValues={":rev": {"N": str(rev)}},
             )
         except (ClientError, BotoCoreError) as e:
             raise _translate(e) from e
+
+    def active_versions(self, copilot_id: str, doc_keys: Sequence[str]) -> dict[str, str]:
+        keys = sorted(set(doc_keys))
+        out: dict[str, str] = {}
+        for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys at most
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [
+                        {"copilot_id": {"S": copilot_id}, "doc_key": {"S": k}}
+                        for k in keys[start : start + 100]
+                    ],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "body",
+                }
+            }
+            for _ in range(8):
+                try:
+                    response = self._db.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as e:
+                    raise _translate(e) from e
+                for item in response["Responses"].get(self._table, []):
+                    status = DocumentStatus.model_validate_json(item["body"]["S"])
+                    if status.version is not None:
+                        out[status.doc_key] = status.version
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise UnavailableError("the document store is throttling reads")
+        return out
 
     def get_state(self, copilot_id: str, name: str) -> dict[str, Any] | None:
         try:

@@ -7,6 +7,7 @@ import json
 import math
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from copilot.errors import ConflictError, PermanentIngestError
@@ -108,9 +109,17 @@ class MemoryConversationStore(ConversationStore):
 class MemoryDocumentStore(DocumentStore):
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], DocumentStatus] = {}
+        self._lock = threading.Lock()
 
-    def put(self, status: DocumentStatus) -> None:
-        self._items[(status.copilot_id, status.doc_key)] = status.model_copy()
+    def save(self, status: DocumentStatus) -> DocumentStatus:
+        with self._lock:
+            key = (status.copilot_id, status.doc_key)
+            current = self._items.get(key)
+            if (current.rev if current else 0) != status.rev:
+                raise ConflictError("document status changed")
+            stored = status.model_copy(update={"rev": status.rev + 1})
+            self._items[key] = stored
+            return stored
 
     def get(self, copilot_id: str, doc_key: str) -> DocumentStatus | None:
         return self._items.get((copilot_id, doc_key))
@@ -120,8 +129,22 @@ class MemoryDocumentStore(DocumentStore):
             (s for (c, _), s in self._items.items() if c == copilot_id), key=lambda s: s.doc_key
         )
 
-    def delete(self, copilot_id: str, doc_key: str) -> None:
-        self._items.pop((copilot_id, doc_key), None)
+    def delete(self, copilot_id: str, doc_key: str, *, rev: int) -> None:
+        with self._lock:
+            current = self._items.get((copilot_id, doc_key))
+            if current is None:
+                return
+            if current.rev != rev:
+                raise ConflictError("document status changed")
+            del self._items[(copilot_id, doc_key)]
+
+    def active_versions(self, copilot_id: str, doc_keys: Sequence[str]) -> dict[str, str]:
+        out = {}
+        for key in doc_keys:
+            status = self._items.get((copilot_id, key))
+            if status is not None and status.version is not None:
+                out[key] = status.version
+        return out
 
 
 class MemoryBlobStore(BlobStore):
@@ -134,6 +157,10 @@ class MemoryBlobStore(BlobStore):
         if obj is not None and obj.size > max_bytes:
             raise PermanentIngestError(f"the file is over the {max_bytes / 1e6:.0f} MB limit")
         return obj
+
+    def head(self, key: str) -> str | None:
+        obj = self.objects.get(key)
+        return obj.version if obj else None
 
     def put(
         self,
@@ -148,6 +175,7 @@ class MemoryBlobStore(BlobStore):
             body=body,
             version=str(self._versions[key]),
             size=len(body),
+            last_modified=datetime.now(UTC),
             content_type=content_type,
             metadata=dict(metadata or {}),
         )
@@ -181,22 +209,25 @@ class MemoryKnowledgeIndex(KnowledgeIndex):
     def __init__(self) -> None:
         self._rows: dict[str, dict[str, tuple[Chunk, list[float]]]] = {}
 
-    def replace_document(
+    def add_chunks(
         self,
         copilot_id: str,
-        doc_key: str,
         chunks: Sequence[Chunk],
         embeddings: Sequence[Sequence[float]],
     ) -> None:
         rows = self._rows.setdefault(copilot_id, {})
-        for chunk_id in [i for i, (c, _) in rows.items() if c.doc_key == doc_key]:
-            del rows[chunk_id]
         for chunk, emb in zip(chunks, embeddings, strict=True):
             rows[chunk.chunk_id] = (chunk, list(map(float, emb)))
 
-    def delete_document(self, copilot_id: str, doc_key: str) -> int:
+    def delete_document(
+        self, copilot_id: str, doc_key: str, *, keep_version: str | None = None
+    ) -> int:
         rows = self._rows.get(copilot_id, {})
-        gone = [i for i, (c, _) in rows.items() if c.doc_key == doc_key]
+        gone = [
+            i
+            for i, (c, _) in rows.items()
+            if c.doc_key == doc_key and (keep_version is None or c.version != keep_version)
+        ]
         for chunk_id in gone:
             del rows[chunk_id]
         return len(gone)

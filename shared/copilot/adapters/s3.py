@@ -33,15 +33,27 @@ class S3BlobStore(BlobStore):
         body = response["Body"].read(max_bytes + 1)
         if len(body) > max_bytes:
             raise PermanentIngestError(f"the file is over the {max_bytes / 1e6:.0f} MB limit")
-        version = response.get("VersionId") or response.get("ETag", "").strip('"') or None
+        version = _version(response)
         return StoredObject(
             key=key,
             body=body,
             version=version,
             size=len(body),
+            last_modified=response.get("LastModified"),
             content_type=response.get("ContentType"),
             metadata=dict(response.get("Metadata") or {}),
         )
+
+    def head(self, key: str) -> str | None:
+        try:
+            response = self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise UnavailableError("the knowledge bucket is unavailable") from e
+        except BotoCoreError as e:
+            raise UnavailableError("the knowledge bucket is unavailable") from e
+        return _version(response)
 
     def put(
         self,
@@ -77,3 +89,8 @@ class S3BlobStore(BlobStore):
             self._s3.delete_object(Bucket=self._bucket, Key=key)
         except (ClientError, BotoCoreError) as e:
             raise UnavailableError("the knowledge bucket is unavailable") from e
+
+
+def _version(response: dict[str, Any]) -> str | None:
+    # The ETag identifies the content; a version id (versioned buckets) the upload.
+    return response.get("VersionId") or response.get("ETag", "").strip('"') or None

@@ -13,6 +13,7 @@ from copilot.dialog import Dialog, Reply
 from copilot.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
 from copilot.knowledge import KnowledgeAnswerer
 from copilot.models import (
+    Answer,
     Conversation,
     ConversationState,
     Copilot,
@@ -25,7 +26,7 @@ from copilot.models import (
 )
 from copilot.ports import ConversationStore, CopilotRegistry
 
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 30  # optimistic retries of one turn under concurrent writers
 
 
 def hash_token(token: str) -> str:
@@ -73,29 +74,42 @@ class ConversationService:
     def post(self, conversation_id: str, token: str | None, text: str) -> TurnResponse:
         conversation = self.authorize(conversation_id, token)
         copilot = self._copilot(conversation.copilot_id)
+        answers: dict[str, Answer | None] = {}  # knowledge answers survive a retried turn
+
+        def answer(question: str) -> Answer | None:
+            if question not in answers:
+                answers[question] = self._answerer().answer(copilot.copilot_id, question)
+            return answers[question]
+
         for attempt in range(MAX_ATTEMPTS):
             try:
-                return self._turn(copilot, conversation, text)
+                return self._turn(copilot, conversation, text, answer)
             except ConflictError:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
-                # Another writer appended first: back off briefly, re-read, and run the turn on
-                # the fresh state so nothing is lost or duplicated.
-                time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+                # Another writer appended first: back off (jittered, growing), re-read, and run
+                # the turn on the fresh state so nothing is lost or duplicated.
+                time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
                 fresh = self._conversations.get(conversation_id)
                 if fresh is None:
                     raise NotFoundError("no such conversation") from None
                 conversation = fresh
         raise AssertionError("unreachable")
 
-    def _turn(self, copilot: Copilot, conversation: Conversation, text: str) -> TurnResponse:
+    def _turn(
+        self,
+        copilot: Copilot,
+        conversation: Conversation,
+        text: str,
+        answer: Callable[[str], Answer | None],
+    ) -> TurnResponse:
         seq = conversation.last_seq
         customer = Message(seq=seq + 1, role="customer", text=text)
         if conversation.state is ConversationState.ENDED:
             replies = [Reply("This conversation has ended. Please start a new one.")]
             context = conversation.context
         else:
-            dialog = Dialog(copilot, lambda q: self._answerer().answer(copilot.copilot_id, q))
+            dialog = Dialog(copilot, answer)
             outcome = dialog.respond(text, conversation.context)
             replies, context = outcome.replies, outcome.context
             if outcome.reset:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from copilot.chunking import chunk_document
-from copilot.errors import PermanentIngestError
+from copilot.errors import ConflictError, PermanentIngestError, UnavailableError
 from copilot.models import DocumentStatus, DocumentStatusValue, utcnow
-from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, KnowledgeIndex
+from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, KnowledgeIndex, StoredObject
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # S3 user metadata on crawled pages and synced articles: where the knowledge came from, so
 # citations link to it.
 SOURCE_URL_META = "source-url"
+MAX_CHASES = 5  # re-index rounds while the object keeps changing during indexing
 
 
 @dataclass(frozen=True)
@@ -108,59 +109,150 @@ class IngestService:
         if self._copilots.get(event.copilot_id) is None:
             log.warning("dropping event for unknown copilot: %s", event.key)
             return IngestResult(event.key, "ignored", "no copilot owns this prefix")
+        if not event.created and self._blobs.head(event.key) is not None:
+            # Removed, then uploaded again before this event arrived: index what is there now.
+            return self._index_object(event)
         if not event.created:
-            removed = self._index().delete_document(event.copilot_id, event.doc_key)
-            self._documents.delete(event.copilot_id, event.doc_key)
-            return IngestResult(event.key, "deleted", chunks=removed)
+            return self._remove(event)
         return self._index_object(event)
 
+    def _remove(self, event: ObjectEvent) -> IngestResult:
+        copilot_id, doc_key = event.copilot_id, event.doc_key
+
+        def forget(current: DocumentStatus | None) -> None:
+            if current is not None:
+                self._documents.delete(copilot_id, doc_key, rev=current.rev)
+
+        self._update(copilot_id, doc_key, forget)
+        removed = self._index().delete_document(copilot_id, doc_key)
+        return IngestResult(event.key, "deleted", chunks=removed)
+
     def _index_object(self, event: ObjectEvent) -> IngestResult:
-        status = DocumentStatus(
-            copilot_id=event.copilot_id,
-            doc_key=event.doc_key,
-            status=DocumentStatusValue.PENDING,
-            version=event.version,
-        )
-        self._documents.put(status)
-        try:
-            obj = self._blobs.get(event.key, self._max_bytes)
-            if obj is None:  # deleted before we got to it: its removal event cleans up
-                self._documents.delete(event.copilot_id, event.doc_key)
-                return IngestResult(event.key, "ignored", "the file no longer exists")
-            chunks = chunk_document(
-                event.copilot_id,
-                event.doc_key,
-                obj.body,
-                obj.version,
-                url=obj.metadata.get(SOURCE_URL_META),
+        """Index the object as it is now; repeat while it keeps changing under us.
+
+        Readers only see chunks of the version the document's status names, so switching
+        that one field switches answers from the old version to the new one at once.
+        """
+        copilot_id, doc_key = event.copilot_id, event.doc_key
+        result = IngestResult(event.key, "ignored", "the file no longer exists")
+        for _ in range(MAX_CHASES):
+            obj = (
+                self._blobs.get(event.key, self._max_bytes) if self._blobs.head(event.key) else None
             )
-        except PermanentIngestError as e:
-            self._documents.put(
-                status.model_copy(
+            if obj is None:
+                return self._remove(event) if self._documents.get(copilot_id, doc_key) else result
+            result = self._index_version(copilot_id, doc_key, obj)
+            if self._blobs.head(event.key) == obj.version:
+                return result
+        return result
+
+    def _index_version(self, copilot_id: str, doc_key: str, obj: StoredObject) -> IngestResult:
+        current = self._documents.get(copilot_id, doc_key)
+        if (
+            current is not None
+            and current.version == obj.version
+            and current.status == DocumentStatusValue.INDEXED
+        ):
+            return IngestResult(obj.key, "unchanged", chunks=current.chunk_count)
+
+        def mark_pending(status: DocumentStatus | None) -> None:
+            base = status or DocumentStatus(
+                copilot_id=copilot_id, doc_key=doc_key, status=DocumentStatusValue.PENDING
+            )
+            self._documents.save(
+                base.model_copy(
                     update={
-                        "status": DocumentStatusValue.FAILED,
-                        "reason": e.message,
+                        "status": DocumentStatusValue.PENDING,
+                        "pending_version": obj.version,
                         "updated_at": utcnow(),
                     }
                 )
             )
-            return IngestResult(event.key, "failed", e.message)
+
+        self._update(copilot_id, doc_key, mark_pending)
+        url = obj.metadata.get(SOURCE_URL_META)
+        try:
+            chunks = chunk_document(copilot_id, doc_key, obj.body, obj.version, url=url)
+        except PermanentIngestError as e:
+            self._finish(copilot_id, doc_key, obj, failure=e.message)
+            return IngestResult(obj.key, "failed", e.message)
         embeddings = self._embedder().embed_documents(
             [_embedding_text(c.title, c.section, c.text) for c in chunks]
         )
-        self._index().replace_document(event.copilot_id, event.doc_key, chunks, embeddings)
-        self._documents.put(
-            status.model_copy(
-                update={
-                    "status": DocumentStatusValue.INDEXED,
-                    "chunk_count": len(chunks),
-                    "version": obj.version,
-                    "size": obj.size,
-                    "updated_at": utcnow(),
-                }
+        index = self._index()
+        index.add_chunks(copilot_id, chunks, embeddings)
+        served = self._finish(copilot_id, doc_key, obj, chunks=len(chunks), url=url)
+        if served == obj.version:
+            index.delete_document(copilot_id, doc_key, keep_version=obj.version)
+            return IngestResult(obj.key, "indexed", chunks=len(chunks))
+        # A newer version was already serving: ours must not linger in the index.
+        index.delete_document(copilot_id, doc_key, keep_version=served)
+        return IngestResult(obj.key, "superseded", "a newer version is already indexed")
+
+    def _finish(
+        self,
+        copilot_id: str,
+        doc_key: str,
+        obj: StoredObject,
+        *,
+        chunks: int = 0,
+        url: str | None = None,
+        failure: str | None = None,
+    ) -> str | None:
+        """Record the outcome; returns the version answers come from afterwards."""
+        served: list[str | None] = [None]
+
+        def apply(status: DocumentStatus | None) -> None:
+            base = status or DocumentStatus(
+                copilot_id=copilot_id, doc_key=doc_key, status=DocumentStatusValue.PENDING
             )
-        )
-        return IngestResult(event.key, "indexed", chunks=len(chunks))
+            newer_serving = (
+                base.version is not None
+                and base.source_modified is not None
+                and obj.last_modified is not None
+                and base.source_modified > obj.last_modified
+            )
+            if newer_serving:
+                served[0] = base.version
+                return
+            pending = None if base.pending_version == obj.version else base.pending_version
+            if failure is not None:
+                reason = failure
+                if base.version is not None:
+                    reason += "; answers still use the previously indexed version"
+                update: dict[str, object] = {
+                    "status": DocumentStatusValue.FAILED,
+                    "reason": reason,
+                    "pending_version": pending,
+                }
+            else:
+                update = {
+                    "status": DocumentStatusValue.INDEXED,
+                    "reason": None,
+                    "version": obj.version,
+                    "source_modified": obj.last_modified,
+                    "chunk_count": chunks,
+                    "size": obj.size,
+                    "url": url,
+                    "pending_version": pending,
+                }
+            saved = self._documents.save(base.model_copy(update={**update, "updated_at": utcnow()}))
+            served[0] = saved.version
+
+        self._update(copilot_id, doc_key, apply)
+        return served[0]
+
+    def _update(
+        self, copilot_id: str, doc_key: str, change: Callable[[DocumentStatus | None], None]
+    ) -> None:
+        """Read-modify-write of a document's status, retried when another writer got there first."""
+        for _ in range(MAX_CHASES * 4):
+            try:
+                change(self._documents.get(copilot_id, doc_key))
+                return
+            except ConflictError:
+                continue
+        raise UnavailableError("the document's status keeps changing; will retry")
 
 
 def _embedding_text(title: str, section: str | None, text: str) -> str:
