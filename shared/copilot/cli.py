@@ -267,33 +267,73 @@ def copilots_update(
     console.print_json(updated.model_dump_json())
 
 
+def _aws_settings(data_dir: Path) -> Any:
+    """Settings for talking to the bucket: the environment, else the running local stack."""
+    from copilot.settings import Settings
+
+    info = _stack_info(data_dir)
+    os.environ.update({k: v for k, v in info.get("env", {}).items() if k not in os.environ})
+    return Settings()
+
+
 @app.command()
 def upload(
     paths: list[Path] = typer.Argument(..., exists=True, help="Files or folders to upload."),
     copilot: str = typer.Option(..., "--copilot", help="Copilot id."),
     wait: bool = typer.Option(True, help="Wait until every file is indexed or failed."),
+    timeout: float = typer.Option(600, help="Seconds to wait for indexing."),
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Upload knowledge files to a copilot (through the bucket, as on AWS)."""
-    from copilot.demo import knowledge_files, upload_files, wait_indexed
-    from copilot.localstack import StackConfig  # noqa: F401 - same env names
-    from copilot.settings import Settings
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    info = _stack_info(data_dir)
-    os.environ.update({k: v for k, v in info.get("env", {}).items() if k not in os.environ})
-    settings = Settings()
     from copilot.adapters.aws import aws_client
+    from copilot.demo import knowledge_files, upload_files, wait_indexed
 
+    settings = _aws_settings(data_dir)
+    client = _client(data_dir)
+    try:
+        client.get_copilot(copilot)
+    except Exception as e:
+        _fail(e)
+    batches = [(knowledge_files(p), p) if p.is_dir() else ([p], p.parent) for p in paths]
+    total = sum(len(files) for files, _ in batches)
     s3 = aws_client(settings, "s3")
-    keys: list[str] = []
-    for path in paths:
-        files = knowledge_files(path) if path.is_dir() else [path]
-        keys += upload_files(
-            s3, settings.bucket, copilot, files, path if path.is_dir() else path.parent
-        )
-    console.print(f"Uploaded {len(keys)} file(s).")
+    versions: dict[str, str] = {}
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        sent = progress.add_task("Uploading", total=total)
+        for files, base in batches:
+            versions |= upload_files(
+                s3,
+                settings.bucket,
+                copilot,
+                files,
+                base,
+                on_upload=lambda _key: progress.advance(sent),
+            )
+        if wait:
+            indexed = progress.add_task("Indexing", total=len(versions))
+            statuses = wait_indexed(
+                client,
+                copilot,
+                versions,
+                timeout=timeout,
+                on_progress=lambda n: progress.update(indexed, completed=n),
+            )
     if wait:
-        _docs_table(wait_indexed(_client(data_dir), copilot, keys))
+        _docs_table(statuses)
+        failed = sum(d.status == "failed" for d in statuses)
+        console.print(f"{len(statuses) - failed} indexed, {failed} failed.")
+        if failed:
+            raise typer.Exit(1)
+    else:
+        console.print(f"Uploaded {len(versions)} file(s).")
 
 
 @app.command()

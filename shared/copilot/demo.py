@@ -5,50 +5,62 @@ from __future__ import annotations
 import json
 import mimetypes
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from copilot.client import CopilotClient
-from copilot.models import Copilot, DocumentStatus, DocumentStatusValue
+from copilot.models import Copilot, DocumentStatus
 
 
 def upload_files(
-    s3: Any, bucket: str, copilot_id: str, files: Iterable[Path], base: Path
-) -> list[str]:
-    keys = []
+    s3: Any,
+    bucket: str,
+    copilot_id: str,
+    files: Iterable[Path],
+    base: Path,
+    on_upload: Callable[[str], None] | None = None,
+) -> dict[str, str]:
+    """Upload files under the copilot's prefix; returns each document key's new version."""
+    versions: dict[str, str] = {}
     for path in files:
         doc_key = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.name
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        s3.put_object(
+        response = s3.put_object(
             Bucket=bucket,
             Key=f"{copilot_id}/{doc_key}",
             Body=path.read_bytes(),
             ContentType=content_type,
         )
-        keys.append(doc_key)
-    return keys
+        versions[doc_key] = response.get("VersionId") or response["ETag"].strip('"')
+        if on_upload:
+            on_upload(doc_key)
+    return versions
 
 
 def wait_indexed(
     client: CopilotClient,
     copilot_id: str,
-    doc_keys: Iterable[str],
+    versions: dict[str, str],
     timeout: float = 300,
     poll: float = 0.2,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[DocumentStatus]:
-    """Wait until every named document is indexed or failed; returns their statuses."""
-    wanted = set(doc_keys)
+    """Wait until each document's given version was indexed or failed; returns the statuses."""
     deadline = time.time() + timeout
     while True:
         docs = {d.doc_key: d for d in client.documents(copilot_id)}
         done = [
-            docs[k] for k in wanted if k in docs and docs[k].status != DocumentStatusValue.PENDING
+            docs[k]
+            for k, version in versions.items()
+            if k in docs and docs[k].attempted_version == version
         ]
-        if len(done) == len(wanted):
+        if on_progress:
+            on_progress(len(done))
+        if len(done) == len(versions):
             return sorted(done, key=lambda d: d.doc_key)
         if time.time() > deadline:
-            missing = sorted(wanted - {d.doc_key for d in done})
+            missing = sorted(set(versions) - {d.doc_key for d in done})
             raise TimeoutError(f"not indexed after {timeout:.0f} s: {missing[:10]}")
         time.sleep(poll)
 
@@ -63,5 +75,5 @@ def seed_demo(
     spec = json.loads((demo_dir / "copilot.json").read_text())
     copilot = client.create_copilot(spec)
     folder = demo_dir / "knowledge"
-    keys = upload_files(s3, bucket, copilot.copilot_id, knowledge_files(folder), folder)
-    return copilot, wait_indexed(client, copilot.copilot_id, keys)
+    versions = upload_files(s3, bucket, copilot.copilot_id, knowledge_files(folder), folder)
+    return copilot, wait_indexed(client, copilot.copilot_id, versions)

@@ -252,6 +252,9 @@ class DocumentStatus(BaseModel):
     )
     source_modified: datetime | None = Field(None, description="When that version was uploaded.")
     pending_version: str | None = Field(None, description="A version being indexed now.")
+    attempted_version: str | None = Field(
+        None, description="The version the last finished attempt (indexed or failed) was about."
+    )
     size: int | None = None
     url: str | None = Field(None, description="Source web page, for crawled or synced knowledge.")
     created_at: datetime = Field(default_factory=utcnow)

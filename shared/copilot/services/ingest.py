@@ -214,6 +214,12 @@ class IngestService:
             )
             if newer_serving:
                 served[0] = base.version
+                if base.pending_version == obj.version:
+                    self._documents.save(
+                        base.model_copy(
+                            update={"pending_version": None, "attempted_version": obj.version}
+                        )
+                    )
                 return
             pending = None if base.pending_version == obj.version else base.pending_version
             if failure is not None:
@@ -236,6 +242,7 @@ class IngestService:
                     "url": url,
                     "pending_version": pending,
                 }
+            update["attempted_version"] = obj.version
             saved = self._documents.save(base.model_copy(update={**update, "updated_at": utcnow()}))
             served[0] = saved.version
 
