@@ -11,14 +11,19 @@ from typing import Any
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from copilot.ingest_entry import handle_notification, handle_sqs_batch
+from copilot.ingest_entry import handle_lambda_event, handle_notification, handle_refresh
+
+REFRESH_EVENT = "com.copilot.sources.refresh"
 
 
 @functions_framework.cloud_event
 def ingest(cloud_event: CloudEvent) -> None:
     data = cloud_event.get_data()
+    if cloud_event["type"] == REFRESH_EVENT:
+        handle_refresh((data or {}).get("copilot_id") if isinstance(data, dict) else None)
+        return
     handle_notification(data if isinstance(data, dict) else {})
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return handle_sqs_batch(event)
+    return handle_lambda_event(event)

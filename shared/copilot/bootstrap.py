@@ -18,6 +18,7 @@ from copilot.ports import (
 from copilot.services.admin import AdminService
 from copilot.services.conversations import ConversationService
 from copilot.services.ingest import IngestService
+from copilot.services.sources import SourcesService
 from copilot.settings import Settings
 
 if TYPE_CHECKING:
@@ -135,6 +136,10 @@ class Container:
             max_bytes=self.settings.max_upload_bytes,
             bucket=self.settings.bucket,
         )
+
+    @cached_property
+    def sources(self) -> SourcesService:
+        return SourcesService(self.copilots, self.blobs, self.state)
 
     def admin_api_key(self) -> str | None:
         def load() -> str | None:

@@ -336,6 +336,70 @@ def upload(
         console.print(f"Uploaded {len(versions)} file(s).")
 
 
+def _sources(data_dir: Path) -> Any:
+    from copilot.bootstrap import Container
+
+    return Container(_aws_settings(data_dir)).sources
+
+
+@app.command()
+def crawl(
+    urls: list[str] = typer.Argument(..., help="Start URL(s) of one website."),
+    copilot: str = typer.Option(..., "--copilot", help="Copilot id."),
+    max_depth: int = typer.Option(3, help="Links to follow from the start URLs."),
+    max_pages: int = typer.Option(200, help="Pages to fetch at most."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Crawl a public website into a copilot's knowledge (changed pages only; gone pages removed)."""
+    from pydantic import ValidationError
+
+    from copilot.errors import CopilotError
+    from copilot.models import WebsiteSource
+
+    try:
+        site = WebsiteSource(start_urls=urls, max_depth=max_depth, max_pages=max_pages)
+        with console.status(f"Crawling {urls[0]}..."):
+            report = _sources(data_dir).crawl(copilot, site)
+    except (CopilotError, ValidationError, ValueError) as e:
+        _fail(e)
+    console.print(report.summary())
+
+
+@app.command()
+def sync(
+    hub: str = typer.Argument(..., help="servicenow or salesforce"),
+    copilot: str = typer.Option(..., "--copilot", help="Copilot id."),
+    full: bool = typer.Option(False, help="Re-read every published article, not only changes."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Sync published knowledge-base articles (credentials: COPILOT_SERVICENOW_* / COPILOT_SALESFORCE_*)."""
+    from copilot.errors import CopilotError
+    from copilot.services.sources import _kb_summary
+
+    try:
+        with console.status(f"Syncing {hub}..."):
+            report = _sources(data_dir).sync_kb(copilot, hub, full=full)
+    except CopilotError as e:
+        _fail(e)
+    console.print(_kb_summary(report))
+
+
+@app.command()
+def refresh(
+    copilot: str = typer.Option(None, "--copilot", help="One copilot (default: all)."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Re-crawl the configured websites and sync the configured knowledge bases (as the schedule does)."""
+    from copilot.errors import CopilotError
+
+    try:
+        lines = _sources(data_dir).refresh(copilot)
+    except CopilotError as e:
+        _fail(e)
+    for line in lines or ["No websites or knowledge bases are configured."]:
+        console.print(line, highlight=False)
+
+
 @app.command()
 def docs(
     copilot: str = typer.Option(..., "--copilot"), data_dir: DataDir = DEFAULT_DATA_DIR

@@ -26,6 +26,21 @@ def handle_notification(body: dict[str, Any]) -> list[IngestResult]:
     return results
 
 
+def handle_refresh(copilot_id: str | None = None) -> list[str]:
+    """Scheduled re-crawl of websites and sync of knowledge bases (changed pages only)."""
+    lines = container().sources.refresh(copilot_id)
+    for line in lines:
+        log.info("refresh: %s", line)
+    return lines
+
+
+def handle_lambda_event(event: dict[str, Any]) -> dict[str, Any]:
+    """Lambda entry: SQS batches of storage events, or the EventBridge refresh schedule."""
+    if event.get("source") == "aws.events" or event.get("action") == "refresh":
+        return {"refreshed": handle_refresh(event.get("copilot_id"))}
+    return handle_sqs_batch(event)
+
+
 def handle_sqs_batch(event: dict[str, Any]) -> dict[str, Any]:
     """Lambda SQS batch with partial failure reporting: only failed messages are retried."""
     failures = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -92,6 +93,25 @@ class Topic(Strict):
         return cleaned
 
 
+KnowledgeBaseName = Literal["servicenow", "salesforce"]
+
+
+class WebsiteSource(Strict):
+    """A public website the copilot learns from: crawled, and re-crawled on a schedule."""
+
+    start_urls: list[str] = Field(min_length=1, max_length=20)
+    max_depth: int = Field(3, ge=0, le=10)
+    max_pages: int = Field(200, ge=1, le=2000)
+
+    @field_validator("start_urls")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"not an http(s) URL: {url!r}")
+        return urls
+
+
 def _unique_topic_names(topics: list[Topic]) -> list[Topic]:
     names = [t.name.strip().lower() for t in topics]
     if len(set(names)) != len(names):
@@ -107,6 +127,11 @@ class CopilotSpec(Strict):
     no_match_threshold: int = Field(
         2, ge=1, le=10, description="Consecutive no-matches before escalation is offered."
     )
+    websites: list[WebsiteSource] = Field(default_factory=list, max_length=20)
+    knowledge_bases: list[KnowledgeBaseName] = Field(
+        default_factory=list,
+        description="Hubs whose published articles are synced (credentials: configuration).",
+    )
 
     _check_topics = field_validator("topics")(_unique_topic_names)
 
@@ -117,6 +142,8 @@ class CopilotPatch(Strict):
     messages: BehaviourMessagesPatch | None = None
     topics: list[Topic] | None = Field(None, max_length=MAX_TOPICS)
     no_match_threshold: int | None = Field(None, ge=1, le=10)
+    websites: list[WebsiteSource] | None = Field(None, max_length=20)
+    knowledge_bases: list[KnowledgeBaseName] | None = None
 
     @field_validator("topics")
     @classmethod
