@@ -95,13 +95,15 @@ class Container:
     @property
     def index(self) -> KnowledgeIndex:
         def build() -> KnowledgeIndex:
-            from copilot.adapters.chroma import ChromaKnowledgeIndex, chroma_http_client
+            from copilot.adapters.chroma import ChromaKnowledgeIndex
+            from copilot.embeddings import embedder_id
 
             token = self.settings.chroma_token
-            client = chroma_http_client(
-                self.settings.chroma_url, token.get_secret_value() if token else None
+            return ChromaKnowledgeIndex(
+                self.settings.chroma_url,
+                token=token.get_secret_value() if token else None,
+                embedder_id=embedder_id(self.settings.embedder),
             )
-            return ChromaKnowledgeIndex(client)
 
         return self._get("index", build)
 

@@ -48,6 +48,13 @@ class WordLlamaEmbeddings(Embeddings):
         return self.embed_documents([text])[0]
 
 
+def embedder_id(name: str) -> str:
+    """The identifier a copilot's index records for the model that built it."""
+    if name == "wordllama":
+        return WordLlamaEmbeddings.model_name
+    raise BadRequestError(f"unknown embedder '{name}' (available: wordllama)", field="embedder")
+
+
 def build_embedder(name: str) -> Embeddings:
     if name == "wordllama":
         return WordLlamaEmbeddings()

@@ -163,3 +163,7 @@ class KnowledgeIndex(abc.ABC):
 
     @abc.abstractmethod
     def count(self, copilot_id: str) -> int: ...
+
+    @abc.abstractmethod
+    def drop(self, copilot_id: str) -> None:
+        """Remove the copilot's whole index (before rebuilding it with another model)."""

@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
-from copilot.adapters.chroma import ChromaKnowledgeIndex, chroma_http_client
+from copilot.adapters.chroma import (
+    ChromaKnowledgeIndex,
+    EmbedderMismatchError,
+    collection_name,
+)
 from copilot.adapters.memory import MemoryKnowledgeIndex
 from copilot.chunking import chunk_document
 from copilot.embeddings import WordLlamaEmbeddings
@@ -23,7 +27,9 @@ def index(request: pytest.FixtureRequest) -> Iterator[Any]:
     if request.param == "memory":
         yield MemoryKnowledgeIndex()
     else:
-        yield ChromaKnowledgeIndex(chroma_http_client(request.getfixturevalue("chroma_url")))
+        yield ChromaKnowledgeIndex(
+            request.getfixturevalue("chroma_url"), embedder_id="test-embedder"
+        )
 
 
 def put(index: Any, copilot_id: str, doc_key: str, text: str, version: str = "v1") -> int:
@@ -91,3 +97,37 @@ def test_copilots_never_see_each_others_knowledge(index: Any) -> None:
     hits = index.query(b, EMBEDDER.embed_query("launch code"), 10)
     assert {h.chunk.copilot_id for h in hits} == {b}
     assert all("1234" not in h.chunk.text for h in hits)
+
+
+def test_the_official_chroma_client_reads_what_the_adapter_wrote(chroma_url: str) -> None:
+    """The adapter speaks Chroma's REST API itself (cold start): check it against chromadb."""
+    import chromadb
+
+    index = ChromaKnowledgeIndex(chroma_url, embedder_id="test-embedder")
+    copilot = uuid.uuid4().hex
+    put(index, copilot, "returns.md", RETURNS)
+    host, port = chroma_url.rsplit(":", 1)
+    client = chromadb.HttpClient(host=host.split("//")[1], port=int(port))
+    collection = client.get_collection(collection_name(copilot))
+    assert collection.metadata["hnsw:space"] == "cosine"
+    assert collection.metadata["embedder"] == "test-embedder"
+    got = collection.get(include=["documents", "metadatas"])
+    assert sorted(got["documents"]) == ["Refunds take five days.", "Return bikes within 30 days."]
+    assert {m["doc_key"] for m in got["metadatas"]} == {"returns.md"}
+    hits = collection.query(query_embeddings=[EMBEDDER.embed_query("refund")], n_results=1)
+    ours = index.query(copilot, EMBEDDER.embed_query("refund"), 1)
+    assert hits["ids"][0] == [ours[0].chunk.chunk_id]
+
+
+def test_querying_with_another_embedding_model_is_refused(chroma_url: str) -> None:
+    copilot = uuid.uuid4().hex
+    put(ChromaKnowledgeIndex(chroma_url, embedder_id="model-a"), copilot, "returns.md", RETURNS)
+    other = ChromaKnowledgeIndex(chroma_url, embedder_id="model-b")
+    with pytest.raises(EmbedderMismatchError, match="reindex"):
+        other.query(copilot, EMBEDDER.embed_query("refund"), 3)
+    other.drop(copilot)
+    assert other.count(copilot) == 0
+
+
+def test_unknown_copilot_has_no_knowledge(index: Any) -> None:
+    assert index.query(uuid.uuid4().hex, EMBEDDER.embed_query("anything"), 3) == []

@@ -1,15 +1,28 @@
-"""Chroma adapter: one collection per copilot, so no query can reach another copilot's chunks."""
+"""Chroma adapter over Chroma's HTTP API (v2): one collection per copilot, so no query can
+reach another copilot's chunks.
+
+It speaks the REST API directly (urllib3, already loaded by boto3) instead of importing the
+``chromadb`` client, whose import alone costs ~1.2 s: on a serverless cold start that is most
+of the budget. The contract tests check it against a real Chroma server and against what the
+official client reads back.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote
 
-from copilot.errors import UnavailableError
+from copilot.errors import ConflictError, UnavailableError
 from copilot.models import Chunk, Passage
 from copilot.ports import KnowledgeIndex
+
+_BATCH = 1000
+_TENANT = "default_tenant"
+_DATABASE = "default_database"
 
 
 def collection_name(copilot_id: str) -> str:
@@ -18,91 +31,80 @@ def collection_name(copilot_id: str) -> str:
     return f"copilot-{digest}"
 
 
-def chroma_http_client(url: str, token: str | None = None) -> Any:
-    import chromadb  # heavy (~0.8 s): only when the index is first used
-
-    parsed = urlparse(url)
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    try:
-        return chromadb.HttpClient(
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-            ssl=parsed.scheme == "https",
-            headers=headers,
-            settings=chromadb.Settings(anonymized_telemetry=False),
-        )
-    except Exception as e:  # the client checks the server at construction
-        raise UnavailableError("the knowledge index is unavailable") from e
-
-
-_BATCH = 1000
+class EmbedderMismatchError(ConflictError):
+    """The copilot's knowledge was embedded with another model than the one configured."""
 
 
 class ChromaKnowledgeIndex(KnowledgeIndex):
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._collections: dict[str, Any] = {}
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        embedder_id: str | None = None,
+        timeout: float = 10.0,
+        tenant: str = _TENANT,
+        database: str = _DATABASE,
+    ) -> None:
+        import urllib3
 
-    def _collection(self, copilot_id: str) -> Any:
-        collection = self._collections.get(copilot_id)
-        if collection is None:
-            try:
-                collection = self._client.get_or_create_collection(
-                    collection_name(copilot_id),
-                    metadata={"hnsw:space": "cosine", "copilot_id": copilot_id},
-                    embedding_function=None,
-                )
-            except Exception as e:  # chromadb raises assorted transport errors
-                raise UnavailableError("the knowledge index is unavailable") from e
-            self._collections[copilot_id] = collection
-        return collection
+        self._base = f"{url.rstrip('/')}/api/v2/tenants/{tenant}/databases/{database}/collections"
+        self._headers = {"Content-Type": "application/json"}
+        if token:
+            self._headers |= {"Authorization": f"Bearer {token}", "X-Chroma-Token": token}
+        self._http = urllib3.PoolManager(
+            maxsize=8, timeout=urllib3.Timeout(connect=3.0, read=timeout), retries=False
+        )
+        self._embedder_id = embedder_id
+        self._ids: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # --- the port -------------------------------------------------------------------------
 
     def add_chunks(
-        self,
-        copilot_id: str,
-        chunks: Sequence[Chunk],
-        embeddings: Sequence[Sequence[float]],
+        self, copilot_id: str, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]
     ) -> None:
         if not chunks:
             return
-        collection = self._collection(copilot_id)
-        try:
-            for start in range(0, len(chunks), _BATCH):
-                part = chunks[start : start + _BATCH]
-                collection.upsert(
-                    ids=[c.chunk_id for c in part],
-                    embeddings=[list(map(float, e)) for e in embeddings[start : start + _BATCH]],
-                    documents=[c.text for c in part],
-                    metadatas=[_metadata(c) for c in part],
-                )
-        except Exception as e:
-            raise UnavailableError("the knowledge index is unavailable") from e
+        cid = self._collection(copilot_id, create=True)
+        for start in range(0, len(chunks), _BATCH):
+            part = chunks[start : start + _BATCH]
+            self._post(
+                f"{cid}/upsert",
+                {
+                    "ids": [c.chunk_id for c in part],
+                    "embeddings": [list(map(float, e)) for e in embeddings[start : start + _BATCH]],
+                    "documents": [c.text for c in part],
+                    "metadatas": [_metadata(c) for c in part],
+                },
+            )
 
     def delete_document(
         self, copilot_id: str, doc_key: str, *, keep_version: str | None = None
     ) -> int:
-        collection = self._collection(copilot_id)
+        cid = self._collection(copilot_id, create=False)
+        if cid is None:
+            return 0
         where: dict[str, Any] = {"doc_key": doc_key}
         if keep_version is not None:
             where = {"$and": [where, {"version": {"$ne": keep_version}}]}
-        try:
-            ids = collection.get(where=where, include=[])["ids"]
-            if ids:
-                collection.delete(ids=ids)
-        except Exception as e:
-            raise UnavailableError("the knowledge index is unavailable") from e
+        ids = self._post(f"{cid}/get", {"where": where, "include": []})["ids"]
+        if ids:
+            self._post(f"{cid}/delete", {"ids": ids})
         return len(ids)
 
     def query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]:
-        collection = self._collection(copilot_id)
-        try:
-            result = collection.query(
-                query_embeddings=[list(map(float, embedding))],
-                n_results=k,
-                include=["documents", "metadatas", "distances"],
-            )
-        except Exception as e:
-            raise UnavailableError("the knowledge index is unavailable") from e
+        cid = self._collection(copilot_id, create=False)
+        if cid is None:
+            return []
+        result = self._post(
+            f"{cid}/query",
+            {
+                "query_embeddings": [list(map(float, embedding))],
+                "n_results": k,
+                "include": ["documents", "metadatas", "distances"],
+            },
+        )
         passages = []
         for chunk_id, text, meta, distance in zip(
             result["ids"][0],
@@ -111,26 +113,91 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
             result["distances"][0],
             strict=True,
         ):
-            chunk = Chunk(
-                chunk_id=chunk_id,
-                copilot_id=copilot_id,
-                doc_key=str(meta["doc_key"]),
-                position=int(meta["position"]),
-                text=text,
-                title=str(meta["title"]),
-                section=str(meta["section"]) or None,
-                page=int(meta["page"]) if meta.get("page") else None,
-                url=str(meta.get("url") or "") or None,
-                version=str(meta["version"]) or None,
+            passages.append(
+                Passage(chunk=_chunk(copilot_id, chunk_id, text, meta), score=1.0 - float(distance))
             )
-            passages.append(Passage(chunk=chunk, score=1.0 - float(distance)))
         return passages
 
     def count(self, copilot_id: str) -> int:
+        cid = self._collection(copilot_id, create=False)
+        return 0 if cid is None else int(self._request("GET", f"{cid}/count"))
+
+    def drop(self, copilot_id: str) -> None:
+        """Delete the copilot's whole collection (re-indexing with another embedder)."""
+        with self._lock:
+            self._ids.pop(copilot_id, None)
+        response = self._http.request(
+            "DELETE", f"{self._base}/{collection_name(copilot_id)}", headers=self._headers
+        )
+        if response.status >= 500:
+            raise UnavailableError("the knowledge index is unavailable")
+
+    # --- collections ----------------------------------------------------------------------
+
+    def _collection(self, copilot_id: str, *, create: bool) -> str | None:
+        cached = self._ids.get(copilot_id)
+        if cached:
+            return cached
+        name = collection_name(copilot_id)
+        if create:
+            body = self._request(
+                "POST",
+                "",
+                {
+                    "name": name,
+                    "metadata": {
+                        "hnsw:space": "cosine",
+                        "copilot_id": copilot_id,
+                        "embedder": self._embedder_id or "unknown",
+                    },
+                    "get_or_create": True,
+                },
+            )
+        else:
+            body = self._request("GET", quote(name), missing_ok=True)
+            if body is None:
+                return None
+        recorded = (body.get("metadata") or {}).get("embedder")
+        if self._embedder_id and recorded and recorded != self._embedder_id:
+            raise EmbedderMismatchError(
+                f"this copilot's knowledge was indexed with the embedding model '{recorded}', "
+                f"but '{self._embedder_id}' is configured: run `copilot reindex --copilot "
+                f"{copilot_id}` to rebuild it, or configure '{recorded}' again"
+            )
+        with self._lock:
+            self._ids[copilot_id] = str(body["id"])
+        return str(body["id"])
+
+    # --- HTTP -----------------------------------------------------------------------------
+
+    def _post(self, path: str, payload: dict[str, Any]) -> Any:
+        return self._request("POST", path, payload)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> Any:
+        url = f"{self._base}/{path}" if path else self._base
         try:
-            return int(self._collection(copilot_id).count())
-        except Exception as e:
+            response = self._http.request(
+                method,
+                url,
+                body=json.dumps(payload).encode() if payload is not None else None,
+                headers=self._headers,
+            )
+        except Exception as e:  # urllib3 transport errors: refused, timed out, reset
             raise UnavailableError("the knowledge index is unavailable") from e
+        if response.status == 404 and missing_ok:
+            return None
+        if response.status >= 400:
+            raise UnavailableError(
+                f"the knowledge index refused the request (HTTP {response.status}): "
+                f"{response.data[:200].decode(errors='replace')}"
+            )
+        return json.loads(response.data) if response.data else None
 
 
 def _metadata(chunk: Chunk) -> dict[str, Any]:
@@ -143,3 +210,18 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
         "url": chunk.url or "",
         "version": chunk.version or "",
     }
+
+
+def _chunk(copilot_id: str, chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
+    return Chunk(
+        chunk_id=chunk_id,
+        copilot_id=copilot_id,
+        doc_key=str(meta["doc_key"]),
+        position=int(meta["position"]),
+        text=text,
+        title=str(meta["title"]),
+        section=str(meta["section"]) or None,
+        page=int(meta["page"]) if meta.get("page") else None,
+        url=str(meta.get("url") or "") or None,
+        version=str(meta["version"]) or None,
+    )

@@ -240,6 +240,9 @@ class MemoryKnowledgeIndex(KnowledgeIndex):
     def count(self, copilot_id: str) -> int:
         return len(self._rows.get(copilot_id, {}))
 
+    def drop(self, copilot_id: str) -> None:
+        self._rows.pop(copilot_id, None)
+
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
