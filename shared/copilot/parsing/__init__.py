@@ -33,19 +33,32 @@ class ParsedDocument:
 class ParseLimits:
     max_unpacked_bytes: int = 200 * 1024 * 1024  # office files are zips: guard against bombs
     max_pages: int = 5000
+    max_rows: int = 200_000  # spreadsheet/CSV records per file
 
 
 Parser = Callable[[str, bytes, ParseLimits], ParsedDocument]
 
 
 def _registry() -> dict[str, Parser]:
-    from copilot.parsing import text
+    # These modules are light: each imports its heavy library inside its parse functions.
+    from copilot.parsing import html, office, pdf, tabular, text
 
     return {
         ".md": text.parse_markdown,
         ".markdown": text.parse_markdown,
         ".txt": text.parse_plain,
         ".text": text.parse_plain,
+        ".pdf": pdf.parse_pdf,
+        ".docx": office.parse_docx,
+        ".pptx": office.parse_pptx,
+        ".xlsx": office.parse_xlsx,
+        ".xlsm": office.parse_xlsx,
+        ".csv": tabular.parse_csv,
+        ".tsv": tabular.parse_csv,
+        ".json": tabular.parse_json,
+        ".html": html.parse_html,
+        ".htm": html.parse_html,
+        ".xhtml": html.parse_html,
     }
 
 
