@@ -96,22 +96,22 @@ class Container:
     def index(self) -> KnowledgeIndex:
         def build() -> KnowledgeIndex:
             from copilot.adapters.chroma import ChromaKnowledgeIndex
-            from copilot.embeddings import embedder_id
+            from copilot.providers import embedding_model_id
 
             token = self.settings.chroma_token
             return ChromaKnowledgeIndex(
                 self.settings.chroma_url,
                 token=token.get_secret_value() if token else None,
-                embedder_id=embedder_id(self.settings.embedder),
+                embedder_id=embedding_model_id(self.settings),
             )
 
         return self._get("index", build)
 
     @property
     def embedder(self) -> Embeddings:
-        from copilot.embeddings import build_embedder
+        from copilot.providers import build_embeddings
 
-        return self._get("embedder", lambda: build_embedder(self.settings.embedder))
+        return self._get("embedder", lambda: build_embeddings(self.settings))
 
     @property
     def answerer(self) -> KnowledgeAnswerer:

@@ -7,8 +7,6 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from copilot.errors import BadRequestError
-
 
 class WordLlamaEmbeddings(Embeddings):
     """Offline default: WordLlama's static embeddings, shipped inside the ``wordllama`` wheel.
@@ -46,16 +44,3 @@ class WordLlamaEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
-
-
-def embedder_id(name: str) -> str:
-    """The identifier a copilot's index records for the model that built it."""
-    if name == "wordllama":
-        return WordLlamaEmbeddings.model_name
-    raise BadRequestError(f"unknown embedder '{name}' (available: wordllama)", field="embedder")
-
-
-def build_embedder(name: str) -> Embeddings:
-    if name == "wordllama":
-        return WordLlamaEmbeddings()
-    raise BadRequestError(f"unknown embedder '{name}' (available: wordllama)", field="embedder")

@@ -52,6 +52,7 @@ class StackConfig:
     receive_wait_seconds: int = 1
     visibility_timeout: int = 5
     max_receive_count: int = 3
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. hub credentials
 
     @classmethod
     def with_free_ports(cls, root: Path, data_dir: Path) -> StackConfig:
@@ -87,6 +88,7 @@ class StackConfig:
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": self.region,
+            **self.extra_env,
         }
 
 

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from copilot.providers import ProviderSettings
 
 
-class Settings(BaseSettings):
-    """Typed configuration; every value comes from ``COPILOT_*`` environment variables."""
+class Settings(ProviderSettings):
+    """Typed configuration; every value comes from ``COPILOT_*`` environment variables.
+
+    Model providers (embedder, LLM, their endpoints and keys) are ProviderSettings' fields.
+    """
 
     model_config = SettingsConfigDict(env_prefix="COPILOT_", extra="ignore")
 
-    region: str = "us-east-1"
     aws_endpoint_url: str | None = Field(
         default=None, description="Emulated AWS endpoint (moto server) for the local stack."
     )
@@ -27,7 +31,6 @@ class Settings(BaseSettings):
         default=None, description="SSM SecureString holding the admin key (AWS deployments)."
     )
 
-    embedder: str = "wordllama"
     max_message_chars: int = 4000
     max_upload_bytes: int = 50 * 1024 * 1024
     conversation_ttl_days: int = 30

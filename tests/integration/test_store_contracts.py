@@ -162,3 +162,15 @@ def test_document_status_revisions_and_active_versions(stores: tuple[Any, Any, A
     documents.delete(copilot_id, "b.md", rev=b.rev)
     assert documents.get(copilot_id, "a.md") is None
     assert documents.list(copilot_id) == []
+
+
+def test_state_lives_beside_documents_without_showing_as_one(dynamodb: Any) -> None:
+    store = DynamoDocumentStore(dynamodb, "t-documents")
+    copilot_id = uuid.uuid4().hex
+    assert store.get_state(copilot_id, "crawl:example.com") is None
+    store.put_state(copilot_id, "crawl:example.com", {"hashes": {"a": "1"}})
+    store.save(
+        DocumentStatus(copilot_id=copilot_id, doc_key="a.md", status=DocumentStatusValue.PENDING)
+    )
+    assert store.get_state(copilot_id, "crawl:example.com") == {"hashes": {"a": "1"}}
+    assert [d.doc_key for d in store.list(copilot_id)] == ["a.md"]

@@ -266,7 +266,9 @@ class DynamoDocumentStore(DocumentStore, StateStore):
             )
             for page in pages:
                 out.extend(
-                    DocumentStatus.model_validate_json(i["body"]["S"]) for i in page["Items"]
+                    DocumentStatus.model_validate_json(i["body"]["S"])
+                    for i in page["Items"]
+                    if not i["doc_key"]["S"].startswith(_STATE_PREFIX)
                 )
         except (ClientError, BotoCoreError) as e:
             raise _translate(e) from e
