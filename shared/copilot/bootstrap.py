@@ -6,12 +6,14 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from copilot.errors import UnavailableError
 from copilot.knowledge import KnowledgeAnswerer
 from copilot.ports import (
     BlobStore,
     ConversationStore,
     CopilotRegistry,
     DocumentStore,
+    EventQueue,
     KnowledgeIndex,
     StateStore,
 )
@@ -123,9 +125,27 @@ class Container:
     def chat(self) -> ConversationService:
         return ConversationService(self.copilots, self.conversations, lambda: self.answerer)
 
+    @property
+    def ingest_queue(self) -> EventQueue:
+        from copilot.adapters.sqs import SqsEventQueue
+
+        def build() -> EventQueue:
+            if not self.settings.ingest_queue_url:
+                raise UnavailableError("COPILOT_INGEST_QUEUE_URL is not configured")
+            return SqsEventQueue(self._client("sqs"), self.settings.ingest_queue_url)
+
+        return self._get("ingest_queue", build)
+
     @cached_property
     def admin(self) -> AdminService:
-        return AdminService(self.copilots, self.documents)
+        return AdminService(
+            self.copilots,
+            self.documents,
+            index=lambda: self.index,
+            blobs=lambda: self.blobs,
+            ingest_queue=lambda: self.ingest_queue,
+            bucket=self.settings.bucket,
+        )
 
     @cached_property
     def ingest(self) -> IngestService:

@@ -401,6 +401,23 @@ def refresh(
 
 
 @app.command()
+def reindex(
+    copilot: str = typer.Option(..., "--copilot", help="Copilot id."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Rebuild a copilot's index from its files (after changing the embedding model)."""
+    from copilot.client import ApiError
+
+    try:
+        result = _client(data_dir).reindex(copilot)
+    except ApiError as e:
+        _fail(e)
+    console.print(
+        f"Queued {result['queued']} file(s) for indexing; follow with `copilot docs --copilot {copilot}`."
+    )
+
+
+@app.command()
 def docs(
     copilot: str = typer.Option(..., "--copilot"), data_dir: DataDir = DEFAULT_DATA_DIR
 ) -> None:

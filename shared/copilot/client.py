@@ -74,6 +74,9 @@ class CopilotClient:
         body = self._call("GET", f"/admin/copilots/{copilot_id}/documents", admin=True)
         return [DocumentStatus.model_validate(d) for d in body["documents"]]
 
+    def reindex(self, copilot_id: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/admin/copilots/{copilot_id}/reindex", admin=True))
+
     # conversations
     def start(self, copilot_id: str) -> StartConversationResponse:
         return StartConversationResponse.model_validate(

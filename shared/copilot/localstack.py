@@ -84,6 +84,8 @@ class StackConfig:
             "COPILOT_AWS_ENDPOINT_URL": self.aws_url,
             "COPILOT_BUCKET": self.bucket,
             "COPILOT_CHROMA_URL": self.chroma_url,
+            # moto's queue URLs are predictable: the stack creates this queue at start.
+            "COPILOT_INGEST_QUEUE_URL": f"{self.aws_url}/123456789012/{self.queue}",
             "COPILOT_ADMIN_API_KEY": self.admin_api_key,
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",

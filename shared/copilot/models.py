@@ -289,6 +289,11 @@ class DocumentStatus(BaseModel):
     rev: int = Field(0, description="Revision of this record (optimistic concurrency).")
 
 
+class ReindexResult(BaseModel):
+    copilot_id: str
+    queued: int = Field(description="Files queued for indexing.")
+
+
 class DocumentList(BaseModel):
     documents: list[DocumentStatus]
 

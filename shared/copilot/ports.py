@@ -167,3 +167,10 @@ class KnowledgeIndex(abc.ABC):
     @abc.abstractmethod
     def drop(self, copilot_id: str) -> None:
         """Remove the copilot's whole index (before rebuilding it with another model)."""
+
+
+class EventQueue(abc.ABC):
+    """A queue of JSON messages (SQS): re-index requests, and later the hub outbox."""
+
+    @abc.abstractmethod
+    def send_many(self, bodies: Sequence[str]) -> None: ...

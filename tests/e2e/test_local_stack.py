@@ -224,3 +224,35 @@ def test_events_for_another_bucket_are_ignored(stack: LocalStack, demo: str) -> 
             stack.config.function_url("chat"), stack.config.admin_api_key
         ).documents(demo)
     }
+
+
+def test_reindex_rebuilds_the_index_from_the_files(
+    stack: LocalStack, client: CopilotClient, tmp_path: Path
+) -> None:
+    copilot = client.create_copilot({"name": "Reindex bot"})
+    doc = tmp_path / "hours.md"
+    doc.write_text("# Hours\n\n## Weekdays\n\nThe shop opens at 8 a.m. on weekdays.")
+    versions = upload_files(
+        stack.client("s3"), stack.config.bucket, copilot.copilot_id, [doc], tmp_path
+    )
+    wait_indexed(client, copilot.copilot_id, versions, timeout=60)
+    s = client.start(copilot.copilot_id)
+    assert (
+        "8 a.m."
+        in client.send(s.conversation_id, s.token, "When does the shop open on weekdays?")
+        .messages[-1]
+        .text
+    )
+
+    assert client.reindex(copilot.copilot_id) == {"copilot_id": copilot.copilot_id, "queued": 1}
+    statuses = wait_indexed(client, copilot.copilot_id, versions, timeout=60)
+    assert [(d.doc_key, d.status, d.version) for d in statuses] == [
+        ("hours.md", "indexed", versions["hours.md"])
+    ]
+    # The chat function had cached the dropped collection: it finds the rebuilt one.
+    assert (
+        "8 a.m."
+        in client.send(s.conversation_id, s.token, "When does the shop open on weekdays?")
+        .messages[-1]
+        .text
+    )

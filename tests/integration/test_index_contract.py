@@ -131,3 +131,16 @@ def test_querying_with_another_embedding_model_is_refused(chroma_url: str) -> No
 
 def test_unknown_copilot_has_no_knowledge(index: Any) -> None:
     assert index.query(uuid.uuid4().hex, EMBEDDER.embed_query("anything"), 3) == []
+
+
+def test_a_collection_rebuilt_by_another_process_is_found_again(chroma_url: str) -> None:
+    copilot = uuid.uuid4().hex
+    reader = ChromaKnowledgeIndex(chroma_url, embedder_id="m")
+    writer = ChromaKnowledgeIndex(chroma_url, embedder_id="m")
+    put(writer, copilot, "returns.md", RETURNS)
+    assert len(reader.query(copilot, EMBEDDER.embed_query("refund"), 5)) == 2  # caches the id
+    writer.drop(copilot)
+    assert reader.query(copilot, EMBEDDER.embed_query("refund"), 5) == []
+    put(writer, copilot, "shipping.md", SHIPPING)
+    hits = reader.query(copilot, EMBEDDER.embed_query("shipping"), 5)
+    assert [h.chunk.doc_key for h in hits] == ["shipping.md"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +29,10 @@ def collection_name(copilot_id: str) -> str:
     # Chroma names: 3-512 chars of [a-zA-Z0-9._-], alphanumeric at both ends.
     digest = hashlib.sha256(copilot_id.encode()).hexdigest()[:32]
     return f"copilot-{digest}"
+
+
+class _CollectionGone(Exception):
+    """The cached collection id no longer exists (dropped and rebuilt by another process)."""
 
 
 class EmbedderMismatchError(ConflictError):
@@ -66,6 +70,11 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
     ) -> None:
         if not chunks:
             return
+        self._retrying(copilot_id, lambda: self._upsert(copilot_id, chunks, embeddings))
+
+    def _upsert(
+        self, copilot_id: str, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]
+    ) -> None:
         cid = self._collection(copilot_id, create=True)
         for start in range(0, len(chunks), _BATCH):
             part = chunks[start : start + _BATCH]
@@ -82,6 +91,11 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
     def delete_document(
         self, copilot_id: str, doc_key: str, *, keep_version: str | None = None
     ) -> int:
+        return int(
+            self._retrying(copilot_id, lambda: self._delete(copilot_id, doc_key, keep_version))
+        )
+
+    def _delete(self, copilot_id: str, doc_key: str, keep_version: str | None) -> int:
         cid = self._collection(copilot_id, create=False)
         if cid is None:
             return 0
@@ -94,6 +108,9 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
         return len(ids)
 
     def query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]:
+        return list(self._retrying(copilot_id, lambda: self._query(copilot_id, embedding, k)))
+
+    def _query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]:
         cid = self._collection(copilot_id, create=False)
         if cid is None:
             return []
@@ -119,8 +136,11 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
         return passages
 
     def count(self, copilot_id: str) -> int:
-        cid = self._collection(copilot_id, create=False)
-        return 0 if cid is None else int(self._request("GET", f"{cid}/count"))
+        def count() -> int:
+            cid = self._collection(copilot_id, create=False)
+            return 0 if cid is None else int(self._request("GET", f"{cid}/count"))
+
+        return int(self._retrying(copilot_id, count))
 
     def drop(self, copilot_id: str) -> None:
         """Delete the copilot's whole collection (re-indexing with another embedder)."""
@@ -133,6 +153,17 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
             raise UnavailableError("the knowledge index is unavailable")
 
     # --- collections ----------------------------------------------------------------------
+
+    def _retrying(self, copilot_id: str, job: Callable[[], Any]) -> Any:
+        try:
+            return job()
+        except _CollectionGone:
+            with self._lock:  # another process dropped it: look it up again, once
+                self._ids.pop(copilot_id, None)
+        try:
+            return job()
+        except _CollectionGone as e:
+            raise UnavailableError("the knowledge index changed while it was being read") from e
 
     def _collection(self, copilot_id: str, *, create: bool) -> str | None:
         cached = self._ids.get(copilot_id)
@@ -192,6 +223,8 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
             raise UnavailableError("the knowledge index is unavailable") from e
         if response.status == 404 and missing_ok:
             return None
+        if response.status == 404 and path:
+            raise _CollectionGone(path)
         if response.status >= 400:
             raise UnavailableError(
                 f"the knowledge index refused the request (HTTP {response.status}): "

@@ -17,6 +17,7 @@ from copilot.ports import (
     ConversationStore,
     CopilotRegistry,
     DocumentStore,
+    EventQueue,
     KnowledgeIndex,
     ObjectInfo,
     StateStore,
@@ -249,3 +250,11 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     na = math.sqrt(sum(x * x for x in a))
     nb = math.sqrt(sum(y * y for y in b))
     return dot / (na * nb) if na and nb else 0.0
+
+
+class MemoryEventQueue(EventQueue):
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def send_many(self, bodies: Sequence[str]) -> None:
+        self.messages.extend(bodies)

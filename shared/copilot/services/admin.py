@@ -3,24 +3,42 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
+from collections.abc import Callable
 
-from copilot.errors import ConflictError, NotFoundError
+from copilot.errors import ConflictError, NotFoundError, UnavailableError
 from copilot.models import (
     BehaviourMessages,
     Copilot,
     CopilotPatch,
     CopilotSpec,
     DocumentStatus,
+    DocumentStatusValue,
+    ReindexResult,
     new_id,
     utcnow,
 )
-from copilot.ports import CopilotRegistry, DocumentStore
+from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, EventQueue, KnowledgeIndex
+from copilot.services.ingest import s3_notification
 
 
 class AdminService:
-    def __init__(self, copilots: CopilotRegistry, documents: DocumentStore) -> None:
+    def __init__(
+        self,
+        copilots: CopilotRegistry,
+        documents: DocumentStore,
+        *,
+        index: Callable[[], KnowledgeIndex] | None = None,
+        blobs: Callable[[], BlobStore] | None = None,
+        ingest_queue: Callable[[], EventQueue] | None = None,
+        bucket: str = "",
+    ) -> None:
         self._copilots = copilots
         self._documents = documents
+        self._index = index
+        self._blobs = blobs
+        self._queue = ingest_queue
+        self._bucket = bucket
 
     def create(self, spec: CopilotSpec, copilot_id: str | None = None) -> Copilot:
         now = utcnow()
@@ -67,3 +85,32 @@ class AdminService:
     def documents(self, copilot_id: str) -> builtins.list[DocumentStatus]:
         self.get(copilot_id)
         return sorted(self._documents.list(copilot_id), key=lambda d: d.doc_key)
+
+    def reindex(self, copilot_id: str) -> ReindexResult:
+        """Rebuild the copilot's index from its files (e.g. with a new embedding model).
+
+        The old index is dropped, every document's status reset, and one re-index event per
+        file is queued for the ingest function, exactly like an upload.
+        """
+        self.get(copilot_id)
+        if self._index is None or self._blobs is None or self._queue is None:
+            raise UnavailableError("re-indexing is not configured here (no ingest queue)")
+        self._index().drop(copilot_id)
+        for status in self._documents.list(copilot_id):
+            # A conflict means it is being indexed right now: that run writes the new index.
+            with contextlib.suppress(ConflictError):
+                self._documents.save(
+                    status.model_copy(
+                        update={
+                            "status": DocumentStatusValue.PENDING,
+                            "version": None,
+                            "chunk_count": 0,
+                            "pending_version": None,
+                            "attempted_version": None,
+                            "updated_at": utcnow(),
+                        }
+                    )
+                )
+        keys = [o.key for o in self._blobs().list(f"{copilot_id}/") if not o.key.endswith("/")]
+        self._queue().send_many([s3_notification(self._bucket, key) for key in keys])
+        return ReindexResult(copilot_id=copilot_id, queued=len(keys))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,18 @@ class IngestResult:
     status: str
     reason: str | None = None
     chunks: int = 0
+
+
+def s3_notification(bucket: str, key: str, event_name: str = "ObjectCreated:Reindex") -> str:
+    """An S3-notification-shaped message, as the bucket would send (keys URL-encoded)."""
+    from urllib.parse import quote_plus
+
+    record = {
+        "eventSource": "aws:s3",
+        "eventName": event_name,
+        "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key, safe="/")}},
+    }
+    return json.dumps({"Records": [record]})
 
 
 def parse_s3_notification(body: dict[str, Any]) -> list[ObjectEvent]:

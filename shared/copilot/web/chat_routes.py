@@ -17,6 +17,7 @@ from copilot.models import (
     DocumentList,
     MessagesPage,
     PostMessageRequest,
+    ReindexResult,
     StartConversationRequest,
     StartConversationResponse,
     TurnResponse,
@@ -94,6 +95,11 @@ def update_copilot(call: Call) -> Copilot:
 def list_documents(call: Call) -> DocumentList:
     require_admin(call)
     return DocumentList(documents=container().admin.documents(call.params["copilot_id"]))
+
+
+def reindex(call: Call) -> ReindexResult:
+    require_admin(call)
+    return container().admin.reindex(call.params["copilot_id"])
 
 
 @cache
@@ -179,6 +185,16 @@ def chat_api() -> Api:
                 list_documents,
                 "Knowledge documents and their indexing status",
                 response_model=DocumentList,
+                auth="admin",
+                tags=admin,
+            ),
+            Route(
+                "POST",
+                "/admin/copilots/<copilot_id>/reindex",
+                reindex,
+                "Rebuild the copilot's index from its files (e.g. after changing the embedding model)",
+                response_model=ReindexResult,
+                status=202,
                 auth="admin",
                 tags=admin,
             ),
