@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from copilot.models import Answer, Citation, Passage
+from copilot.models import Answer, Citation, Copilot, Message, Passage
 from copilot.ports import DocumentStore, KnowledgeIndex
 from copilot.text import content_tokens, sentences
 
@@ -54,7 +54,10 @@ class KnowledgeAnswerer:
         active = self._documents.active_versions(copilot_id, [p.chunk.doc_key for p in passages])
         return [p for p in passages if active.get(p.chunk.doc_key) == p.chunk.version]
 
-    def answer(self, copilot_id: str, question: str) -> Answer | None:
+    def answer(
+        self, copilot: Copilot, question: str, history: Sequence[Message] = ()
+    ) -> Answer | None:
+        copilot_id = copilot.copilot_id
         query_vector, passages = self.retrieve(copilot_id, question)
         q_terms = set(content_tokens(question))
         policy = self._policy

@@ -26,6 +26,7 @@ from copilot.models import (
 )
 from copilot.ports import ConversationStore, CopilotRegistry
 
+HISTORY_TURNS = 12  # messages of context given to follow-up handling
 MAX_ATTEMPTS = 30  # optimistic retries of one turn under concurrent writers
 
 
@@ -78,7 +79,9 @@ class ConversationService:
 
         def answer(question: str) -> Answer | None:
             if question not in answers:
-                answers[question] = self._answerer().answer(copilot.copilot_id, question)
+                answers[question] = self._answerer().answer(
+                    copilot, question, self._history(conversation)
+                )
             return answers[question]
 
         for attempt in range(MAX_ATTEMPTS):
@@ -130,6 +133,11 @@ class ConversationService:
         return TurnResponse(
             conversation_id=stored.conversation_id, state=stored.state, messages=messages
         )
+
+    def _history(self, conversation: Conversation) -> list[Message]:
+        """Earlier messages since the last start-over, oldest first (for follow-up questions)."""
+        recent = self._conversations.recent_messages(conversation.conversation_id, HISTORY_TURNS)
+        return [m for m in recent if m.seq > conversation.context.history_start_seq]
 
     def messages(
         self, conversation_id: str, token: str | None, after: int, limit: int
