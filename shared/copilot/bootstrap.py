@@ -15,11 +15,13 @@ from copilot.ports import (
     DocumentStore,
     EventQueue,
     KnowledgeIndex,
+    LexicalStore,
     StateStore,
 )
 from copilot.services.admin import AdminService
 from copilot.services.conversations import ConversationService
 from copilot.services.ingest import IngestService
+from copilot.services.lexical import LexicalMaintainer, LexicalReader
 from copilot.services.sources import SourcesService
 from copilot.settings import Settings
 
@@ -117,9 +119,15 @@ class Container:
 
     @property
     def answerer(self) -> KnowledgeAnswerer:
-        return self._get(
-            "answerer", lambda: KnowledgeAnswerer(self.index, self.embedder, self.documents)
-        )
+        def build() -> KnowledgeAnswerer:
+            from copilot.retrieval import HybridRetriever
+
+            retriever = HybridRetriever(
+                self.index, self.embedder, self.documents, self.lexical_reader
+            )
+            return KnowledgeAnswerer(retriever, self.embedder)
+
+        return self._get("answerer", build)
 
     @cached_property
     def chat(self) -> ConversationService:
@@ -147,6 +155,33 @@ class Container:
             bucket=self.settings.bucket,
         )
 
+    @property
+    def lexical_store(self) -> LexicalStore:
+        from copilot.adapters.lexical_store import DynamoS3LexicalStore
+
+        return self._get(
+            "lexical_store",
+            lambda: DynamoS3LexicalStore(
+                self._client("dynamodb"),
+                self.settings.documents_table,
+                self._client("s3"),
+                self.settings.bucket,
+            ),
+        )
+
+    @cached_property
+    def lexical(self) -> LexicalMaintainer:
+        def queue() -> EventQueue | None:
+            if "ingest_queue" in self._overrides or self.settings.ingest_queue_url:
+                return self.ingest_queue
+            return None
+
+        return LexicalMaintainer(self.lexical_store, lambda: self.index, self.documents, queue)
+
+    @cached_property
+    def lexical_reader(self) -> LexicalReader:
+        return LexicalReader(self.lexical_store)
+
     @cached_property
     def ingest(self) -> IngestService:
         return IngestService(
@@ -157,6 +192,7 @@ class Container:
             embedder=lambda: self.embedder,
             max_bytes=self.settings.max_upload_bytes,
             bucket=self.settings.bucket,
+            lexical=self.lexical,
         )
 
     @cached_property

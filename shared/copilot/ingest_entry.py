@@ -8,12 +8,16 @@ from typing import Any
 
 from copilot.bootstrap import container
 from copilot.services.ingest import IngestResult, parse_s3_notification
+from copilot.services.lexical import REBUILD_ACTION
 
 log = logging.getLogger(__name__)
 
 
 def handle_notification(body: dict[str, Any]) -> list[IngestResult]:
     """One S3 event notification. Raises on transient failure (the queue redelivers)."""
+    if body.get("action") == REBUILD_ACTION and isinstance(body.get("copilot_id"), str):
+        count = container().lexical.rebuild(body["copilot_id"])
+        return [IngestResult(f"lexical:{body['copilot_id']}", "rebuilt", chunks=count)]
     try:
         events = parse_s3_notification(body)
     except ValueError as e:

@@ -1,89 +1,114 @@
-"""Knowledge answers: retrieve the copilot's best passages, compose a cited answer or decline."""
+"""Knowledge answers: hybrid retrieval, a confidence gate, and a grounded, cited answer.
+
+The offline default composes the answer from the best-supported sentences of the passages
+(no LLM); with an LLM configured, generation.py writes it from the same numbered sources.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from copilot.models import Answer, Citation, Copilot, Message, Passage
-from copilot.ports import DocumentStore, KnowledgeIndex
-from copilot.text import content_tokens, sentences
+from copilot.models import Answer, Citation, Copilot, Message
+from copilot.retrieval import Candidate, HybridRetriever, Retrieval, condense, cosine, coverage
+from copilot.text import sentences
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
 
 SNIPPET_CHARS = 240
 
+# Confidence = how much of the question's (IDF-weighted) vocabulary the passage covers, blended
+# with the dense similarity. Calibrated on the eval packs' unanswerable questions
+# (docs/answer-quality.md); strictness moves the bar like Copilot Studio's moderation levels.
+THRESHOLDS = {"low": 0.40, "medium": 0.48, "high": 0.56}
+
 
 @dataclass(frozen=True)
 class AnswerPolicy:
-    k: int = 8
-    dense_weight: float = 0.5  # the rest goes to lexical coverage of the question's words
-    min_score: float = 0.30  # cosine similarity of the best passage
-    min_overlap: float = 0.34  # share of the question's content words found in the passage
+    coverage_weight: float = 0.5
     max_sentences: int = 3
+    max_citations: int = 3
+    related_ratio: float = 0.8  # further sources: fused score within this share of the best
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(THRESHOLDS))
+
+
+def confidence(candidate: Candidate, policy: AnswerPolicy) -> float:
+    w = policy.coverage_weight
+    return w * candidate.coverage + (1 - w) * max(0.0, candidate.cosine or 0.0)
+
+
+Generator = Callable[[Copilot, str, Retrieval, list[Candidate]], "Answer | None"]
 
 
 class KnowledgeAnswerer:
-    """Offline default answer generator: extractive, grounded, cited; no LLM involved."""
-
     def __init__(
         self,
-        index: KnowledgeIndex,
+        retriever: HybridRetriever,
         embedder: Embeddings,
-        documents: DocumentStore,
         policy: AnswerPolicy | None = None,
+        generator: Generator | None = None,
+        condenser: Callable[[str, Sequence[Message]], str] | None = None,
     ) -> None:
-        self._index = index
-        self._documents = documents
+        self._retriever = retriever
         self._embedder = embedder
         self._policy = policy or AnswerPolicy()
+        self._generator = generator
+        self._condense = condenser or condense
 
-    def retrieve(self, copilot_id: str, question: str) -> tuple[list[float], list[Passage]]:
-        query_vector = self._embedder.embed_query(question)
-        passages = self._index.query(copilot_id, query_vector, self._policy.k)
-        return query_vector, self._served(copilot_id, passages)
-
-    def _served(self, copilot_id: str, passages: list[Passage]) -> list[Passage]:
-        """Only chunks of the version each document currently answers from: while a new
-        version is being indexed (or an old one cleaned up) both sit in the index."""
-        if not passages:
-            return passages
-        active = self._documents.active_versions(copilot_id, [p.chunk.doc_key for p in passages])
-        return [p for p in passages if active.get(p.chunk.doc_key) == p.chunk.version]
+    def retrieve(self, copilot_id: str, question: str) -> Retrieval:
+        return self._retriever.retrieve(copilot_id, question)
 
     def answer(
         self, copilot: Copilot, question: str, history: Sequence[Message] = ()
     ) -> Answer | None:
-        copilot_id = copilot.copilot_id
-        query_vector, passages = self.retrieve(copilot_id, question)
-        q_terms = set(content_tokens(question))
-        policy = self._policy
-        ranked = []
-        for p in passages:
-            overlap = _overlap(q_terms, _passage_terms(p))
-            if p.score >= policy.min_score and overlap >= policy.min_overlap:
-                combined = policy.dense_weight * p.score + (1 - policy.dense_weight) * overlap
-                ranked.append((combined, p))
-        if not ranked:
+        query = self._condense(question, history)
+        retrieval = self._retriever.retrieve(copilot.copilot_id, query)
+        supported = self.supported(copilot, retrieval)
+        if not supported:
             return None
-        best = max(ranked, key=lambda item: item[0])[1]
-        picked = self._best_sentences(query_vector, q_terms, best.chunk.text)
-        citations = [_citation(1, best)]
+        if self._generator is not None:
+            return self._generator(copilot, question, retrieval, supported)
+        return self._compose(retrieval, supported)
+
+    def supported(self, copilot: Copilot, retrieval: Retrieval) -> list[Candidate]:
+        """The passages confident enough to answer from, best first (empty: no answer)."""
+        p = self._policy
+        bar = p.thresholds[copilot.strictness]
+        if not retrieval.candidates:
+            return []
+        best = max(retrieval.candidates[:5], key=lambda c: confidence(c, p))
+        if confidence(best, p) < bar:
+            return []
+        picked = [best]
+        for c in retrieval.candidates:
+            if len(picked) >= p.max_citations:
+                break
+            if c is best or any(c.chunk.doc_key == x.chunk.doc_key for x in picked):
+                continue
+            if (
+                c.fused >= p.related_ratio * retrieval.candidates[0].fused
+                and confidence(c, p) >= bar
+            ):
+                picked.append(c)
+        return picked
+
+    def _compose(self, retrieval: Retrieval, supported: list[Candidate]) -> Answer:
+        best = supported[0]
+        picked = self._best_sentences(retrieval, best.chunk.text)
+        citations = [_citation(i + 1, c) for i, c in enumerate(supported)]
         text = " ".join(picked) + " [1]"
         return Answer(text=text + "\n\n" + render_sources(citations), citations=citations)
 
-    def _best_sentences(
-        self, query_vector: Sequence[float], q_terms: set[str], passage: str
-    ) -> list[str]:
+    def _best_sentences(self, retrieval: Retrieval, passage: str) -> list[str]:
         candidates = [s for s in sentences(passage) if len(s) > 2]
         if not candidates:
             return [passage.strip()]
         vectors = self._embedder.embed_documents(candidates)
         scores = [
-            0.5 * _cos(query_vector, v) + 0.5 * _overlap(q_terms, set(content_tokens(s)))
+            0.5 * cosine(retrieval.query_vector, v)
+            + 0.5 * coverage(retrieval.lexical, retrieval.query, s)
             for s, v in zip(candidates, vectors, strict=True)
         ]
         top = max(range(len(candidates)), key=scores.__getitem__)
@@ -107,8 +132,8 @@ def render_sources(citations: Sequence[Citation]) -> str:
     return "\n".join(lines)
 
 
-def _citation(index: int, passage: Passage) -> Citation:
-    chunk = passage.chunk
+def _citation(index: int, candidate: Candidate) -> Citation:
+    chunk = candidate.chunk
     snippet = " ".join(chunk.text.split())
     if len(snippet) > SNIPPET_CHARS:
         snippet = snippet[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
@@ -121,21 +146,3 @@ def _citation(index: int, passage: Passage) -> Citation:
         url=chunk.url,
         snippet=snippet,
     )
-
-
-def _passage_terms(passage: Passage) -> set[str]:
-    chunk = passage.chunk
-    return set(content_tokens(f"{chunk.title} {chunk.section or ''} {chunk.text}"))
-
-
-def _overlap(question_terms: set[str], other: set[str]) -> float:
-    if not question_terms:
-        return 0.0
-    return len(question_terms & other) / len(question_terms)
-
-
-def _cos(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(x * x for x in b))
-    return dot / (na * nb) if na and nb else 0.0

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_MESSAGE_CHARS = 4000
 MAX_TOPICS = 200
@@ -83,6 +83,14 @@ class Topic(Strict):
     name: str = Field(min_length=1, max_length=100)
     trigger_phrases: list[str] = Field(min_length=1, max_length=100)
     response: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    handoff: bool = Field(
+        False, description="After its response, hand the conversation to a live agent."
+    )
+    agent_note: str | None = Field(
+        None,
+        max_length=1000,
+        description="Private note to the agent when this topic hands off (va_AgentMessage).",
+    )
 
     @field_validator("trigger_phrases")
     @classmethod
@@ -94,6 +102,71 @@ class Topic(Strict):
 
 
 KnowledgeBaseName = Literal["servicenow", "salesforce"]
+HubType = Literal["generic"]  # the named hubs (hubs.md) join this list as their adapters land
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class BusinessHours(Strict):
+    """One opening window, in the hub's time zone: e.g. Mon-Fri 09:00-17:00."""
+
+    days: list[Weekday] = Field(min_length=1, max_length=7)
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Opening time, HH:MM.")
+    end: str = Field(
+        pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", description="Closing time, HH:MM (24:00 ok)."
+    )
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> BusinessHours:
+        if self.start >= self.end:
+            raise ValueError("end must be after start (windows cannot cross midnight)")
+        return self
+
+
+class HubSettings(Strict):
+    """Where and how the copilot hands conversations to live agents. Holds no secret."""
+
+    type: HubType = Field(description="The hub's protocol: 'generic' (docs/handoff-generic-hub.md).")
+    url: str = Field(max_length=2000, description="Where hand-off events are POSTed.")
+    secret_ref: str = Field(
+        pattern=r"^[A-Za-z0-9_]{1,64}$",
+        description="Name of the shared secret, resolved at run time from the environment "
+        "variable COPILOT_HUB_SECRET_<REF> (or the SSM parameter <prefix>/<REF>).",
+    )
+    queue: str | None = Field(None, max_length=200, description="Routing: the hub's queue.")
+    skill: str | None = Field(None, max_length=200, description="Routing: the agent skill.")
+    business_hours: list[BusinessHours] = Field(
+        default_factory=list,
+        max_length=14,
+        description="When agents are available; empty means always. Outside them, customers "
+        "get the escalate link.",
+    )
+    timezone: str = Field("UTC", max_length=64, description="IANA time zone of business_hours.")
+    agent_note: str | None = Field(
+        None, max_length=1000, description="Private note to the agent (va_AgentMessage)."
+    )
+    on_agent_end: Literal["resume", "end"] = Field(
+        "resume", description="When the agent ends: the copilot resumes, or the chat ends."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError("not an http(s) URL")
+        return url
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r} (use an IANA name)") from None
+        return zone
+Strictness = Literal["low", "medium", "high"]
 
 
 class WebsiteSource(Strict):
@@ -127,10 +200,23 @@ class CopilotSpec(Strict):
     no_match_threshold: int = Field(
         2, ge=1, le=10, description="Consecutive no-matches before escalation is offered."
     )
+    strictness: Strictness = Field(
+        "medium",
+        description="How sure the copilot must be before answering from knowledge "
+        "(higher: more 'I don't know', fewer wrong answers).",
+    )
+    instructions: str | None = Field(
+        None,
+        max_length=2000,
+        description="Tone and instructions for generated answers (used when an LLM is configured).",
+    )
     websites: list[WebsiteSource] = Field(default_factory=list, max_length=20)
     knowledge_bases: list[KnowledgeBaseName] = Field(
         default_factory=list,
         description="Hubs whose published articles are synced (credentials: configuration).",
+    )
+    hub: HubSettings | None = Field(
+        None, description="Live-agent hand-off; without it escalation gives the escalate link."
     )
 
     _check_topics = field_validator("topics")(_unique_topic_names)
@@ -142,8 +228,11 @@ class CopilotPatch(Strict):
     messages: BehaviourMessagesPatch | None = None
     topics: list[Topic] | None = Field(None, max_length=MAX_TOPICS)
     no_match_threshold: int | None = Field(None, ge=1, le=10)
+    strictness: Strictness | None = None
+    instructions: str | None = Field(None, max_length=2000)
     websites: list[WebsiteSource] | None = Field(None, max_length=20)
     knowledge_bases: list[KnowledgeBaseName] | None = None
+    hub: HubSettings | None = Field(None, description="Replaces the hub settings; null removes them.")
 
     @field_validator("topics")
     @classmethod
@@ -197,9 +286,25 @@ class Message(BaseModel):
     suggestions: list[str] = Field(
         default_factory=list, description="Quick replies the client may show as buttons."
     )
+    event: HandoffEventName | None = Field(
+        None, description="On role 'system': the hand-off event this message reports."
+    )
+    author: str | None = Field(None, description="The agent's display name (role 'agent').")
+    handoff_id: str | None = Field(
+        None, description="The hand-off this message was exchanged in (to or from an agent)."
+    )
 
 
-PendingAction = Literal["confirm_start_over", "choose_topic"]
+HandoffEventName = Literal[
+    "handoff_requested",
+    "agent_joined",
+    "agent_typing",
+    "agent_left",
+    "handoff_ended",
+    "handoff_cancelled",
+    "handoff_failed",
+]
+PendingAction = Literal["confirm_start_over", "choose_topic", "confirm_handoff"]
 
 
 class DialogContext(BaseModel):
@@ -210,6 +315,116 @@ class DialogContext(BaseModel):
     last_topic: str | None = None
     topics_visited: list[str] = Field(default_factory=list)
     history_start_seq: int = 0
+    locale: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+# --- hand-off -----------------------------------------------------------------------------
+
+
+class Agent(BaseModel):
+    id: str | None = None
+    name: str = "Agent"
+
+
+class HandoffContext(BaseModel):
+    """What a hub gets when a hand-off starts: Copilot Studio's ``handoff.initiate`` value
+    (each hub adapter maps it to its own wire names) plus a summary and routing."""
+
+    conversation_id: str
+    bot_id: str
+    bot_name: str
+    language: str
+    last_topic: str | None = None
+    topics: list[str] = Field(default_factory=list)
+    last_phrases: str | None = None
+    phrases: list[str] = Field(default_factory=list)
+    agent_message: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+    summary: str = ""
+    unanswered_questions: list[str] = Field(default_factory=list)
+    queue: str | None = None
+    skill: str | None = None
+
+
+HubEventKind = Literal[
+    "agent_joined", "agent_message", "agent_typing", "agent_left", "ended", "accepted", "rejected"
+]
+
+
+class HubEvent(BaseModel):
+    """A hub's webhook (or pulled) event in neutral form."""
+
+    kind: HubEventKind
+    event_id: str = Field(description="The hub's id: retries carry the same one.")
+    conversation_id: str
+    handoff_id: str | None = None
+    sequence: int | None = Field(None, description="The hub's order within the hand-off.")
+    text: str | None = None
+    agent: Agent | None = None
+    reason: str | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class Handoff(BaseModel):
+    """The conversation's current (or last) hand-off, stored on the conversation."""
+
+    handoff_id: str
+    hub: str
+    requested_seq: int
+    requested_at: datetime = Field(default_factory=utcnow)
+    context: HandoffContext
+    agent: Agent | None = None
+    hub_seq: int = Field(0, description="Last hub sequence number applied.")
+    held: list[HubEvent] = Field(
+        default_factory=list, description="Events that arrived ahead of a gap, in wait."
+    )
+    closed: bool = False
+
+
+class HubOutboxCursor(BaseModel):
+    """How far the outbox has delivered this conversation's messages to the hub."""
+
+    delivered_seq: int = 0
+    started: str | None = Field(None, description="The hand-off whose start the hub accepted.")
+
+
+class TranscriptEntry(BaseModel):
+    seq: int
+    role: Role
+    text: str
+    created_at: datetime
+    topic: str | None = None
+    author: str | None = None
+
+
+HubCommandKind = Literal["start", "message", "end"]
+
+
+class HubCommand(BaseModel):
+    """One call to a hub, in neutral form (each adapter maps it to its wire protocol)."""
+
+    kind: HubCommandKind
+    event_id: str = Field(description="Stable across retries, so the hub can de-duplicate.")
+    sequence: int = Field(description="Increasing within the conversation (our message seq).")
+    conversation_id: str
+    copilot_id: str
+    handoff_id: str
+    text: str | None = None
+    context: HandoffContext | None = None
+    transcript: list[TranscriptEntry] = Field(default_factory=list)
+    reason: str | None = None
+    reply_to: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookResult(BaseModel):
+    event_id: str
+    status: Literal["applied", "held", "duplicate", "ignored"]
+
+
+class WebhookAck(BaseModel):
+    results: list[WebhookResult]
 
 
 class Conversation(BaseModel):
@@ -222,10 +437,28 @@ class Conversation(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     context: DialogContext = Field(default_factory=DialogContext)
+    handoff: Handoff | None = None
+    hub_outbox: HubOutboxCursor = Field(default_factory=HubOutboxCursor)
 
 
 class StartConversationRequest(Strict):
     locale: str | None = Field(None, max_length=35)
+    variables: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="What the site knows about the customer (e.g. name, account); passed to "
+        "the agent on hand-off.",
+    )
+
+    @field_validator("variables")
+    @classmethod
+    def _short_variables(cls, variables: dict[str, str]) -> dict[str, str]:
+        for key, value in variables.items():
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_]{0,63}$", key):
+                raise ValueError(f"variable names are letters, digits and _: {key[:64]!r}")
+            if len(value) > 500:
+                raise ValueError(f"variable {key!r} is over 500 characters")
+        return variables
 
 
 class StartConversationResponse(BaseModel):

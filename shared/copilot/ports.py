@@ -165,6 +165,10 @@ class KnowledgeIndex(abc.ABC):
     def count(self, copilot_id: str) -> int: ...
 
     @abc.abstractmethod
+    def all_chunks(self, copilot_id: str) -> list[Chunk]:
+        """Every chunk of the copilot (the lexical index is rebuilt from them)."""
+
+    @abc.abstractmethod
     def drop(self, copilot_id: str) -> None:
         """Remove the copilot's whole index (before rebuilding it with another model)."""
 
@@ -173,4 +177,31 @@ class EventQueue(abc.ABC):
     """A queue of JSON messages (SQS): re-index requests, and later the hub outbox."""
 
     @abc.abstractmethod
-    def send_many(self, bodies: Sequence[str]) -> None: ...
+    def send_many(self, bodies: Sequence[str], delay_seconds: int = 0) -> None: ...
+
+
+class LexicalStore(abc.ABC):
+    """Where a copilot's lexical (BM25) snapshot lives, and who rebuilds it when.
+
+    Changes bump a generation; at most one rebuild is scheduled at a time; a snapshot is only
+    published over an older one, so a slow rebuild can never replace a newer index.
+    """
+
+    @abc.abstractmethod
+    def mark_dirty(self, copilot_id: str) -> bool:
+        """Record a change. True when no rebuild was scheduled: the caller schedules one."""
+
+    @abc.abstractmethod
+    def begin_rebuild(self, copilot_id: str) -> int:
+        """Unschedule; returns the change generation this rebuild will cover."""
+
+    @abc.abstractmethod
+    def publish(self, copilot_id: str, generation: int, snapshot: bytes) -> bool:
+        """Store the snapshot if it is newer than the published one; True if it was."""
+
+    @abc.abstractmethod
+    def pointer(self, copilot_id: str) -> str | None:
+        """An identifier of the published snapshot (changes when a new one is published)."""
+
+    @abc.abstractmethod
+    def fetch(self, copilot_id: str, pointer: str) -> bytes | None: ...

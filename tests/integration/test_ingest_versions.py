@@ -58,8 +58,8 @@ def put(s3: Any, settings: Settings, key: str, price: int) -> str:
 
 
 def answer_texts(container: Container, copilot_id: str) -> set[str]:
-    _, passages = container.answerer.retrieve(copilot_id, "how much is a basic tune-up")
-    return {p.chunk.text for p in passages}
+    retrieval = container.answerer.retrieve(copilot_id, "how much is a basic tune-up")
+    return {c.chunk.text for c in retrieval.candidates}
 
 
 def test_redelivered_event_is_idempotent(

@@ -142,6 +142,28 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
 
         return int(self._retrying(copilot_id, count))
 
+    def all_chunks(self, copilot_id: str) -> list[Chunk]:
+        def read() -> list[Chunk]:
+            cid = self._collection(copilot_id, create=False)
+            if cid is None:
+                return []
+            out: list[Chunk] = []
+            while True:
+                page = self._post(
+                    f"{cid}/get",
+                    {"include": ["documents", "metadatas"], "limit": _BATCH, "offset": len(out)},
+                )
+                out.extend(
+                    _chunk(copilot_id, i, t, m)
+                    for i, t, m in zip(
+                        page["ids"], page["documents"], page["metadatas"], strict=True
+                    )
+                )
+                if len(page["ids"]) < _BATCH:
+                    return out
+
+        return list(self._retrying(copilot_id, read))
+
     def drop(self, copilot_id: str) -> None:
         """Delete the copilot's whole collection (re-indexing with another embedder)."""
         with self._lock:

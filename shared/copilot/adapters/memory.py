@@ -19,6 +19,7 @@ from copilot.ports import (
     DocumentStore,
     EventQueue,
     KnowledgeIndex,
+    LexicalStore,
     ObjectInfo,
     StateStore,
     StoredObject,
@@ -241,6 +242,9 @@ class MemoryKnowledgeIndex(KnowledgeIndex):
     def count(self, copilot_id: str) -> int:
         return len(self._rows.get(copilot_id, {}))
 
+    def all_chunks(self, copilot_id: str) -> list[Chunk]:
+        return [c for c, _ in self._rows.get(copilot_id, {}).values()]
+
     def drop(self, copilot_id: str) -> None:
         self._rows.pop(copilot_id, None)
 
@@ -256,5 +260,41 @@ class MemoryEventQueue(EventQueue):
     def __init__(self) -> None:
         self.messages: list[str] = []
 
-    def send_many(self, bodies: Sequence[str]) -> None:
+    def send_many(self, bodies: Sequence[str], delay_seconds: int = 0) -> None:
         self.messages.extend(bodies)
+
+
+class MemoryLexicalStore(LexicalStore):
+    def __init__(self) -> None:
+        self._dirty: dict[str, int] = {}
+        self._scheduled: set[str] = set()
+        self._published: dict[str, tuple[int, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def mark_dirty(self, copilot_id: str) -> bool:
+        with self._lock:
+            self._dirty[copilot_id] = self._dirty.get(copilot_id, 0) + 1
+            first = copilot_id not in self._scheduled
+            self._scheduled.add(copilot_id)
+            return first
+
+    def begin_rebuild(self, copilot_id: str) -> int:
+        with self._lock:
+            self._scheduled.discard(copilot_id)
+            return self._dirty.get(copilot_id, 0)
+
+    def publish(self, copilot_id: str, generation: int, snapshot: bytes) -> bool:
+        with self._lock:
+            current = self._published.get(copilot_id)
+            if current is not None and current[0] >= generation:
+                return False
+            self._published[copilot_id] = (generation, snapshot)
+            return True
+
+    def pointer(self, copilot_id: str) -> str | None:
+        current = self._published.get(copilot_id)
+        return str(current[0]) if current else None
+
+    def fetch(self, copilot_id: str, pointer: str) -> bytes | None:
+        current = self._published.get(copilot_id)
+        return current[1] if current and str(current[0]) == pointer else None

@@ -16,10 +16,10 @@ class SqsEventQueue(EventQueue):
         self._sqs = client
         self._url = queue_url
 
-    def send_many(self, bodies: Sequence[str]) -> None:
+    def send_many(self, bodies: Sequence[str], delay_seconds: int = 0) -> None:
         for start in range(0, len(bodies), 10):  # SendMessageBatch takes 10 at most
             entries = [
-                {"Id": str(i), "MessageBody": body}
+                {"Id": str(i), "MessageBody": body, "DelaySeconds": delay_seconds}
                 for i, body in enumerate(bodies[start : start + 10])
             ]
             try:

@@ -13,6 +13,7 @@ from copilot.chunking import chunk_document
 from copilot.errors import ConflictError, PermanentIngestError, UnavailableError
 from copilot.models import DocumentStatus, DocumentStatusValue, utcnow
 from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, KnowledgeIndex, StoredObject
+from copilot.services.lexical import LexicalMaintainer
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -96,8 +97,10 @@ class IngestService:
         embedder: Callable[[], Embeddings],
         max_bytes: int,
         bucket: str,
+        lexical: LexicalMaintainer | None = None,
     ) -> None:
         self._bucket = bucket
+        self._lexical = lexical
         self._copilots = copilots
         self._documents = documents
         self._blobs = blobs
@@ -106,6 +109,12 @@ class IngestService:
         self._max_bytes = max_bytes
 
     def handle(self, event: ObjectEvent) -> IngestResult:
+        result = self._handle(event)
+        if self._lexical is not None and result.status in ("indexed", "deleted", "superseded"):
+            self._lexical.changed(event.copilot_id)
+        return result
+
+    def _handle(self, event: ObjectEvent) -> IngestResult:
         """Apply one object event. Permanent problems are recorded and returned, never raised;
         transient ones (storage or index unavailable) raise so the queue redelivers."""
         if event.bucket != self._bucket:
@@ -117,7 +126,7 @@ class IngestService:
             return IngestResult(
                 event.key, "ignored", f"not this deployment's bucket: {event.bucket}"
             )
-        if not event.doc_key or event.key.endswith("/"):
+        if not event.doc_key or event.key.endswith("/") or event.key.startswith("_"):
             return IngestResult(event.key, "ignored", "not a file under a copilot prefix")
         if self._copilots.get(event.copilot_id) is None:
             log.warning("dropping event for unknown copilot: %s", event.key)

@@ -1,0 +1,150 @@
+"""Hybrid retrieval: dense vectors (the copilot's Chroma collection) fused with BM25 (its
+lexical snapshot), both filtered to the version each document currently answers from."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from copilot.lexical import LexicalIndex, analyze, chunk_text_for_index
+from copilot.models import Chunk, Message
+from copilot.ports import DocumentStore, KnowledgeIndex
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+    from copilot.services.lexical import LexicalReader
+
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class RetrievalPolicy:
+    k_dense: int = 20
+    k_lexical: int = 20
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+
+
+@dataclass
+class Candidate:
+    chunk: Chunk
+    fused: float
+    cosine: float | None = None
+    bm25: float | None = None
+    coverage: float = 0.0  # IDF-weighted share of the query's terms the passage contains
+
+
+@dataclass
+class Retrieval:
+    query: str
+    query_vector: list[float]
+    candidates: list[Candidate]
+    lexical: LexicalIndex | None
+
+
+class HybridRetriever:
+    def __init__(
+        self,
+        index: KnowledgeIndex,
+        embedder: Embeddings,
+        documents: DocumentStore,
+        lexical: LexicalReader | None = None,
+        policy: RetrievalPolicy | None = None,
+    ) -> None:
+        self._index = index
+        self._embedder = embedder
+        self._documents = documents
+        self._lexical = lexical
+        self._policy = policy or RetrievalPolicy()
+
+    def retrieve(self, copilot_id: str, query: str) -> Retrieval:
+        p = self._policy
+        vector = self._embedder.embed_query(query)
+        dense = self._index.query(copilot_id, vector, p.k_dense)
+        lexical = self._lexical.get(copilot_id) if self._lexical else None
+        lexical_hits = lexical.search(query, p.k_lexical) if lexical else []
+
+        by_id: dict[str, Candidate] = {}
+        for rank, passage in enumerate(dense):
+            c = by_id.setdefault(passage.chunk.chunk_id, Candidate(passage.chunk, 0.0))
+            c.cosine = passage.score
+            c.fused += p.dense_weight / (RRF_K + rank + 1)
+        for rank, hit in enumerate(lexical_hits):
+            c = by_id.setdefault(hit.chunk.chunk_id, Candidate(hit.chunk, 0.0))
+            c.bm25 = hit.score
+            c.fused += p.lexical_weight / (RRF_K + rank + 1)
+
+        candidates = sorted(self._live(copilot_id, list(by_id.values())), key=lambda c: -c.fused)
+        # Lexical-only hits get their dense similarity too, so confidence is comparable.
+        missing = [c for c in candidates if c.cosine is None]
+        if missing:
+            vectors = self._embedder.embed_documents([c.chunk.text for c in missing])
+            for c, v in zip(missing, vectors, strict=True):
+                c.cosine = cosine(vector, v)
+        for c in candidates:
+            c.coverage = coverage(lexical, query, chunk_text_for_index(c.chunk))
+        return Retrieval(query, vector, candidates, lexical)
+
+    def _live(self, copilot_id: str, candidates: list[Candidate]) -> list[Candidate]:
+        """Only chunks of the version each document currently answers from: while a new
+        version is being indexed (or an old one cleaned up) both can sit in an index."""
+        if not candidates:
+            return []
+        keys = sorted({c.chunk.doc_key for c in candidates})
+        active = self._documents.active_versions(copilot_id, keys)
+        return [c for c in candidates if active.get(c.chunk.doc_key) == c.chunk.version]
+
+
+def coverage(lexical: LexicalIndex | None, query: str, text: str) -> float:
+    if lexical is not None:
+        return lexical.coverage(query, text)
+    terms = set(analyze(query))  # no lexical index yet: unweighted share of terms
+    return len(terms & set(analyze(text))) / len(terms) if terms else 0.0
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(x * x for x in b))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+# --- follow-up questions ------------------------------------------------------------------
+
+_ANAPHORA = re.compile(
+    r"\b(it|its|it's|that|this|these|those|they|them|their|theirs|he|she|his|her|there|one|ones|"
+    r"same|such|former|latter)\b",
+    re.IGNORECASE,
+)
+_CONTINUATION = re.compile(
+    r"^\s*(and|also|what about|how about|what if|then|but|so|or|plus|besides|more|why|how come)\b",
+    re.IGNORECASE,
+)
+FOLLOW_UP_MAX_TERMS = 4
+
+
+def is_follow_up(question: str) -> bool:
+    """A question that leans on the conversation: few content words of its own, a pronoun
+    standing for something said before, or an opening like "and what about ..."."""
+    terms = analyze(question)
+    if len(terms) <= 1:
+        return True
+    if _CONTINUATION.match(question):
+        return True
+    return bool(_ANAPHORA.search(question)) and len(terms) <= FOLLOW_UP_MAX_TERMS
+
+
+def condense(question: str, history: Sequence[Message]) -> str:
+    """A standalone query for retrieval, without an LLM: a follow-up borrows the words of the
+    customer's previous question (the topic it continues); a self-contained question stands
+    alone, so a change of subject is not dragged back to the old one."""
+    previous = [
+        m.text for m in history if m.role == "customer" and m.text.strip() != question.strip()
+    ]
+    if not previous or not is_follow_up(question):
+        return question
+    return f"{previous[-1]} {question}"
