@@ -118,6 +118,13 @@ class Container:
         return self._get("embedder", lambda: build_embeddings(self.settings))
 
     @property
+    def chat_model(self) -> Any:
+        """The configured LLM (LangChain chat model), or None for the offline default."""
+        from copilot.providers import build_chat_model
+
+        return self._get("chat_model", lambda: build_chat_model(self.settings))
+
+    @property
     def answerer(self) -> KnowledgeAnswerer:
         def build() -> KnowledgeAnswerer:
             from copilot.retrieval import HybridRetriever
@@ -125,7 +132,17 @@ class Container:
             retriever = HybridRetriever(
                 self.index, self.embedder, self.documents, self.lexical_reader
             )
-            return KnowledgeAnswerer(retriever, self.embedder)
+            model = self.chat_model
+            if model is None:
+                return KnowledgeAnswerer(retriever, self.embedder)
+            from copilot.generation import LlmAnswerer, LlmCondenser
+
+            return KnowledgeAnswerer(
+                retriever,
+                self.embedder,
+                generator=LlmAnswerer(model),
+                condenser=LlmCondenser(model),
+            )
 
         return self._get("answerer", build)
 

@@ -6,16 +6,20 @@ The offline default composes the answer from the best-supported sentences of the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from copilot.errors import UnavailableError
 from copilot.models import Answer, Citation, Copilot, Message
 from copilot.retrieval import Candidate, HybridRetriever, Retrieval, condense, cosine, coverage
 from copilot.text import sentences
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
+
+log = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 240
 
@@ -69,7 +73,11 @@ class KnowledgeAnswerer:
         if not supported:
             return None
         if self._generator is not None:
-            return self._generator(copilot, question, retrieval, supported)
+            try:
+                return self._generator(copilot, question, retrieval, supported)
+            except UnavailableError:
+                # The LLM is down: the customer still gets the grounded extractive answer.
+                log.warning("LLM unavailable; answering extractively for %s", copilot.copilot_id)
         return self._compose(retrieval, supported)
 
     def supported(self, copilot: Copilot, retrieval: Retrieval) -> list[Candidate]:
@@ -97,7 +105,7 @@ class KnowledgeAnswerer:
     def _compose(self, retrieval: Retrieval, supported: list[Candidate]) -> Answer:
         best = supported[0]
         picked = self._best_sentences(retrieval, best.chunk.text)
-        citations = [_citation(i + 1, c) for i, c in enumerate(supported)]
+        citations = [citation_for(i + 1, c) for i, c in enumerate(supported)]
         text = " ".join(picked) + " [1]"
         return Answer(text=text + "\n\n" + render_sources(citations), citations=citations)
 
@@ -132,7 +140,7 @@ def render_sources(citations: Sequence[Citation]) -> str:
     return "\n".join(lines)
 
 
-def _citation(index: int, candidate: Candidate) -> Citation:
+def citation_for(index: int, candidate: Candidate) -> Citation:
     chunk = candidate.chunk
     snippet = " ".join(chunk.text.split())
     if len(snippet) > SNIPPET_CHARS:
