@@ -47,14 +47,18 @@ mkdir -p "$LAYER_DIR/python"
   --target "$LAYER_DIR/python" \
   -r "$REQUIREMENTS"
 
-# Trim: bytecode caches (Lambda's /opt is read-only; pyc would be regenerated in memory anyway),
-# test suites, and boto3/botocore if something pulled them in (the runtime provides them).
-find "$LAYER_DIR/python" -type d -name __pycache__ -prune -exec rm -rf {} +
-find "$LAYER_DIR/python" -type f -name '*.pyc' -delete
+# Trim boto3/botocore if something pulled them in (the runtime provides them).
 rm -rf "$LAYER_DIR/python/bin"
 for pkg in boto3 botocore s3transfer; do
   rm -rf "$LAYER_DIR/python/$pkg" "$LAYER_DIR/python/$pkg"-*.dist-info
 done
+
+# Ship bytecode. Lambda's /opt is read-only, so without .pyc files every cold start compiles
+# every imported module again (measured: +1.7 s of a 3.1 s cold start, docs/benchmarks.md).
+# unchecked-hash: valid whatever the files' timestamps become inside the zip.
+find "$LAYER_DIR/python" -type d -name __pycache__ -prune -exec rm -rf {} +
+python3.11 -m compileall -q -j 0 --invalidation-mode unchecked-hash "$LAYER_DIR/python" \
+  || python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash "$LAYER_DIR/python"
 
 (cd "$LAYER_DIR" && zip -q -r -9 "$ZIP" python)
 

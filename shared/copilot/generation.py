@@ -10,7 +10,7 @@ the copilot's no-match behaviour. Citations in the reply are checked against the
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from copilot.models import Answer, Citation, Copilot, Message
@@ -103,13 +103,13 @@ class LlmCondenser:
     def __init__(self, model: BaseChatModel) -> None:
         self._model = model
 
-    def __call__(self, question: str, history: Sequence[Message]) -> str:
+    def __call__(self, question: str, history: Callable[[], Sequence[Message]]) -> str:
         from langchain_core.messages import HumanMessage, SystemMessage
 
         from copilot.errors import UnavailableError
         from copilot.retrieval import condense
 
-        earlier = [m for m in history if m.role in ("customer", "copilot", "agent")][
+        earlier = [m for m in history() if m.role in ("customer", "copilot", "agent")][
             -HISTORY_MESSAGES:
         ]
         if not any(m.role == "customer" for m in earlier):

@@ -12,8 +12,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from copilot.errors import UnavailableError
-from copilot.models import Answer, Citation, Copilot, Message
-from copilot.retrieval import Candidate, HybridRetriever, Retrieval, condense, cosine, coverage
+from copilot.models import Answer, Citation, Copilot
+from copilot.retrieval import (
+    Candidate,
+    History,
+    HybridRetriever,
+    Retrieval,
+    condense,
+    cosine,
+    coverage,
+)
 from copilot.text import sentences
 
 if TYPE_CHECKING:
@@ -53,7 +61,7 @@ class KnowledgeAnswerer:
         embedder: Embeddings,
         policy: AnswerPolicy | None = None,
         generator: Generator | None = None,
-        condenser: Callable[[str, Sequence[Message]], str] | None = None,
+        condenser: Callable[[str, History], str] | None = None,
     ) -> None:
         self._retriever = retriever
         self._embedder = embedder
@@ -65,7 +73,7 @@ class KnowledgeAnswerer:
         return self._retriever.retrieve(copilot_id, question)
 
     def answer(
-        self, copilot: Copilot, question: str, history: Sequence[Message] = ()
+        self, copilot: Copilot, question: str, history: History = lambda: ()
     ) -> Answer | None:
         query = self._condense(question, history)
         retrieval = self._retriever.retrieve(copilot.copilot_id, query)

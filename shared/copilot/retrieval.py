@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -138,13 +138,17 @@ def is_follow_up(question: str) -> bool:
     return bool(_ANAPHORA.search(question)) and len(terms) <= FOLLOW_UP_MAX_TERMS
 
 
-def condense(question: str, history: Sequence[Message]) -> str:
+History = Callable[[], Sequence[Message]]
+
+
+def condense(question: str, history: History) -> str:
     """A standalone query for retrieval, without an LLM: a follow-up borrows the words of the
     customer's previous question (the topic it continues); a self-contained question stands
-    alone, so a change of subject is not dragged back to the old one."""
-    previous = [
-        m.text for m in history if m.role == "customer" and m.text.strip() != question.strip()
-    ]
-    if not previous or not is_follow_up(question):
+    alone, so a change of subject is not dragged back to the old one. History is only read
+    for follow-ups."""
+    if not is_follow_up(question):
         return question
-    return f"{previous[-1]} {question}"
+    previous = [
+        m.text for m in history() if m.role == "customer" and m.text.strip() != question.strip()
+    ]
+    return f"{previous[-1]} {question}" if previous else question

@@ -79,8 +79,9 @@ class ConversationService:
 
         def answer(question: str) -> Answer | None:
             if question not in answers:
+                # History is read only if the question turns out to be a follow-up.
                 answers[question] = self._answerer().answer(
-                    copilot, question, self._history(conversation)
+                    copilot, question, lambda: self._history(conversation)
                 )
             return answers[question]
 
