@@ -1,0 +1,140 @@
+"""Retrieval and answer-confidence calibration on an eval pack, in-process (no HTTP).
+
+    .venv/bin/python bench/calibrate.py ../shared/eval/stackfaq [--history] [--json out.json]
+
+Indexes the pack's docs with the real ingest service (parsers, chunking, the default embedder,
+the BM25 snapshot) on in-memory adapters, then for every question computes the hybrid
+retrieval and the answer gate's confidence, and reports: Recall@1/@5 of the gold file among the
+cited candidates, and for each strictness threshold the answered rate on answerable questions
+vs the no-match rate on unanswerable ones. This is the tool for choosing the thresholds in
+copilot/knowledge.py; the end-to-end figures come from `copilot eval` over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from copilot.adapters.memory import (
+    MemoryBlobStore,
+    MemoryConversationStore,
+    MemoryCopilotRegistry,
+    MemoryDocumentStore,
+    MemoryKnowledgeIndex,
+    MemoryLexicalStore,
+)
+from copilot.bootstrap import Container
+from copilot.knowledge import THRESHOLDS, AnswerPolicy, confidence
+from copilot.models import CopilotSpec, Message
+from copilot.retrieval import condense
+from copilot.services.ingest import ObjectEvent
+from copilot.settings import Settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pack", type=Path)
+    parser.add_argument("--no-history", action="store_true", help="ignore earlier turns")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    blobs = MemoryBlobStore()
+    container = Container(
+        Settings(bucket="calibrate"),
+        copilots=MemoryCopilotRegistry(),
+        conversations=MemoryConversationStore(),
+        documents=MemoryDocumentStore(),
+        index=MemoryKnowledgeIndex(),
+        lexical_store=MemoryLexicalStore(),
+        blobs=blobs,
+    )
+    copilot = container.admin.create(CopilotSpec(name="calibrate"))
+    cid = copilot.copilot_id
+    started = time.perf_counter()
+    files = sorted((args.pack / "docs").glob("*"))
+    for path in files:
+        blobs.put(f"{cid}/{path.name}", path.read_bytes())
+    # Index without a rebuild per file; one lexical rebuild at the end (as the delayed
+    # rebuild message coalesces a bulk upload).
+    ingest = container.ingest
+    ingest._lexical = None  # noqa: SLF001 - bulk load: rebuild once below
+    for path in files:
+        ingest.handle(ObjectEvent(bucket="calibrate", key=f"{cid}/{path.name}", created=True))
+    container.lexical.rebuild(cid)
+    print(f"indexed {len(files)} files in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+    answerer = container.answerer
+    policy = AnswerPolicy()
+    rows = []
+    started = time.perf_counter()
+    for line in (args.pack / "questions.jsonl").read_text().splitlines():
+        q = json.loads(line)
+        history = [
+            Message(seq=i + 1, role="customer", text=h["text"])
+            for i, h in enumerate(q.get("history") or [])
+            if h["role"] == "user" and not args.no_history
+        ]
+        query = condense(q["question"], lambda h=history: h)
+        retrieval = answerer.retrieve(cid, query)
+        supported = retrieval.candidates[:5]
+        best = max(supported, key=lambda c: confidence(c, policy)) if supported else None
+        gold = set(q.get("gold_files") or [])
+        cited = []
+        for c in retrieval.candidates:
+            if c.chunk.doc_key not in cited:
+                cited.append(c.chunk.doc_key)
+        rows.append(
+            {
+                "id": q["id"],
+                "answerable": q.get("answerable"),
+                "confidence": confidence(best, policy) if best else 0.0,
+                "best_is_gold": bool(best and best.chunk.doc_key in gold),
+                "hit1": bool(cited[:1] and cited[0] in gold),
+                "hit5": bool(gold & set(cited[:5])),
+                "followup": query != q["question"],
+            }
+        )
+    took = time.perf_counter() - started
+    answerable = [r for r in rows if r["answerable"] is True]
+    unanswerable = [r for r in rows if r["answerable"] is False]
+    report: dict[str, object] = {
+        "pack": args.pack.name,
+        "questions": len(rows),
+        "retrieval_ms_mean": round(1000 * took / max(1, len(rows)), 2),
+        "recall@1": round(statistics.mean(r["hit1"] for r in answerable), 3),
+        "recall@5": round(statistics.mean(r["hit5"] for r in answerable), 3),
+        "condensed": sum(r["followup"] for r in rows),
+    }
+    sweep = []
+    for bar in [x / 100 for x in range(30, 71, 2)]:
+        answered = [r for r in answerable if r["confidence"] >= bar]
+        sweep.append(
+            {
+                "threshold": bar,
+                "answered_answerable": round(len(answered) / max(1, len(answerable)), 3),
+                "answered_with_gold": round(
+                    sum(r["best_is_gold"] or r["hit5"] for r in answered) / max(1, len(answerable)), 3
+                ),
+                "no_match_unanswerable": round(
+                    sum(r["confidence"] < bar for r in unanswerable) / max(1, len(unanswerable)), 3
+                )
+                if unanswerable
+                else None,
+            }
+        )
+    report["sweep"] = sweep
+    report["current_thresholds"] = THRESHOLDS
+    print(json.dumps({k: v for k, v in report.items() if k != "sweep"}, indent=1))
+    print("threshold  answered  answered+gold  no-match(unanswerable)")
+    for s in sweep:
+        print(f"  {s['threshold']:.2f}      {s['answered_answerable']:.3f}     {s['answered_with_gold']:.3f}          {s['no_match_unanswerable']}")
+    if args.json:
+        args.json.write_text(json.dumps({**report, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
