@@ -61,7 +61,7 @@ def main() -> None:
     # Index without a rebuild per file; one lexical rebuild at the end (as the delayed
     # rebuild message coalesces a bulk upload).
     ingest = container.ingest
-    ingest._lexical = None  # noqa: SLF001 - bulk load: rebuild once below
+    ingest._lexical = None
     for path in files:
         ingest.handle(ObjectEvent(bucket="calibrate", key=f"{cid}/{path.name}", created=True))
     container.lexical.rebuild(cid)
@@ -117,7 +117,8 @@ def main() -> None:
                 "threshold": bar,
                 "answered_answerable": round(len(answered) / max(1, len(answerable)), 3),
                 "answered_with_gold": round(
-                    sum(r["best_is_gold"] or r["hit5"] for r in answered) / max(1, len(answerable)), 3
+                    sum(r["best_is_gold"] or r["hit5"] for r in answered) / max(1, len(answerable)),
+                    3,
                 ),
                 "no_match_unanswerable": round(
                     sum(r["confidence"] < bar for r in unanswerable) / max(1, len(unanswerable)), 3
@@ -131,7 +132,9 @@ def main() -> None:
     print(json.dumps({k: v for k, v in report.items() if k != "sweep"}, indent=1))
     print("threshold  answered  answered+gold  no-match(unanswerable)")
     for s in sweep:
-        print(f"  {s['threshold']:.2f}      {s['answered_answerable']:.3f}     {s['answered_with_gold']:.3f}          {s['no_match_unanswerable']}")
+        print(
+            f"  {s['threshold']:.2f}      {s['answered_answerable']:.3f}     {s['answered_with_gold']:.3f}          {s['no_match_unanswerable']}"
+        )
     if args.json:
         args.json.write_text(json.dumps({**report, "rows": rows}, indent=1))
 

@@ -931,7 +931,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="copilot-bench-") as tmp:
         stack, client, copilot = start_stack(Path(tmp))
         try:
-            env = {**os.environ, **stack.config.env(), "AWS_LAMBDA_FUNCTION_NAME": "copilot-bench-chat"}
+            env = {
+                **os.environ,
+                **stack.config.env(),
+                "AWS_LAMBDA_FUNCTION_NAME": "copilot-bench-chat",
+            }
             purger = Purger(stack.client("dynamodb"))
             print(f"cold start: {args.samples} samples per kind ...", flush=True)
             results["cold_start"] = cold_starts(

@@ -1,4 +1,9 @@
-"""Hand-off function: hub webhooks (parse -> call -> map)."""
+"""Hand-off function: hub webhooks (HTTP) and the hub outbox (queue), parse -> call -> map.
+
+functions-framework serves two targets from this file: ``handoff`` (HTTP) and ``outbox`` (one
+CloudEvent per outbox message). On Lambda one handler takes both: HTTP API events and SQS
+batches of the outbox queue.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ from typing import Any
 
 import flask
 import functions_framework
+from cloudevents.http import CloudEvent
 
+from copilot.outbox_entry import handle_outbox_batch, handle_outbox_record
 from copilot.web.handoff_routes import handoff_api
 
 _lambda: Any = None
@@ -17,7 +24,15 @@ def handoff(request: flask.Request) -> Any:
     return handoff_api().dispatch(request)
 
 
+@functions_framework.cloud_event
+def outbox(cloud_event: CloudEvent) -> None:
+    data = cloud_event.get_data()
+    handle_outbox_record(data if isinstance(data, dict) else {})
+
+
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if "Records" in event:
+        return handle_outbox_batch(event)
     global _lambda
     if _lambda is None:
         from copilot.lambda_http import lambda_handler_for

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -14,12 +15,16 @@ from copilot.ports import (
     CopilotRegistry,
     DocumentStore,
     EventQueue,
+    HubAdapter,
+    HubOutbox,
     KnowledgeIndex,
     LexicalStore,
+    SecretStore,
     StateStore,
 )
 from copilot.services.admin import AdminService
 from copilot.services.conversations import ConversationService
+from copilot.services.handoff import HandoffConfig, HandoffService
 from copilot.services.ingest import IngestService
 from copilot.services.lexical import LexicalMaintainer, LexicalReader
 from copilot.services.sources import SourcesService
@@ -148,7 +153,62 @@ class Container:
 
     @cached_property
     def chat(self) -> ConversationService:
-        return ConversationService(self.copilots, self.conversations, lambda: self.answerer)
+        return ConversationService(
+            self.copilots, self.conversations, lambda: self.answerer, handoff=self.handoff
+        )
+
+    @property
+    def hub_outbox(self) -> HubOutbox:
+        from copilot.adapters.sqs import SqsHubOutbox
+
+        def build() -> HubOutbox:
+            if not self.settings.hub_outbox_queue_url:
+                raise UnavailableError("COPILOT_HUB_OUTBOX_QUEUE_URL is not configured")
+            return SqsHubOutbox(self._client("sqs"), self.settings.hub_outbox_queue_url)
+
+        return self._get("hub_outbox", build)
+
+    @property
+    def hub_secrets(self) -> SecretStore:
+        from copilot.adapters.secrets import EnvSsmSecretStore
+
+        return self._get(
+            "hub_secrets",
+            lambda: EnvSsmSecretStore(
+                os.environ,
+                ssm=lambda: self._client("ssm"),
+                ssm_prefix=self.settings.hub_secret_ssm_prefix,
+            ),
+        )
+
+    def hub(self, hub_type: str) -> HubAdapter:
+        from copilot.hubs import adapter_for
+
+        if "hubs" in self._overrides:  # tests: {"generic": CollectingHub(), ...}
+            return self._overrides["hubs"][hub_type]
+        s = self.settings
+        return self._get(
+            f"hub:{hub_type}",
+            lambda: adapter_for(
+                hub_type, timeout=s.hub_timeout_seconds, tolerance=s.webhook_tolerance_seconds
+            ),
+        )
+
+    @cached_property
+    def handoff(self) -> HandoffService:
+        s = self.settings
+        return HandoffService(
+            self.copilots,
+            self.conversations,
+            outbox=lambda: self.hub_outbox,
+            secrets=lambda: self.hub_secrets,
+            hubs=self.hub,
+            config=HandoffConfig(
+                reorder_window=s.handoff_reorder_window_seconds,
+                max_attempts=s.hub_max_attempts,
+                reply_to=s.handoff_public_url,
+            ),
+        )
 
     @property
     def ingest_queue(self) -> EventQueue:

@@ -78,8 +78,16 @@ def up(
     chat_port: int = typer.Option(8080, help="Port of the chat function (customer + admin API)."),
     chat: bool = typer.Option(True, help="Open a terminal chat with the demo copilot."),
     demo: bool = typer.Option(True, help="Create the demo copilot and upload its knowledge."),
+    desk: bool = typer.Option(
+        True, help="Start the agent desk (a generic hub) and hand the demo copilot's chats to it."
+    ),
+    desk_port: int = typer.Option(8090, help="Port of the agent desk (web page + hub)."),
 ) -> None:
     """Start the whole local stack (emulated AWS, Chroma, the three functions) with a demo copilot."""
+    import logging
+    import secrets
+
+    from copilot.emulators.agent_desk import AgentDesk
     from copilot.localstack import LocalStack, StackConfig, free_port
 
     root = _repo_root()
@@ -91,7 +99,21 @@ def up(
         chroma_port=free_port(),
         ingest_port=free_port(),
         handoff_port=free_port(),
+        outbox_port=free_port(),
     )
+    agent_desk = None
+    if desk and demo:
+        # The desk and the functions share a fresh secret; it lives only in these processes.
+        secret = secrets.token_urlsafe(32)
+        config.extra_env[f"COPILOT_HUB_SECRET_{DEMO_DESK_SECRET_REF}"] = secret
+        # The desk shares this terminal with the customer's chat: no per-request log lines.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        try:
+            agent_desk = AgentDesk(secret, port=desk_port).start()
+        except OSError as e:
+            _fail(
+                OSError(f"the agent desk cannot listen on port {desk_port} ({e}): use --desk-port")
+            )
     stack = LocalStack(config)
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.time()
@@ -104,8 +126,8 @@ def up(
         )
         copilot_id = None
         if demo:
-            copilot_id = _seed(stack, root)
-        _print_how_to(config, copilot_id)
+            copilot_id = _seed(stack, root, agent_desk)
+        _print_how_to(config, copilot_id, agent_desk)
         if chat and copilot_id and sys.stdin.isatty():
             _chat_loop(_client(config.data_dir), copilot_id)
         else:
@@ -117,6 +139,8 @@ def up(
     finally:
         with console.status("Stopping..."):
             stack.stop()
+            if agent_desk is not None:
+                agent_desk.stop()
         console.print("Stopped.")
 
 
@@ -124,7 +148,10 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def _seed(stack: Any, root: Path) -> str:
+DEMO_DESK_SECRET_REF = "DEMO_DESK"
+
+
+def _seed(stack: Any, root: Path, agent_desk: Any = None) -> str:
     from copilot.client import CopilotClient
     from copilot.demo import seed_demo
 
@@ -141,15 +168,33 @@ def _seed(stack: Any, root: Path) -> str:
     info_path = cfg.data_dir / "stack.json"
     info = json.loads(info_path.read_text())
     info["demo_copilot_id"] = copilot.copilot_id
+    if agent_desk is not None:
+        client.update_copilot(
+            copilot.copilot_id,
+            {
+                "hub": {
+                    "type": "generic",
+                    "url": agent_desk.hub_url,
+                    "secret_ref": DEMO_DESK_SECRET_REF,
+                    "queue": "bike-support",
+                    "agent_note": "Demo customer from the Northwind Helper web chat.",
+                }
+            },
+        )
+        info["desk_url"] = agent_desk.url
     info_path.write_text(json.dumps(info, indent=2))
     return copilot.copilot_id
 
 
-def _print_how_to(config: Any, copilot_id: str | None) -> None:
+def _print_how_to(config: Any, copilot_id: str | None, agent_desk: Any = None) -> None:
     chat_url = config.function_url("chat")
     console.print(f"Chat API:    {chat_url}  (OpenAPI: {chat_url}/openapi.json)")
     console.print(f"Hand-off:    {config.function_url('handoff')}")
     console.print(f"Admin key:   in {config.data_dir / 'stack.json'} (header X-Admin-Key)")
+    if agent_desk is not None:
+        console.print(
+            f"Agent desk:  {agent_desk.url}  (or in another terminal: .venv/bin/copilot agent-desk)"
+        )
     if copilot_id:
         console.print(f"Chat from another terminal:  .venv/bin/copilot chat --copilot {copilot_id}")
 
@@ -168,44 +213,88 @@ def chat(
 
 
 def _chat_loop(client: Any, copilot_id: str) -> None:
-    from copilot.client import ApiError
+    import threading
+
+    from copilot.client import ApiError, CopilotClient
 
     try:
         started = client.start(copilot_id)
     except (ApiError, OSError) as e:
         _fail(e)
-    console.print("[dim]Type your message; /quit to leave.[/dim]")
+    conversation, token = started.conversation_id, started.token
+    console.print(
+        "[dim]Type your message; /cancel stops waiting for a person; /quit to leave.[/dim]"
+    )
     _show(started.messages)
-    seen = max(m.seq for m in started.messages)
-    while True:
-        try:
-            text = console.input("[bold cyan]You:[/bold cyan] ").strip()
-        except (EOFError, KeyboardInterrupt):
-            console.print()
-            return
-        if text in ("/quit", "/exit"):
-            return
-        if not text:
-            continue
-        try:
-            turn = client.send(started.conversation_id, started.token, text)
-        except ApiError as e:
-            err.print(f"[red]{e}[/red]")
-            continue
-        replies = [m for m in turn.messages if m.seq > seen and m.role != "customer"]
-        seen = max([seen, *(m.seq for m in turn.messages)])
-        _show(replies)
+    seen = [max(m.seq for m in started.messages)]
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def show_new(messages: list[Any]) -> None:
+        with lock:
+            _show([m for m in messages if m.seq > seen[0] and m.role != "customer"])
+            seen[0] = max([seen[0], *(m.seq for m in messages)])
+
+    def poll() -> None:  # an agent's messages arrive between the customer's turns
+        poller = CopilotClient(client.base_url)
+        while not stop.wait(0.5):
+            try:
+                show_new(poller.messages(conversation, token, after=seen[0]).messages)
+            except (ApiError, OSError):
+                continue
+
+    threading.Thread(target=poll, daemon=True).start()
+    try:
+        while True:
+            try:
+                text = console.input("[bold cyan]You:[/bold cyan] ").strip()
+            except (EOFError, KeyboardInterrupt):
+                console.print()
+                return
+            if text in ("/quit", "/exit"):
+                return
+            if not text:
+                continue
+            try:
+                if text == "/cancel":
+                    turn = client.cancel_handoff(conversation, token)
+                else:
+                    turn = client.send(conversation, token, text)
+            except ApiError as e:
+                err.print(f"[red]{e}[/red]")
+                continue
+            show_new(turn.messages)
+    finally:
+        stop.set()
 
 
 def _show(messages: list[Any]) -> None:
     for m in messages:
+        if m.role == "system":  # hand-off events: joined, typing, left, ended
+            console.print(f"[dim italic]{m.text}[/dim italic]", highlight=False)
+            continue
         who = {
             "copilot": "[bold green]Copilot:[/bold green]",
-            "agent": "[bold magenta]Agent:[/bold magenta]",
+            "agent": f"[bold magenta]{m.author or 'Agent'}:[/bold magenta]",
         }.get(m.role, f"[bold]{m.role}:[/bold]")
         console.print(who, m.text, highlight=False)
         if m.suggestions:
             console.print("  [dim]" + " | ".join(m.suggestions) + "[/dim]")
+
+
+@app.command("agent-desk")
+def agent_desk(
+    url: str = typer.Option(None, help="The desk's URL (default: the one `copilot up` started)."),
+    agent: str = typer.Option("Alex", help="Your name, as the customer sees it."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Be the live agent: take the demo copilot's hand-offs in this terminal."""
+    from copilot.desk_console import run
+
+    base = url or _stack_info(data_dir).get("desk_url")
+    if not base:
+        _fail(ValueError("no agent desk running: start it with 'copilot up' (or pass --url)"))
+    run(str(base), console, agent)
 
 
 @copilots_app.command("create")
@@ -438,6 +527,51 @@ def _docs_table(documents: list[Any]) -> None:
             d.doc_key, f"[{color}]{d.status}[/{color}]", str(d.chunk_count), d.reason or ""
         )
     console.print(table)
+
+
+@app.command("eval")
+def eval_pack(
+    pack: Path = typer.Argument(..., help="Evaluation pack: docs/ + questions.jsonl."),
+    url: str = typer.Option(None, help="Chat API base URL (default: the local stack)."),
+    local: bool = typer.Option(False, "--local", help="Start a private local stack, then stop it."),
+    limit: int = typer.Option(None, min=1, help="Replay N questions spread over the pack."),
+    json_out: Path = typer.Option(None, "--json", help="Write the full report to this file."),
+    concurrency: int = typer.Option(4, min=1, help="Conversations replayed in parallel."),
+    copilot_settings: Path = typer.Option(
+        None, exists=True, help="JSON file of extra settings for the fresh copilot."
+    ),
+    index_timeout: float = typer.Option(1800, help="Seconds to wait for indexing."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Evaluate a fresh copilot on a pack: ingest its docs, replay its questions, score them."""
+    import requests
+
+    from copilot import evaluation as ev
+    from copilot.client import ApiError
+
+    try:
+        if local and url:
+            raise ev.EvalError("--local starts its own stack: leave out --url")
+        the_pack = ev.load_pack(pack)
+        options = ev.EvalOptions(
+            limit, concurrency, ev.load_copilot_settings(copilot_settings), index_timeout
+        )
+        if local:
+            report = ev.run_local(the_pack, options, console=console)
+        else:
+            from copilot.adapters.aws import aws_client
+
+            settings = _aws_settings(data_dir)
+            s3 = aws_client(settings, "s3")
+            report = ev.run_eval(
+                _client(data_dir, url), s3, settings.bucket, the_pack, options, console
+            )
+    except (ev.EvalError, ApiError, requests.RequestException) as e:
+        _fail(e)
+    ev.print_report(report, console)
+    if json_out:
+        ev.write_json(report, json_out)
+        console.print(f"Report written to {json_out}")
 
 
 @app.command()

@@ -78,9 +78,12 @@ class CopilotClient:
         return dict(self._call("POST", f"/admin/copilots/{copilot_id}/reindex", admin=True))
 
     # conversations
-    def start(self, copilot_id: str) -> StartConversationResponse:
+    def start(
+        self, copilot_id: str, variables: dict[str, str] | None = None
+    ) -> StartConversationResponse:
+        body = {"variables": variables} if variables else {}
         return StartConversationResponse.model_validate(
-            self._call("POST", f"/copilots/{copilot_id}/conversations", json={})
+            self._call("POST", f"/copilots/{copilot_id}/conversations", json=body)
         )
 
     def send(self, conversation_id: str, token: str, text: str) -> TurnResponse:
@@ -101,4 +104,9 @@ class CopilotClient:
                 token=token,
                 params={"after": after},
             )
+        )
+
+    def cancel_handoff(self, conversation_id: str, token: str) -> TurnResponse:
+        return TurnResponse.model_validate(
+            self._call("POST", f"/conversations/{conversation_id}/handoff/cancel", token=token)
         )

@@ -14,6 +14,7 @@ from copilot.models import Answer, Citation, Copilot, DialogContext
 
 CONFIRM_START_OVER = "Are you sure you want to start over? Everything so far will be cleared."
 CARRY_ON = "OK, let's carry on. What else can I help you with?"
+OFFER_HANDOFF = "Would you like me to connect you with a person?"
 KNOWLEDGE = "Knowledge"
 NO_MATCH = "No match"
 MULTIPLE_TOPICS = "Multiple topics matched"
@@ -29,18 +30,30 @@ class Reply:
     suggestions: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class HandoffRequest:
+    """The customer should get a person: the service starts a hand-off after the replies."""
+
+    topic: str
+    agent_note: str | None = None
+
+
 @dataclass
 class TurnOutcome:
     replies: list[Reply]
     context: DialogContext
     reset: bool = False
+    handoff: HandoffRequest | None = None
 
 
 class Dialog:
-    def __init__(self, copilot: Copilot, answer: AnswerFn) -> None:
+    def __init__(self, copilot: Copilot, answer: AnswerFn, *, can_hand_off: bool = False) -> None:
+        """``can_hand_off``: a hub is configured and open now; otherwise escalating gives the
+        escalate link, so the customer never meets a dead end."""
         self._copilot = copilot
         self._answer = answer
         self._messages = copilot.messages
+        self._can_hand_off = can_hand_off
 
     def respond(self, text: str, context: DialogContext) -> TurnOutcome:
         ctx = context.model_copy(deep=True)
@@ -51,6 +64,13 @@ class Dialog:
             if t.is_no(text):
                 return TurnOutcome([Reply(CARRY_ON, topic=t.START_OVER)], ctx)
             # Anything else: the customer moved on; treat it as a fresh message.
+        if ctx.pending == "confirm_handoff":
+            ctx.pending = None
+            if t.is_yes(text):
+                self._visit(ctx, t.ESCALATE)
+                return self._escalate(ctx, t.ESCALATE)
+            if t.is_no(text):
+                return TurnOutcome([Reply(CARRY_ON, topic=t.ESCALATE)], ctx)
         if ctx.pending == "choose_topic":
             choices, original = ctx.choices, ctx.pending_text or text
             ctx.pending, ctx.choices, ctx.pending_text = None, [], None
@@ -97,13 +117,29 @@ class Dialog:
             return TurnOutcome(
                 [Reply(CONFIRM_START_OVER, topic=name, suggestions=["Yes", "No"])], ctx
             )
-        return TurnOutcome([Reply(m.escalate_link, topic=t.ESCALATE)], ctx)
+        return self._escalate(ctx, t.ESCALATE)
 
     def _run_custom(self, name: str, ctx: DialogContext) -> TurnOutcome:
         topic = next(tp for tp in self._copilot.topics if tp.name == name)
         self._visit(ctx, name)
         ctx.no_match_count = 0
-        return TurnOutcome([Reply(topic.response, topic=name)], ctx)
+        reply = Reply(topic.response, topic=name)
+        if topic.handoff:
+            return self._escalate(ctx, name, topic.agent_note, [reply])
+        return TurnOutcome([reply], ctx)
+
+    def _escalate(
+        self,
+        ctx: DialogContext,
+        topic: str,
+        agent_note: str | None = None,
+        replies: list[Reply] | None = None,
+    ) -> TurnOutcome:
+        replies = list(replies or [])
+        if self._can_hand_off:
+            return TurnOutcome(replies, ctx, handoff=HandoffRequest(topic, agent_note))
+        replies.append(Reply(self._messages.escalate_link, topic=t.ESCALATE))
+        return TurnOutcome(replies, ctx)
 
     def _knowledge(self, text: str, ctx: DialogContext) -> TurnOutcome:
         answer = self._answer(text)
@@ -117,12 +153,20 @@ class Dialog:
         ctx.no_match_count += 1
         replies = [Reply(self._messages.no_match, topic=NO_MATCH)]
         if ctx.no_match_count >= self._copilot.no_match_threshold:
-            replies.append(Reply(self._messages.escalate_link, topic=t.ESCALATE))
             ctx.no_match_count = 0
+            if self._can_hand_off:
+                ctx.pending = "confirm_handoff"
+                offer = Reply(OFFER_HANDOFF, topic=t.ESCALATE, suggestions=["Yes", "No"])
+                replies.append(offer)
+            else:
+                replies.append(Reply(self._messages.escalate_link, topic=t.ESCALATE))
         return TurnOutcome(replies, ctx)
 
     def _start_over(self, ctx: DialogContext) -> TurnOutcome:
-        fresh = DialogContext(topics_visited=[t.START_OVER])
+        # What the site told us about the customer survives a start-over; the dialog does not.
+        fresh = DialogContext(
+            topics_visited=[t.START_OVER], locale=ctx.locale, variables=ctx.variables
+        )
         replies = [
             Reply(self._messages.reset_conversation, topic=t.START_OVER),
             Reply(self._messages.start_over, topic=t.START_OVER),

@@ -57,3 +57,25 @@ class PermanentIngestError(CopilotError):
 
     status = 422
     code = "unprocessable"
+
+
+class DuplicateError(CopilotError):
+    """A write claimed a key (e.g. a hub's message id) that an earlier write already claimed."""
+
+    status = 409
+    code = "duplicate"
+
+
+class HubUnavailableError(UnavailableError):
+    """The hub did not take a call (network error, timeout, 429, 5xx): try again later."""
+
+
+class HubRejectedError(CopilotError):
+    """The hub refused a call for good (no agents, closed, a 4xx): retrying will not help."""
+
+    status = 502
+    code = "hub_rejected"
+
+    def __init__(self, message: str, *, reason: str = "rejected") -> None:
+        super().__init__(message)
+        self.reason = reason

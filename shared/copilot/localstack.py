@@ -1,5 +1,6 @@
 """The local stack: emulated AWS (moto server), a Chroma server, the three functions under
-functions-framework, and the pump that carries the bucket's SQS notifications to ingest.
+functions-framework (plus the hand-off function's outbox target), and the pumps that carry the
+bucket's SQS notifications to ingest and the hub outbox's messages to the outbox target.
 
 Everything listens on loopback and speaks the same wire protocols as production.
 """
@@ -26,8 +27,8 @@ import requests
 
 log = logging.getLogger(__name__)
 
-FUNCTIONS = ("chat", "ingest", "handoff")
 STACK_FILE = "stack.json"
+OUTBOX_POLLERS = 4
 
 
 def free_port() -> int:
@@ -45,6 +46,7 @@ class StackConfig:
     chat_port: int = 8080
     ingest_port: int = 8082
     handoff_port: int = 8083
+    outbox_port: int = 8084  # the hand-off function's outbox target (CloudEvents)
     region: str = "us-east-1"
     bucket: str = "copilot-knowledge"
     queue: str = "copilot-ingest"
@@ -52,6 +54,12 @@ class StackConfig:
     receive_wait_seconds: int = 1
     visibility_timeout: int = 5
     max_receive_count: int = 3
+    outbox_queue: str = "copilot-hub-outbox.fifo"
+    outbox_visibility_timeout: int = 30
+    hub_max_attempts: int = 5  # also the outbox queue's maxReceiveCount, as in serverless.yml
+    hub_backoff_base: int = 2
+    hub_backoff_max: int = 60
+    handoff_reorder_window: float = 10
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. hub credentials
 
     @classmethod
@@ -64,6 +72,7 @@ class StackConfig:
             chat_port=free_port(),
             ingest_port=free_port(),
             handoff_port=free_port(),
+            outbox_port=free_port(),
         )
 
     @property
@@ -86,6 +95,12 @@ class StackConfig:
             "COPILOT_CHROMA_URL": self.chroma_url,
             # moto's queue URLs are predictable: the stack creates this queue at start.
             "COPILOT_INGEST_QUEUE_URL": f"{self.aws_url}/123456789012/{self.queue}",
+            "COPILOT_HUB_OUTBOX_QUEUE_URL": f"{self.aws_url}/123456789012/{self.outbox_queue}",
+            "COPILOT_HANDOFF_PUBLIC_URL": self.function_url("handoff"),
+            "COPILOT_HUB_MAX_ATTEMPTS": str(self.hub_max_attempts),
+            "COPILOT_HUB_BACKOFF_BASE_SECONDS": str(self.hub_backoff_base),
+            "COPILOT_HUB_BACKOFF_MAX_SECONDS": str(self.hub_backoff_max),
+            "COPILOT_HANDOFF_REORDER_WINDOW_SECONDS": str(self.handoff_reorder_window),
             "COPILOT_ADMIN_API_KEY": self.admin_api_key,
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
@@ -100,9 +115,13 @@ class LocalStack:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
+        self._outbox_pumps: list[threading.Thread] = []
         self.queue_url = ""
         self.dlq_url = ""
+        self.outbox_url = ""
+        self.outbox_dlq_url = ""
         self.pumped = 0
+        self.outbox_pumped = 0
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -116,6 +135,7 @@ class LocalStack:
                 cfg.chat_port,
                 cfg.ingest_port,
                 cfg.handoff_port,
+                cfg.outbox_port,
             )
             if _port_in_use(p)
         ]
@@ -153,7 +173,14 @@ class LocalStack:
                 env,
                 logs,
             )
-            for name in FUNCTIONS:
+            # (target, its function's folder, signature type); the outbox is handoff's 2nd target
+            targets = [
+                ("chat", "chat", "http"),
+                ("ingest", "ingest", "cloudevent"),
+                ("handoff", "handoff", "http"),
+                ("outbox", "handoff", "cloudevent"),
+            ]
+            for name, folder, signature_type in targets:
                 self._spawn(
                     name,
                     [
@@ -161,9 +188,9 @@ class LocalStack:
                         "--target",
                         name,
                         "--source",
-                        str(cfg.root / "functions" / name / "main.py"),
+                        str(cfg.root / "functions" / folder / "main.py"),
                         "--signature-type",
-                        "cloudevent" if name == "ingest" else "http",
+                        signature_type,
                         "--host",
                         "127.0.0.1",
                         "--port",
@@ -178,8 +205,15 @@ class LocalStack:
             self._wait_http(cfg.function_url("chat") + "/healthz", "chat")
             self._wait_http(cfg.function_url("handoff") + "/healthz", "handoff")
             self._wait_port(cfg.ingest_port, "ingest")
+            self._wait_port(cfg.outbox_port, "outbox")
             self._pump = threading.Thread(target=self._pump_loop, name="s3-sqs-pump", daemon=True)
             self._pump.start()
+            self._outbox_pumps = [
+                threading.Thread(target=self._outbox_loop, name=f"outbox-pump-{i}", daemon=True)
+                for i in range(OUTBOX_POLLERS)
+            ]
+            for pump in self._outbox_pumps:
+                pump.start()
             self._write_stack_file()
         except BaseException:
             self.stop()
@@ -187,8 +221,9 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._pump is not None:
-            self._pump.join(timeout=5)
+        for pump in [self._pump, *self._outbox_pumps]:
+            if pump is not None:
+                pump.join(timeout=5)
         for proc in self._procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -258,6 +293,26 @@ class LocalStack:
         queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
+        self.outbox_dlq_url = sqs.create_queue(
+            QueueName=cfg.outbox_queue.removesuffix(".fifo") + "-dlq.fifo",
+            Attributes={"FifoQueue": "true"},
+        )["QueueUrl"]
+        outbox_dlq_arn = sqs.get_queue_attributes(
+            QueueUrl=self.outbox_dlq_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        self.outbox_url = sqs.create_queue(
+            QueueName=cfg.outbox_queue,
+            Attributes={
+                "FifoQueue": "true",
+                "VisibilityTimeout": str(cfg.outbox_visibility_timeout),
+                "RedrivePolicy": json.dumps(
+                    {
+                        "deadLetterTargetArn": outbox_dlq_arn,
+                        "maxReceiveCount": str(cfg.hub_max_attempts),
+                    }
+                ),
+            },
+        )["QueueUrl"]
         s3 = self.client("s3")
         s3.create_bucket(Bucket=cfg.bucket)
         s3.put_bucket_notification_configuration(
@@ -289,7 +344,9 @@ class LocalStack:
                 time.sleep(0.5)
                 continue
             for message in batch:
-                if self._deliver(session, url, message["Body"]):
+                if _post_cloud_event(
+                    session, url, message["Body"], "aws:s3", "com.amazonaws.s3.notification"
+                ):
                     sqs.delete_message(
                         QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
                     )
@@ -297,19 +354,68 @@ class LocalStack:
                 # else: left on the queue; it comes back after the visibility timeout and goes
                 # to the dead-letter queue after max_receive_count attempts.
 
-    @staticmethod
-    def _deliver(session: requests.Session, url: str, body: str) -> bool:
-        headers = {
-            "Content-Type": "application/json",
-            "ce-specversion": "1.0",
-            "ce-id": str(uuid.uuid4()),
-            "ce-source": "aws:s3",
-            "ce-type": "com.amazonaws.s3.notification",
-        }
-        try:
-            return session.post(url, data=body, headers=headers, timeout=300).ok
-        except requests.RequestException:
-            return False
+    # --- the outbox pump: SQS FIFO -> the outbox target, as Lambda's event source would ----
+
+    def _outbox_loop(self) -> None:
+        """One of OUTBOX_POLLERS pollers, like Lambda's: each delivers what it received before
+        polling again, so a slow hub holds up one poller, not every conversation."""
+        sqs = self.client("sqs")
+        session = requests.Session()
+        while not self._stop.is_set():
+            try:
+                batch = sqs.receive_message(
+                    QueueUrl=self.outbox_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=self.config.receive_wait_seconds,
+                    AttributeNames=["All"],
+                ).get("Messages", [])
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("outbox pump: receive failed")
+                time.sleep(0.5)
+                continue
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for message in batch:
+                group = message.get("Attributes", {}).get("MessageGroupId", message["MessageId"])
+                groups.setdefault(group, []).append(message)
+            # Each conversation's messages in order; FIFO keeps its later messages from being
+            # received (by any poller) while these are in flight.
+            for messages in groups.values():
+                self._deliver_outbox_group(sqs, session, messages)
+
+    def _deliver_outbox_group(
+        self, sqs: Any, session: requests.Session, messages: list[dict[str, Any]]
+    ) -> None:
+        from copilot.services.handoff import backoff_seconds
+
+        url = self.config.function_url("outbox")
+        for i, message in enumerate(messages):
+            record = {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+            }
+            body = json.dumps(record)
+            if _post_cloud_event(session, url, body, "aws:sqs", "com.amazonaws.sqs.message"):
+                sqs.delete_message(QueueUrl=self.outbox_url, ReceiptHandle=message["ReceiptHandle"])
+                self.outbox_pumped += 1
+                continue
+            # Back off (growing with the attempts), this message and the ones behind it alike.
+            attempts = _attempts(record)
+            cfg = self.config
+            delay = backoff_seconds(attempts, cfg.hub_backoff_base, cfg.hub_backoff_max)
+            for later in messages[i:]:
+                try:
+                    sqs.change_message_visibility(
+                        QueueUrl=self.outbox_url,
+                        ReceiptHandle=later["ReceiptHandle"],
+                        VisibilityTimeout=delay,
+                    )
+                except Exception:
+                    log.warning("outbox pump: could not back off a message", exc_info=True)
+            return
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -367,6 +473,31 @@ class LocalStack:
         path = cfg.data_dir / STACK_FILE
         path.write_text(json.dumps(info, indent=2))
         path.chmod(0o600)
+
+
+def _post_cloud_event(
+    session: requests.Session, url: str, body: str, source: str, kind: str
+) -> bool:
+    """POST one event to a functions-framework CloudEvent target; True if it was handled."""
+    headers = {
+        "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": str(uuid.uuid4()),
+        "ce-source": source,
+        "ce-type": kind,
+    }
+    try:
+        return session.post(url, data=body, headers=headers, timeout=300).ok
+    except requests.RequestException:
+        return False
+
+
+def _attempts(record: dict[str, Any]) -> int:
+    try:
+        earlier = int(json.loads(record["body"]).get("attempt", 0))
+    except (ValueError, AttributeError, TypeError):
+        earlier = 0
+    return earlier + int(record["attributes"].get("ApproximateReceiveCount", 1))
 
 
 def _port_in_use(port: int) -> bool:

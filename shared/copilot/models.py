@@ -126,7 +126,9 @@ class BusinessHours(Strict):
 class HubSettings(Strict):
     """Where and how the copilot hands conversations to live agents. Holds no secret."""
 
-    type: HubType = Field(description="The hub's protocol: 'generic' (docs/handoff-generic-hub.md).")
+    type: HubType = Field(
+        description="The hub's protocol: 'generic' (docs/handoff-generic-hub.md)."
+    )
     url: str = Field(max_length=2000, description="Where hand-off events are POSTed.")
     secret_ref: str = Field(
         pattern=r"^[A-Za-z0-9_]{1,64}$",
@@ -166,6 +168,8 @@ class HubSettings(Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {zone!r} (use an IANA name)") from None
         return zone
+
+
 Strictness = Literal["low", "medium", "high"]
 
 
@@ -232,7 +236,9 @@ class CopilotPatch(Strict):
     instructions: str | None = Field(None, max_length=2000)
     websites: list[WebsiteSource] | None = Field(None, max_length=20)
     knowledge_bases: list[KnowledgeBaseName] | None = None
-    hub: HubSettings | None = Field(None, description="Replaces the hub settings; null removes them.")
+    hub: HubSettings | None = Field(
+        None, description="Replaces the hub settings; null removes them."
+    )
 
     @field_validator("topics")
     @classmethod
@@ -276,6 +282,17 @@ class Citation(BaseModel):
     snippet: str
 
 
+HandoffEventName = Literal[
+    "handoff_requested",
+    "agent_joined",
+    "agent_typing",
+    "agent_left",
+    "handoff_ended",
+    "handoff_cancelled",
+    "handoff_failed",
+]
+
+
 class Message(BaseModel):
     seq: int
     role: Role
@@ -295,15 +312,6 @@ class Message(BaseModel):
     )
 
 
-HandoffEventName = Literal[
-    "handoff_requested",
-    "agent_joined",
-    "agent_typing",
-    "agent_left",
-    "handoff_ended",
-    "handoff_cancelled",
-    "handoff_failed",
-]
 PendingAction = Literal["confirm_start_over", "choose_topic", "confirm_handoff"]
 
 
@@ -370,14 +378,18 @@ class Handoff(BaseModel):
     """The conversation's current (or last) hand-off, stored on the conversation."""
 
     handoff_id: str
-    hub: str
     requested_seq: int
     requested_at: datetime = Field(default_factory=utcnow)
     context: HandoffContext
+    transcript_after: int = Field(0, description="The transcript sent starts after this seq.")
     agent: Agent | None = None
     hub_seq: int = Field(0, description="Last hub sequence number applied.")
     held: list[HubEvent] = Field(
         default_factory=list, description="Events that arrived ahead of a gap, in wait."
+    )
+    skipped: list[int] = Field(
+        default_factory=list,
+        description="Hub sequence numbers given up waiting for: applied late if they come.",
     )
     closed: bool = False
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,6 +13,9 @@ from copilot.models import (
     Conversation,
     Copilot,
     DocumentStatus,
+    HubCommand,
+    HubEvent,
+    HubSettings,
     Message,
     Passage,
 )
@@ -44,12 +47,21 @@ class ConversationStore(abc.ABC):
     def get(self, conversation_id: str) -> Conversation | None: ...
 
     @abc.abstractmethod
-    def append(self, conversation: Conversation, messages: Sequence[Message]) -> Conversation:
+    def append(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        *,
+        claims: Sequence[str] = (),
+    ) -> Conversation:
         """Write ``messages`` and the new conversation state in one conditional write.
 
         ``conversation.version`` is the version that was read; the write succeeds only if it is
         still current, and returns the conversation at its new version. Message sequence numbers
         must continue from the stored ``last_seq``. Raises ConflictError when another writer won.
+
+        ``claims`` (e.g. a hub's message ids) are recorded in the same write, which fails with
+        DuplicateError if any of them was claimed before: an event is applied exactly once.
         """
 
     @abc.abstractmethod
@@ -205,3 +217,70 @@ class LexicalStore(abc.ABC):
 
     @abc.abstractmethod
     def fetch(self, copilot_id: str, pointer: str) -> bytes | None: ...
+
+
+class HubOutbox(abc.ABC):
+    """Calls to hubs wait here until they are delivered, in order per conversation (SQS FIFO).
+
+    A message only says "this conversation has something for its hub": the conversation's
+    messages are the source of truth, so a lost or dead-lettered nudge loses no message.
+    """
+
+    @abc.abstractmethod
+    def nudge(self, conversation_id: str, dedup_id: str, attempt: int = 0) -> None: ...
+
+    @abc.abstractmethod
+    def retry_later(self, receipt_handle: str, seconds: int) -> None:
+        """Hide a received message for ``seconds`` (back-off before its next delivery)."""
+
+
+class SecretStore(abc.ABC):
+    @abc.abstractmethod
+    def get(self, ref: str) -> str | None:
+        """The secret named ``ref`` (HubSettings.secret_ref), or None if none is configured."""
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """A hub's HTTP call to us, as received: what adapters verify and parse."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class HubAdapter(abc.ABC):
+    """One live-agent hub's wire protocol (reference/hubs.md), behind one neutral interface.
+
+    Inbound: ``verify`` the caller (signature or credentials), then ``parse`` the call into
+    neutral events. Outbound: ``send`` a neutral command (start, message, end). Hubs without
+    webhooks (Salesforce MIAW's SSE) ``pull`` a bounded batch of events from a cursor.
+    """
+
+    name: str
+
+    @abc.abstractmethod
+    def verify(self, request: InboundRequest, secret: str, now: datetime) -> None:
+        """Raise UnauthorizedError (no credentials) or ForbiddenError (wrong or stale ones)."""
+
+    @abc.abstractmethod
+    def parse(self, request: InboundRequest) -> list[HubEvent]:
+        """Neutral events of a verified call; BadRequestError when it is malformed."""
+
+    @abc.abstractmethod
+    def send(self, hub: HubSettings, secret: str, command: HubCommand) -> None:
+        """Deliver a command. HubUnavailableError: try again later (the outbox will);
+        HubRejectedError: the hub refused for good (e.g. no agents available)."""
+
+    supports_pull = False
+
+    def pull(
+        self, hub: HubSettings, secret: str, cursor: str | None
+    ) -> tuple[list[HubEvent], str | None]:
+        """Events after ``cursor`` and the next cursor (hubs without webhooks)."""
+        raise NotImplementedError(f"the {self.name} hub delivers events by webhook")

@@ -34,3 +34,30 @@ class Settings(ProviderSettings):
     max_message_chars: int = 4000
     max_upload_bytes: int = 50 * 1024 * 1024
     conversation_ttl_days: int = 30
+
+    # Live-agent hand-off (copilot.services.handoff)
+    hub_outbox_queue_url: str | None = Field(
+        default=None, description="SQS queue (FIFO) of calls to hubs."
+    )
+    handoff_public_url: str | None = Field(
+        default=None,
+        description="Public base URL of the hand-off function; hubs POST agent events to "
+        "<url>/hooks/<hub>/<copilot_id>, sent to them as reply_to.",
+    )
+    hub_secret_ssm_prefix: str | None = Field(
+        default=None,
+        description="SSM path of hub secrets (<prefix>/<secret_ref>); COPILOT_HUB_SECRET_<REF> "
+        "in the environment wins.",
+    )
+    hub_timeout_seconds: float = 10
+    hub_max_attempts: int = Field(
+        default=5, ge=1, description="Deliveries of a hand-off start before the customer is told."
+    )
+    hub_backoff_base_seconds: int = Field(default=2, ge=0)
+    hub_backoff_max_seconds: int = Field(default=60, ge=0, le=43200)
+    handoff_reorder_window_seconds: float = Field(
+        default=10, ge=0, description="How long agent events wait for a missing earlier one."
+    )
+    webhook_tolerance_seconds: int = Field(
+        default=300, ge=1, description="Webhook timestamps further from our clock are refused."
+    )

@@ -107,6 +107,18 @@ YES = {
 }
 NO = {"no", "n", "nope", "cancel", "no thanks", "don't", "never mind", "nevermind", "not now"}
 NONE_OF_THESE = "None of these"
+# While waiting for an agent, only these stop the wait ("no" may be an answer for the agent).
+CANCEL_HANDOFF = {
+    "cancel",
+    "cancel it",
+    "cancel that",
+    "cancel the request",
+    "cancel request",
+    "stop waiting",
+    "never mind",
+    "nevermind",
+    "forget it",
+}
 
 
 @dataclass(frozen=True)
@@ -162,6 +174,10 @@ def is_yes(message: str) -> bool:
 
 def is_no(message: str) -> bool:
     return " ".join(tokens(message)) in NO or message.strip().lower().rstrip("!.") in NO
+
+
+def is_cancel(message: str) -> bool:
+    return message.strip().lower().rstrip("!.") in CANCEL_HANDOFF
 
 
 def pick_choice(message: str, choices: list[str]) -> str | None:

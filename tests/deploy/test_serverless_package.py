@@ -194,14 +194,42 @@ def test_http_routes(template: dict[str, Any]) -> None:
     }
 
 
+def _mappings(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Event source mappings by the queue they read."""
+    return {
+        m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]: m["Properties"]
+        for m in _resources(template, "AWS::Lambda::EventSourceMapping").values()
+    }
+
+
 def test_ingest_event_source_mapping(template: dict[str, Any]) -> None:
-    mappings = list(_resources(template, "AWS::Lambda::EventSourceMapping").values())
-    assert len(mappings) == 1
-    props = mappings[0]["Properties"]
-    assert props["EventSourceArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    mappings = _mappings(template)
+    assert set(mappings) == {"IngestQueue", "HubOutboxQueue"}
+    props = mappings["IngestQueue"]
     assert props["FunctionName"] == {"Fn::GetAtt": ["IngestLambdaFunction", "Arn"]}
     assert props["BatchSize"] == 5
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_hub_outbox_is_fifo_and_feeds_the_handoff_function(template: dict[str, Any]) -> None:
+    res = template["Resources"]
+    for queue in ("HubOutboxQueue", "HubOutboxDeadLetterQueue"):
+        props = res[queue]["Properties"]
+        assert props["FifoQueue"] is True
+        assert props["QueueName"].endswith(".fifo")
+    handoff_timeout = res["HandoffLambdaFunction"]["Properties"]["Timeout"]
+    assert res["HubOutboxQueue"]["Properties"]["VisibilityTimeout"] >= 6 * handoff_timeout
+    props = _mappings(template)["HubOutboxQueue"]
+    assert props["FunctionName"] == {"Fn::GetAtt": ["HandoffLambdaFunction", "Arn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    env = res["HandoffLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["COPILOT_HUB_OUTBOX_QUEUE_URL"] == {"Ref": "HubOutboxQueue"}
+    assert env["COPILOT_HUB_SECRET_SSM_PREFIX"] == f"/copilot/{STAGE}/hub-secrets"
+    assert not [
+        k
+        for k in env
+        if k.startswith("COPILOT_HUB_SECRET_") and k != "COPILOT_HUB_SECRET_SSM_PREFIX"
+    ]
 
 
 def test_queues_have_redrive(template: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from copilot.errors import ConflictError, CopilotError, UnavailableError
+from copilot.errors import ConflictError, CopilotError, DuplicateError, UnavailableError
 from copilot.models import Conversation, Copilot, DocumentStatus, Message
 from copilot.ports import ConversationStore, CopilotRegistry, DocumentStore, StateStore
 
@@ -118,7 +118,13 @@ class DynamoConversationStore(ConversationStore):
             raise _translate(e) from e
         return Conversation.model_validate_json(item["body"]["S"]) if item else None
 
-    def append(self, conversation: Conversation, messages: Sequence[Message]) -> Conversation:
+    def append(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        *,
+        claims: Sequence[str] = (),
+    ) -> Conversation:
         self._check_seqs(conversation, messages)
         stored = conversation.model_copy(
             update={
@@ -138,7 +144,17 @@ class DynamoConversationStore(ConversationStore):
             }
         ]
         items += [self._put_message(stored.conversation_id, m) for m in messages]
-        self._transact(items)
+        first_claim = len(items)
+        items += [self._put_claim(key) for key in claims]
+        try:
+            self._db.transact_write_items(TransactItems=items)
+        except ClientError as e:
+            reasons = e.response.get("CancellationReasons") or []
+            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons[first_claim:]):
+                raise DuplicateError("already applied") from e
+            raise _translate(e) from e
+        except BotoCoreError as e:
+            raise _translate(e) from e
         return stored
 
     def messages_after(
@@ -194,6 +210,21 @@ class DynamoConversationStore(ConversationStore):
             "version": {"N": str(conversation.version)},
             "body": {"S": conversation.model_dump_json()},
             "expires_at": self._expires_at(),
+        }
+
+    def _put_claim(self, key: str) -> dict[str, Any]:
+        # Claims share the table (and its TTL) with conversations: "claim#" never starts a pk
+        # of a conversation, so they cannot collide.
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "pk": {"S": f"claim#{key}"},
+                    "sk": {"N": str(_META_SK)},
+                    "expires_at": self._expires_at(),
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
         }
 
     def _put_message(self, conversation_id: str, message: Message) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from copilot.errors import ConflictError, PermanentIngestError
+from copilot.errors import ConflictError, DuplicateError, PermanentIngestError
 from copilot.models import Chunk, Conversation, Copilot, DocumentStatus, Message, Passage
 from copilot.ports import (
     BlobStore,
@@ -18,9 +18,11 @@ from copilot.ports import (
     CopilotRegistry,
     DocumentStore,
     EventQueue,
+    HubOutbox,
     KnowledgeIndex,
     LexicalStore,
     ObjectInfo,
+    SecretStore,
     StateStore,
     StoredObject,
 )
@@ -59,6 +61,7 @@ class MemoryConversationStore(ConversationStore):
     def __init__(self) -> None:
         self._meta: dict[str, str] = {}
         self._messages: dict[str, dict[int, str]] = {}
+        self._claims: set[str] = set()
         self._lock = threading.Lock()
 
     def create(self, conversation: Conversation, messages: Sequence[Message]) -> Conversation:
@@ -76,8 +79,16 @@ class MemoryConversationStore(ConversationStore):
         raw = self._meta.get(conversation_id)
         return Conversation.model_validate_json(raw) if raw else None
 
-    def append(self, conversation: Conversation, messages: Sequence[Message]) -> Conversation:
+    def append(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        *,
+        claims: Sequence[str] = (),
+    ) -> Conversation:
         with self._lock:
+            if self._claims.intersection(claims):
+                raise DuplicateError("already applied")
             current = self.get(conversation.conversation_id)
             if current is None or current.version != conversation.version:
                 raise ConflictError("conversation changed")
@@ -93,6 +104,7 @@ class MemoryConversationStore(ConversationStore):
             self._meta[stored.conversation_id] = stored.model_dump_json()
             box = self._messages[stored.conversation_id]
             box.update({m.seq: m.model_dump_json() for m in messages})
+            self._claims.update(claims)
             return stored
 
     def messages_after(
@@ -298,3 +310,23 @@ class MemoryLexicalStore(LexicalStore):
     def fetch(self, copilot_id: str, pointer: str) -> bytes | None:
         current = self._published.get(copilot_id)
         return current[1] if current and str(current[0]) == pointer else None
+
+
+class MemoryHubOutbox(HubOutbox):
+    def __init__(self) -> None:
+        self.nudges: list[tuple[str, str, int]] = []  # (conversation id, dedup id, attempt)
+        self.delays: list[tuple[str, int]] = []
+
+    def nudge(self, conversation_id: str, dedup_id: str, attempt: int = 0) -> None:
+        self.nudges.append((conversation_id, dedup_id, attempt))
+
+    def retry_later(self, receipt_handle: str, seconds: int) -> None:
+        self.delays.append((receipt_handle, seconds))
+
+
+class StaticSecretStore(SecretStore):
+    def __init__(self, secrets: dict[str, str] | None = None) -> None:
+        self.secrets = dict(secrets or {})
+
+    def get(self, ref: str) -> str | None:
+        return self.secrets.get(ref)

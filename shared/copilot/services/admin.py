@@ -64,7 +64,8 @@ class AdminService:
     def update(self, copilot_id: str, patch: CopilotPatch) -> Copilot:
         for _ in range(5):
             current = self.get(copilot_id)
-            changes = patch.model_dump(exclude_unset=True, exclude={"messages"})
+            # The sent fields as models (not dicts), so the copy below serializes cleanly.
+            changes = {name: getattr(patch, name) for name in patch.model_fields_set - {"messages"}}
             if patch.messages is not None:
                 merged = current.messages.model_dump() | patch.messages.model_dump(
                     exclude_unset=True, exclude_none=True

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import random
 import secrets
-import time
 from collections.abc import Callable
 
 from copilot.dialog import Dialog, Reply
@@ -17,17 +15,20 @@ from copilot.models import (
     Conversation,
     ConversationState,
     Copilot,
+    DialogContext,
     Message,
     MessagesPage,
+    StartConversationRequest,
     StartConversationResponse,
     TurnResponse,
     new_id,
     utcnow,
 )
 from copilot.ports import ConversationStore, CopilotRegistry
+from copilot.services.handoff import ACTIVE, HandoffService
+from copilot.services.retry import MAX_ATTEMPTS, pause_after_conflict
 
 HISTORY_TURNS = 12  # messages of context given to follow-up handling
-MAX_ATTEMPTS = 30  # optimistic retries of one turn under concurrent writers
 
 
 def hash_token(token: str) -> str:
@@ -40,16 +41,24 @@ class ConversationService:
         copilots: CopilotRegistry,
         conversations: ConversationStore,
         answerer: Callable[[], KnowledgeAnswerer],
+        handoff: HandoffService | None = None,
     ) -> None:
         self._copilots = copilots
         self._conversations = conversations
         self._answerer = answerer  # built on first knowledge question: keeps cold start light
+        self._handoff = handoff  # None: no live agents, escalation gives the escalate link
 
-    def start(self, copilot_id: str) -> StartConversationResponse:
+    def start(
+        self, copilot_id: str, request: StartConversationRequest | None = None
+    ) -> StartConversationResponse:
         copilot = self._copilot(copilot_id)
         token = secrets.token_urlsafe(32)
+        request = request or StartConversationRequest()
         conversation = Conversation(
-            conversation_id=new_id(), copilot_id=copilot.copilot_id, token_hash=hash_token(token)
+            conversation_id=new_id(),
+            copilot_id=copilot.copilot_id,
+            token_hash=hash_token(token),
+            context=DialogContext(locale=request.locale, variables=request.variables),
         )
         first = Message(seq=1, role="copilot", text=copilot.messages.conversation_start)
         stored = self._conversations.create(conversation, [first])
@@ -87,17 +96,21 @@ class ConversationService:
 
         for attempt in range(MAX_ATTEMPTS):
             try:
-                return self._turn(copilot, conversation, text, answer)
+                response, stored, nudge = self._turn(copilot, conversation, text, answer)
             except ConflictError:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
                 # Another writer appended first: back off (jittered, growing), re-read, and run
                 # the turn on the fresh state so nothing is lost or duplicated.
-                time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
+                pause_after_conflict(attempt)
                 fresh = self._conversations.get(conversation_id)
                 if fresh is None:
                     raise NotFoundError("no such conversation") from None
                 conversation = fresh
+                continue
+            if nudge and self._handoff is not None:
+                self._handoff.nudge(stored)  # the hub has something new: the outbox delivers it
+            return response
         raise AssertionError("unreachable")
 
     def _turn(
@@ -106,16 +119,25 @@ class ConversationService:
         conversation: Conversation,
         text: str,
         answer: Callable[[str], Answer | None],
-    ) -> TurnResponse:
+    ) -> tuple[TurnResponse, Conversation, bool]:
+        """The turn's messages, written; and whether the hub has something new."""
         seq = conversation.last_seq
         customer = Message(seq=seq + 1, role="customer", text=text)
+        handoff = self._handoff
+        if handoff is not None and conversation.state in ACTIVE and conversation.handoff:
+            messages, updated = handoff.forward(conversation, customer)
+            stored = self._conversations.append(updated, messages)
+            return self._response(stored, messages), stored, True
+        handoff_request = None
         if conversation.state is ConversationState.ENDED:
             replies = [Reply("This conversation has ended. Please start a new one.")]
             context = conversation.context
         else:
-            dialog = Dialog(copilot, answer)
+            can_hand_off = handoff is not None and handoff.available(copilot)
+            dialog = Dialog(copilot, answer, can_hand_off=can_hand_off)
             outcome = dialog.respond(text, conversation.context)
             replies, context = outcome.replies, outcome.context
+            handoff_request = outcome.handoff
             if outcome.reset:
                 context.history_start_seq = seq + 1 + len(replies)
         messages = [customer] + [
@@ -130,7 +152,14 @@ class ConversationService:
             for i, r in enumerate(replies)
         ]
         updated = conversation.model_copy(update={"context": context, "updated_at": utcnow()})
+        if handoff_request is not None and handoff is not None:
+            notice, updated = handoff.open(copilot, updated, handoff_request, messages)
+            messages += notice
         stored = self._conversations.append(updated, messages)
+        return self._response(stored, messages), stored, handoff_request is not None
+
+    @staticmethod
+    def _response(stored: Conversation, messages: list[Message]) -> TurnResponse:
         return TurnResponse(
             conversation_id=stored.conversation_id, state=stored.state, messages=messages
         )
@@ -144,6 +173,9 @@ class ConversationService:
         self, conversation_id: str, token: str | None, after: int, limit: int
     ) -> MessagesPage:
         conversation = self.authorize(conversation_id, token)
+        if self._handoff is not None and self._handoff.due(conversation):
+            self._handoff.flush(conversation_id)  # agent events held for a gap: their wait is over
+            conversation = self.authorize(conversation_id, token)
         page = self._conversations.messages_after(conversation_id, after, limit)
         return MessagesPage(
             conversation_id=conversation_id,
@@ -151,6 +183,12 @@ class ConversationService:
             last_seq=conversation.last_seq,
             messages=page,
         )
+
+    def cancel_handoff(self, conversation_id: str, token: str | None) -> TurnResponse:
+        self.authorize(conversation_id, token)
+        if self._handoff is None:
+            raise ConflictError("there is no hand-off to cancel")
+        return self._handoff.cancel(conversation_id)
 
     def _copilot(self, copilot_id: str) -> Copilot:
         copilot = self._copilots.get(copilot_id)

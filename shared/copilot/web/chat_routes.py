@@ -52,7 +52,8 @@ def openapi(call: Call) -> BaseModel:
 
 
 def start_conversation(call: Call) -> StartConversationResponse:
-    return container().chat.start(call.params["copilot_id"])
+    assert isinstance(call.body, StartConversationRequest)
+    return container().chat.start(call.params["copilot_id"], call.body)
 
 
 def post_message(call: Call) -> TurnResponse:
@@ -68,6 +69,10 @@ def list_messages(call: Call) -> MessagesPage:
     return container().chat.messages(
         call.params["conversation_id"], call.bearer_token(), after, limit
     )
+
+
+def cancel_handoff(call: Call) -> TurnResponse:
+    return container().chat.cancel_handoff(call.params["conversation_id"], call.bearer_token())
 
 
 def create_copilot(call: Call) -> Copilot:
@@ -137,6 +142,15 @@ def chat_api() -> Api:
                 list_messages,
                 "Messages after a sequence number (poll with ?after=<last seen seq>)",
                 response_model=MessagesPage,
+                auth="conversation",
+                tags=chat,
+            ),
+            Route(
+                "POST",
+                "/conversations/<conversation_id>/handoff/cancel",
+                cancel_handoff,
+                "Stop waiting for an agent, or leave the agent's chat (409 if none is active)",
+                response_model=TurnResponse,
                 auth="conversation",
                 tags=chat,
             ),

@@ -1,0 +1,215 @@
+"""Hand-off relay latency over the local stack, both directions, with the agent desk as the hub.
+
+    .venv/bin/python bench/handoff_latency.py [--agent N] [--customer N] [--json out.json]
+
+Starts the real local stack in-process (moto server, Chroma, the functions under
+functions-framework, the outbox pump) and the agent desk (the generic hub emulator), makes a
+copilot whose hub is the desk, escalates one conversation and has the agent join. Then:
+
+1. agent -> customer: the desk POSTs a signed ``agent.message`` webhook to the hand-off function
+   (t0 just before the POST); a customer poller thread calls ``GET /conversations/{id}/messages``
+   back to back, as fast as the API answers, and records when the text first shows (t1). Also
+   the webhook round trip alone (POST -> 200).
+2. customer -> agent: ``POST /conversations/{id}/messages`` (t0) until the desk holds the text
+   (t1). This path goes through the outbox: DynamoDB append, SQS FIFO send, the pump's long
+   poll, the outbox target, the signed POST to the desk.
+3. hand-off start: the escalation turn (t0) until the desk has the ``handoff.initiate``.
+
+Messages are paced (one at a time, ``--gap`` seconds apart), so the figures are latencies, not
+throughput under load. See docs/benchmarks-handoff.md for results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-desk-secret"
+TARGET_P95_MS = 1000.0  # agent -> visible to the customer's poll
+
+
+def pct(values: list[float], p: float) -> float:
+    """Percentile with linear interpolation (numpy's default method)."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def summary(ms: list[float]) -> dict[str, float]:
+    return {
+        "n": len(ms),
+        "min": min(ms),
+        "p50": pct(ms, 50),
+        "p95": pct(ms, 95),
+        "p99": pct(ms, 99),
+        "max": max(ms),
+        "mean": statistics.fmean(ms),
+    }
+
+
+class CustomerPoller(threading.Thread):
+    """Polls the conversation back to back and notes when each text is first seen."""
+
+    def __init__(self, base_url: str, conversation: str, token: str) -> None:
+        super().__init__(daemon=True)
+        from copilot.client import CopilotClient
+
+        self.client = CopilotClient(base_url)
+        self.conversation, self.token = conversation, token
+        self.seen: dict[str, float] = {}
+        self.polls = 0
+        self.after = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            page = self.client.messages(self.conversation, self.token, after=self.after)
+            now = time.perf_counter()
+            self.polls += 1
+            for m in page.messages:
+                self.seen.setdefault(m.text, now)
+                self.after = max(self.after, m.seq)
+
+    def wait_for(self, text: str, timeout: float = 30) -> float:
+        deadline = time.perf_counter() + timeout
+        while text not in self.seen:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"the customer never saw {text!r}")
+            time.sleep(0.001)
+        return self.seen[text]
+
+
+def wait_desk(desk: Any, conversation: str, text: str, timeout: float = 30) -> float:
+    deadline = time.perf_counter() + timeout
+    while text not in desk.session(conversation).customer_texts:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"the desk never got {text!r}")
+        time.sleep(0.001)
+    return time.perf_counter()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent", type=int, default=100, help="agent messages to time")
+    parser.add_argument("--customer", type=int, default=50, help="customer messages to time")
+    parser.add_argument("--starts", type=int, default=10, help="hand-off starts to time")
+    parser.add_argument("--gap", type=float, default=0.05, help="seconds between messages")
+    parser.add_argument("--json", type=Path, help="write every sample here")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT / "shared"))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the desk's request lines
+    from copilot.client import CopilotClient
+    from copilot.emulators.agent_desk import AgentDesk
+    from copilot.localstack import LocalStack, StackConfig
+
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp, AgentDesk(SECRET) as desk:
+        config = StackConfig.with_free_ports(ROOT, Path(tmp))
+        config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET}
+        t = time.perf_counter()
+        with LocalStack(config):
+            print(f"stack up in {time.perf_counter() - t:.1f} s", flush=True)
+            client = CopilotClient(config.function_url("chat"), admin_key=config.admin_api_key)
+            hub = {"type": "generic", "url": desk.hub_url, "secret_ref": "DESK"}
+            copilot_id = client.create_copilot({"name": "Bench", "hub": hub}).copilot_id
+
+            starts: list[float] = []
+            for _ in range(args.starts + 1):  # the first one warms the functions up
+                s = client.start(copilot_id)
+                t0 = time.perf_counter()
+                client.send(s.conversation_id, s.token, "talk to a person")
+                desk.wait_for_session(s.conversation_id, timeout=30)
+                starts.append((time.perf_counter() - t0) * 1000)
+                client.cancel_handoff(s.conversation_id, s.token)
+            starts = starts[1:]
+
+            s = client.start(copilot_id)
+            conv, token = s.conversation_id, s.token
+            client.send(conv, token, "talk to a person")
+            desk.wait_for_session(conv, timeout=30)
+            desk.join(conv)
+            poller = CustomerPoller(config.function_url("chat"), conv, token)
+            poller.start()
+
+            relay, webhook = [], []
+            for i in range(args.agent + 1):
+                text = f"agent message {i}"
+                t0 = time.perf_counter()
+                response = desk.say(conv, text)
+                t_ack = time.perf_counter()
+                assert response.ok, response.text
+                t1 = poller.wait_for(text)
+                if i:  # the first one warms up
+                    relay.append((t1 - t0) * 1000)
+                    webhook.append((t_ack - t0) * 1000)
+                time.sleep(args.gap)
+            poll_rate = poller.polls
+
+            outbound = []
+            for i in range(args.customer + 1):
+                text = f"customer message {i}"
+                t0 = time.perf_counter()
+                client.send(conv, token, text)
+                t1 = wait_desk(desk, conv, text)
+                if i:
+                    outbound.append((t1 - t0) * 1000)
+                time.sleep(args.gap)
+            poller.stop.set()
+            poller.join(5)
+
+    results = {
+        "agent_to_customer_poll_ms": summary(relay),
+        "agent_webhook_round_trip_ms": summary(webhook),
+        "customer_to_agent_ms": summary(outbound),
+        "handoff_start_ms": summary(starts),
+        "customer_polls": poll_rate,
+        "target_agent_to_customer_p95_ms": TARGET_P95_MS,
+        "machine": {
+            "nproc": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "samples": {
+            "agent_to_customer_poll_ms": relay,
+            "customer_to_agent_ms": outbound,
+            "handoff_start_ms": starts,
+        },
+    }
+    print(f"{'path':<34}{'n':>5}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)")
+    for key in (
+        "agent_to_customer_poll_ms",
+        "agent_webhook_round_trip_ms",
+        "customer_to_agent_ms",
+        "handoff_start_ms",
+    ):
+        r = results[key]
+        assert isinstance(r, dict)
+        print(
+            f"{key:<34}{r['n']:>5.0f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
+        )
+    print(f"load average before {load_before}, after {os.getloadavg()}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+        print(f"samples written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
