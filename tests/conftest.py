@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from copilot.localstack import free_port
+from copilot.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVENTS = Path(__file__).parent / "events"
@@ -26,6 +27,35 @@ def load_event(name: str, **substitutions: str) -> dict[str, Any]:
     for key, value in substitutions.items():
         text = text.replace("${" + key + "}", value)
     return json.loads(text)
+
+
+def provisioned_settings(moto_url: str, chroma_url: str, **values: Any) -> Settings:
+    """Settings for a fresh set of tables and a bucket on the moto server (unique names)."""
+    import uuid
+
+    import boto3
+
+    from copilot.adapters.dynamo import create_tables
+
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(
+        aws_endpoint_url=moto_url,
+        chroma_url=chroma_url,
+        bucket=f"kb-{suffix}",
+        copilots_table=f"copilots-{suffix}",
+        conversations_table=f"conversations-{suffix}",
+        documents_table=f"documents-{suffix}",
+        **values,
+    )
+    kw = {"endpoint_url": moto_url, "region_name": "us-east-1"}
+    create_tables(
+        boto3.client("dynamodb", **kw),
+        copilots=settings.copilots_table,
+        conversations=settings.conversations_table,
+        documents=settings.documents_table,
+    )
+    boto3.client("s3", **kw).create_bucket(Bucket=settings.bucket)
+    return settings
 
 
 @pytest.fixture(scope="session")

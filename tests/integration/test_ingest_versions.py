@@ -4,44 +4,26 @@ idempotent re-delivery, replacement without a mixed window, and racing versions.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 
-from copilot.adapters.dynamo import create_tables
 from copilot.adapters.s3 import S3BlobStore
 from copilot.bootstrap import Container
 from copilot.models import CopilotSpec
 from copilot.ports import StoredObject
 from copilot.services.ingest import IngestService, ObjectEvent
 from copilot.settings import Settings
+from tests.conftest import provisioned_settings
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def settings(moto_url: str, chroma_url: str) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    s = Settings(
-        aws_endpoint_url=moto_url,
-        chroma_url=chroma_url,
-        bucket=f"kb-{suffix}",
-        copilots_table=f"c-{suffix}",
-        conversations_table=f"v-{suffix}",
-        documents_table=f"d-{suffix}",
-    )
-    kw = {"endpoint_url": moto_url, "region_name": "us-east-1"}
-    create_tables(
-        boto3.client("dynamodb", **kw),
-        copilots=s.copilots_table,
-        conversations=s.conversations_table,
-        documents=s.documents_table,
-    )
-    boto3.client("s3", **kw).create_bucket(Bucket=s.bucket)
-    return s
+    return provisioned_settings(moto_url, chroma_url)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import uuid
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -12,11 +11,10 @@ from typing import Any
 import boto3
 import pytest
 
-from copilot.adapters.dynamo import create_tables
 from copilot.bootstrap import Container, set_container
 from copilot.models import CopilotSpec
 from copilot.settings import Settings
-from tests.conftest import REPO_ROOT, load_event
+from tests.conftest import REPO_ROOT, load_event, provisioned_settings
 
 pytestmark = pytest.mark.integration
 
@@ -34,25 +32,7 @@ def load_function(name: str) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def settings(moto_url: str, chroma_url: str) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    s = Settings(
-        aws_endpoint_url=moto_url,
-        chroma_url=chroma_url,
-        admin_api_key=ADMIN_KEY,
-        bucket=f"kb-{suffix}",
-        copilots_table=f"copilots-{suffix}",
-        conversations_table=f"conversations-{suffix}",
-        documents_table=f"documents-{suffix}",
-    )
-    kw = {"endpoint_url": moto_url, "region_name": "us-east-1"}
-    create_tables(
-        boto3.client("dynamodb", **kw),
-        copilots=s.copilots_table,
-        conversations=s.conversations_table,
-        documents=s.documents_table,
-    )
-    boto3.client("s3", **kw).create_bucket(Bucket=s.bucket)
-    return s
+    return provisioned_settings(moto_url, chroma_url, admin_api_key=ADMIN_KEY)
 
 
 @pytest.fixture
