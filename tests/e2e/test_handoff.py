@@ -41,6 +41,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config.hub_backoff_max = 1
     config.hub_max_attempts = 3
     config.outbox_visibility_timeout = 5
+    # Order is asserted strictly here; skipping a gap that never fills is tested on a clock in
+    # tests/unit. A loaded CI machine can take longer than the default 10 s to land 24
+    # concurrent writes on one conversation, so the window is wider than any test needs.
+    config.handoff_reorder_window = 120
     with LocalStack(config) as running:
         yield running
 
