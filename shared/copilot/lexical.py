@@ -64,6 +64,7 @@ class LexicalIndex:
     avg_length: float = 0.0
     generation: int = 0
     _idf: dict[str, float] = field(default_factory=dict, repr=False)
+    _ids: set[str] | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, chunks: Sequence[Chunk], generation: int = 0) -> LexicalIndex:
@@ -98,6 +99,22 @@ class LexicalIndex:
                 scores[number] = scores.get(number, 0.0) + idf * tf * (K1 + 1) / (tf + norm)
         best = sorted(scores.items(), key=lambda item: -item[1])[:k]
         return [LexicalHit(self.chunks[n], s) for n, s in best]
+
+    def contains(self, chunk_id: str) -> bool:
+        if self._ids is None:
+            self._ids = {c.chunk_id for c in self.chunks}
+        return chunk_id in self._ids
+
+    def score(self, query: str, text: str) -> float:
+        """BM25 of a text that is not (yet) in the snapshot, with the snapshot's statistics."""
+        terms = Counter(analyze(text))
+        length = sum(terms.values())
+        norm = K1 * (1 - B + B * length / (self.avg_length or 1))
+        return sum(
+            self.idf(t) * terms[t] * (K1 + 1) / (terms[t] + norm)
+            for t in set(analyze(query))
+            if terms[t]
+        )
 
     def coverage(self, query: str, text: str) -> float:
         """Share of the query's IDF mass whose terms occur in ``text`` (0..1)."""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from copilot.lexical import LexicalIndex, analyze, chunk_text_for_index
+from copilot.lexical import LexicalHit, LexicalIndex, analyze, chunk_text_for_index
 from copilot.models import Chunk, Message
 from copilot.ports import DocumentStore, KnowledgeIndex
 
@@ -67,6 +67,18 @@ class HybridRetriever:
         dense = self._index.query(copilot_id, vector, p.k_dense)
         lexical = self._lexical.get(copilot_id) if self._lexical else None
         lexical_hits = lexical.search(query, p.k_lexical) if lexical else []
+        if lexical is not None:
+            # Chunks indexed since the snapshot was built (its rebuild is queued) are scored
+            # with the snapshot's statistics, so a new document ranks on both sides at once.
+            fresh = [d for d in dense if not lexical.contains(d.chunk.chunk_id)]
+            if fresh:
+                extra = [
+                    LexicalHit(d.chunk, lexical.score(query, chunk_text_for_index(d.chunk)))
+                    for d in fresh
+                ]
+                lexical_hits = sorted(
+                    [*lexical_hits, *(h for h in extra if h.score > 0)], key=lambda h: -h.score
+                )[: p.k_lexical]
 
         by_id: dict[str, Candidate] = {}
         for rank, passage in enumerate(dense):

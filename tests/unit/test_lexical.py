@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from copilot.chunking import chunk_document
+from copilot.lexical import LexicalIndex, analyze
+
+DOCS = {
+    "returns.md": b"# Returns\n\n## Window\n\nReturn bikes within 30 days for a refund.",
+    "shipping.md": b"# Shipping\n\nStandard shipping takes 3 to 5 business days.",
+    "battery.md": b"# Batteries\n\nStore e-bike batteries at 40 to 60 percent charge.",
+}
+
+
+def build() -> LexicalIndex:
+    chunks = [c for k, b in DOCS.items() for c in chunk_document("c", k, b, "v1")]
+    return LexicalIndex.build(chunks, generation=3)
+
+
+def test_analysis_stems_folds_and_drops_stopwords() -> None:
+    assert analyze("The e-bikes' Batteries are RETURNED") == ["ebik", "batteri", "return"]
+
+
+def test_bm25_ranks_the_matching_chunk_first_and_ignores_unknown_terms() -> None:
+    hits = build().search("how long does shipping take", 3)
+    assert hits[0].chunk.doc_key == "shipping.md"
+    assert build().search("zebra quantum", 3) == []
+
+
+def test_snapshot_round_trip_keeps_scores() -> None:
+    index = build()
+    again = LexicalIndex.loads(index.dumps())
+    assert again.generation == 3
+    assert [(h.chunk.chunk_id, round(h.score, 6)) for h in again.search("refund window", 3)] == [
+        (h.chunk.chunk_id, round(h.score, 6)) for h in index.search("refund window", 3)
+    ]
+
+
+def test_text_outside_the_snapshot_is_scored_like_indexed_text() -> None:
+    index = build()
+    chunk = next(c for c in index.chunks if c.doc_key == "returns.md")
+    assert index.contains(chunk.chunk_id) and not index.contains("other")
+    indexed = next(
+        h.score for h in index.search("refund window", 3) if h.chunk.chunk_id == chunk.chunk_id
+    )
+    from copilot.lexical import chunk_text_for_index
+
+    assert abs(index.score("refund window", chunk_text_for_index(chunk)) - indexed) < 1e-9
+
+
+def test_coverage_weights_rare_terms() -> None:
+    index = build()
+    assert index.coverage("battery charge", "Store e-bike batteries at 40 percent charge.") == 1.0
+    assert 0 < index.coverage("battery shipping", "Store e-bike batteries.") < 1.0
