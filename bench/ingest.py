@@ -164,7 +164,7 @@ def pipeline_run(
     workers: int,
     pages: dict[str, int] | None = None,
     profile: bool = False,
-    queue_url: str | None = None,
+    queue: bool = False,
 ) -> dict[str, Any]:
     """Index ``files`` with ``workers`` processes into a fresh copilot; returns the figures."""
     from copilot.models import CopilotSpec
@@ -187,7 +187,12 @@ def pipeline_run(
             mine.append(key)
         warm_keys.append(mine)
     env = dict(servers.env())
-    if queue_url:  # as deployed: lexical rebuilds are deferred to a (delayed) queue message
+    sqs = container._client("sqs")
+    queue_url = None
+    if queue:  # as deployed: lexical rebuilds are deferred to a (delayed) queue message
+        # A fresh queue per run: moto's SendMessage costs grow with the queue's depth
+        # (~0.03 ms per queued message), and nothing consumes this one.
+        queue_url = sqs.create_queue(QueueName=f"bench-ingest-{cid[:12]}")["QueueUrl"]
         env["COPILOT_INGEST_QUEUE_URL"] = queue_url
     procs = [
         Worker(
@@ -218,6 +223,9 @@ def pipeline_run(
                 p.proc.kill()
                 p.proc.wait()
         raise
+    finally:
+        if queue_url:
+            sqs.delete_queue(QueueUrl=queue_url)
     wall = sampler.wall
     docs = [d for r in results for d in r["docs"]]
     failed = [d for d in docs if d["status"] != "indexed"]
@@ -355,7 +363,6 @@ def pipeline(tmp: Path, quick: bool) -> dict[str, Any]:
             documents=s.documents_table,
         )
         container._client("s3").create_bucket(Bucket=s.bucket)
-        queue_url = container._client("sqs").create_queue(QueueName="bench-ingest")["QueueUrl"]
         runs = []
         plan = [
             ("markdown", md, [*warm_md], None),
@@ -376,7 +383,7 @@ def pipeline(tmp: Path, quick: bool) -> dict[str, Any]:
                     warmup=warm,
                     workers=workers,
                     pages=pg,
-                    queue_url=queue_url,
+                    queue=True,
                 )
                 runs.append(r)
                 rate = (
@@ -422,7 +429,7 @@ def pipeline(tmp: Path, quick: bool) -> dict[str, Any]:
                     workers=1,
                     pages=pg,
                     profile=True,
-                    queue_url=queue_url,
+                    queue=True,
                 )
                 profiles.append({"name": name, "docs": r["docs"], "profile": r["profile"][0]})
         return {"corpus": corpus_facts, "runs": runs, "sync_lexical": sync, "profiles": profiles}
@@ -1025,6 +1032,14 @@ def settle(results: dict[str, Any], part: str, wait: float, sample: float = 2.0)
         log(f"  (background load {load:.0%} of the machine: waiting for it to settle)")
         time.sleep(10)
     results.setdefault("background_load", {})[part] = round(load, 3)
+    # Other sessions commit while this runs: which code each part started on.
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    results.setdefault("part_started", {})[part] = {
+        "utc": datetime.now(UTC).strftime("%H:%M:%S"),
+        "commit": head,
+    }
     log(f"background load before {part}: {load:.0%} of {os.cpu_count()} cores")
 
 
