@@ -25,13 +25,20 @@ class DynamoS3LexicalStore(LexicalStore):
         return {"copilot_id": {"S": copilot_id}, "doc_key": {"S": _KEY}}
 
     def mark_dirty(self, copilot_id: str) -> bool:
-        old = self._update(
-            copilot_id,
-            "ADD dirty_gen :one SET scheduled = :yes",
-            {":one": {"N": "1"}, ":yes": {"BOOL": True}},
-            returns="UPDATED_OLD",
-        )
-        return not old.get("scheduled", {}).get("BOOL", False)
+        self._update(copilot_id, "ADD dirty_gen :one", {":one": {"N": "1"}}, returns="NONE")
+        # Schedule only if no rebuild is scheduled: a conditional write, not UPDATED_OLD (moto
+        # leaves unchanged attributes out of it, and then every change scheduled a rebuild).
+        try:
+            self._update(
+                copilot_id,
+                "SET scheduled = :yes",
+                {":yes": {"BOOL": True}, ":no": {"BOOL": False}},
+                condition="attribute_not_exists(scheduled) OR scheduled = :no",
+                returns="NONE",
+            )
+        except _ConditionFailed:
+            return False
+        return True
 
     def begin_rebuild(self, copilot_id: str) -> int:
         new = self._update(
