@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from copilot.ports import (
     StateStore,
     StoredObject,
 )
+from copilot.retrieval import cosine
 
 
 class MemoryCopilotRegistry(CopilotRegistry):
@@ -248,7 +248,7 @@ class MemoryKnowledgeIndex(KnowledgeIndex):
 
     def query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]:
         rows = self._rows.get(copilot_id, {})
-        scored = [Passage(chunk=c, score=_cosine(embedding, e)) for c, e in rows.values()]
+        scored = [Passage(chunk=c, score=cosine(embedding, e)) for c, e in rows.values()]
         return sorted(scored, key=lambda p: -p.score)[:k]
 
     def count(self, copilot_id: str) -> int:
@@ -259,13 +259,6 @@ class MemoryKnowledgeIndex(KnowledgeIndex):
 
     def drop(self, copilot_id: str) -> None:
         self._rows.pop(copilot_id, None)
-
-
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(y * y for y in b))
-    return dot / (na * nb) if na and nb else 0.0
 
 
 class MemoryEventQueue(EventQueue):

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from pydantic import SecretStr
 
 from copilot.errors import BadRequestError, UnavailableError
 
@@ -186,3 +187,10 @@ __all__ = [
     "send",
     "utc",
 ]
+
+
+def secret_value(value: SecretStr | str | None) -> str | None:
+    """A credential as plain text (None when unset or empty)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value() or None
+    return value or None

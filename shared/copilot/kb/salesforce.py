@@ -36,6 +36,7 @@ from copilot.kb import (
     Retirement,
     json_body,
     origin,
+    secret_value,
     send,
 )
 
@@ -105,13 +106,13 @@ class SalesforceKnowledge(KbSource):
                 "COPILOT_SALESFORCE_LOGIN_URL must be an address such as "
                 "https://acme.my.salesforce.com"
             )
-        secret = _secret(client_secret)
+        secret = secret_value(client_secret)
         if not client_id or not secret:
             raise BadRequestError(
                 "Salesforce credentials are missing: set COPILOT_SALESFORCE_CLIENT_ID and "
                 "COPILOT_SALESFORCE_CLIENT_SECRET (the connected app's consumer key and secret)"
             )
-        if bool(username) != bool(_secret(password)):
+        if bool(username) != bool(secret_value(password)):
             raise BadRequestError(
                 "the Salesforce password flow needs both COPILOT_SALESFORCE_USERNAME and "
                 "COPILOT_SALESFORCE_PASSWORD; leave both unset for client credentials"
@@ -130,7 +131,7 @@ class SalesforceKnowledge(KbSource):
         self._client_id = client_id
         self._client_secret = secret
         self._username = username
-        self._password = _secret(password)
+        self._password = secret_value(password)
         self.api_version = api_version
         self.body_field = body_field
         self.article_object = article_object
@@ -386,9 +387,3 @@ def _oauth_error(response: requests.Response) -> str:
         return f"{error}: {body.get('error_description') or 'no detail'}"
     except (ValueError, AttributeError):
         return f"HTTP {response.status_code}"
-
-
-def _secret(value: SecretStr | str | None) -> str | None:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value() or None
-    return value or None

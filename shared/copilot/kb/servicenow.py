@@ -41,6 +41,7 @@ from copilot.kb import (
     Retirement,
     json_body,
     origin,
+    secret_value,
     send,
 )
 
@@ -120,9 +121,9 @@ class ServiceNowKnowledge(KbSource):
             )
         self.instance_url = instance_url.rstrip("/")
         self._username = username
-        self._password = _secret(password)
+        self._password = secret_value(password)
         self._client_id = client_id
-        self._client_secret = _secret(client_secret)
+        self._client_secret = secret_value(client_secret)
         self._oauth = bool(client_id or self._client_secret)
         if self._oauth and not (client_id and self._client_secret):
             raise BadRequestError(
@@ -411,9 +412,3 @@ def _oauth_error(response: requests.Response) -> str:
         return str(body.get("error_description") or body.get("error") or "no detail")
     except (ValueError, AttributeError):
         return "no detail"
-
-
-def _secret(value: SecretStr | str | None) -> str | None:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value() or None
-    return value or None

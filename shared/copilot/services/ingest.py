@@ -191,7 +191,7 @@ class IngestService:
                 )
             )
 
-        self._update(copilot_id, doc_key, mark_pending)
+        self._update(copilot_id, doc_key, mark_pending, read=(current,))
         url = obj.metadata.get(SOURCE_URL_META)
         try:
             chunks = chunk_document(copilot_id, doc_key, obj.body, obj.version, url=url)
@@ -272,12 +272,21 @@ class IngestService:
         return served[0]
 
     def _update(
-        self, copilot_id: str, doc_key: str, change: Callable[[DocumentStatus | None], None]
+        self,
+        copilot_id: str,
+        doc_key: str,
+        change: Callable[[DocumentStatus | None], None],
+        read: tuple[DocumentStatus | None] | None = None,
     ) -> None:
-        """Read-modify-write of a document's status, retried when another writer got there first."""
+        """Read-modify-write of a document's status, retried when another writer got there first.
+
+        ``read``: the status just read by the caller, used for the first attempt (one read less).
+        """
         for _ in range(MAX_CHASES * 4):
+            current = read[0] if read is not None else self._documents.get(copilot_id, doc_key)
+            read = None
             try:
-                change(self._documents.get(copilot_id, doc_key))
+                change(current)
                 return
             except ConflictError:
                 continue
