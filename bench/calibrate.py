@@ -28,7 +28,7 @@ from copilot.adapters.memory import (
     MemoryLexicalStore,
 )
 from copilot.bootstrap import Container
-from copilot.knowledge import THRESHOLDS, AnswerPolicy, confidence
+from copilot.knowledge import THRESHOLDS, AnswerPolicy, confidence, gate_confidence, unknown_names
 from copilot.models import CopilotSpec, Message
 from copilot.retrieval import condense
 from copilot.services.ingest import ObjectEvent
@@ -91,11 +91,23 @@ def main() -> None:
             {
                 "id": q["id"],
                 "answerable": q.get("answerable"),
-                "confidence": confidence(best, policy) if best else 0.0,
+                "confidence": gate_confidence(q["question"], retrieval, policy),
+                "unknown_names": unknown_names(q["question"], retrieval),
                 "best_is_gold": bool(best and best.chunk.doc_key in gold),
                 "hit1": bool(cited[:1] and cited[0] in gold),
                 "hit5": bool(gold & set(cited[:5])),
                 "followup": query != q["question"],
+                "gold": sorted(gold),
+                "candidates": [
+                    {
+                        "doc": c.chunk.doc_key.split("/", 1)[-1],
+                        "cosine": round(c.cosine or 0.0, 4),
+                        "coverage": round(c.coverage, 4),
+                        "bm25": round(c.bm25 or 0.0, 3),
+                        "fused": round(c.fused, 5),
+                    }
+                    for c in retrieval.candidates[:10]
+                ],
             }
         )
     took = time.perf_counter() - started

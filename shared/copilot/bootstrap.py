@@ -139,12 +139,11 @@ class Container:
             )
             model = self.chat_model
             if model is None:
-                return KnowledgeAnswerer(retriever, self.embedder)
+                return KnowledgeAnswerer(retriever)
             from copilot.generation import LlmAnswerer, LlmCondenser
 
             return KnowledgeAnswerer(
                 retriever,
-                self.embedder,
                 generator=LlmAnswerer(model),
                 condenser=LlmCondenser(model),
             )

@@ -7,11 +7,12 @@ The offline default composes the answer from the best-supported sentences of the
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from copilot.errors import UnavailableError
+from copilot.lexical import analyze, chunk_text_for_index
 from copilot.models import Answer, Citation, Copilot
 from copilot.retrieval import (
     Candidate,
@@ -19,27 +20,25 @@ from copilot.retrieval import (
     HybridRetriever,
     Retrieval,
     condense,
-    cosine,
     coverage,
 )
 from copilot.text import sentences
 
-if TYPE_CHECKING:
-    from langchain_core.embeddings import Embeddings
-
 log = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 240
+LEAD_BONUS = 0.15
 
-# Confidence = how much of the question's (IDF-weighted) vocabulary the passage covers, blended
-# with the dense similarity. Calibrated on the eval packs' unanswerable questions
-# (docs/answer-quality.md); strictness moves the bar like Copilot Studio's moderation levels.
-THRESHOLDS = {"low": 0.40, "medium": 0.48, "high": 0.56}
+# Confidence = the dense similarity of the best passage (all-MiniLM-L6-v2 cosine), blended
+# with a little of the IDF-weighted coverage of the question's terms. Calibrated on the eval
+# packs' unanswerable questions (docs/answer-quality.md, bench/calibrate.py); strictness moves
+# the bar like Copilot Studio's content-moderation levels.
+THRESHOLDS = {"low": 0.48, "medium": 0.54, "high": 0.60}
 
 
 @dataclass(frozen=True)
 class AnswerPolicy:
-    coverage_weight: float = 0.5
+    coverage_weight: float = 0.1
     max_sentences: int = 3
     max_citations: int = 3
     related_ratio: float = 0.8  # further sources: fused score within this share of the best
@@ -51,6 +50,39 @@ def confidence(candidate: Candidate, policy: AnswerPolicy) -> float:
     return w * candidate.coverage + (1 - w) * max(0.0, candidate.cosine or 0.0)
 
 
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+[A-Za-z]*\b")
+
+
+def unknown_names(question: str, retrieval: Retrieval) -> list[str]:
+    """Names the customer asks about (capitalised words, not opening a sentence) that occur
+    nowhere in the copilot's knowledge: "the locker code at the Qwertyville depot" must not be
+    answered with another depot's code, however similar the passage."""
+    lexical = retrieval.lexical
+    if lexical is None:
+        return []
+    unknown = []
+    for word in _NAME.findall(question.strip()):
+        terms = analyze(word)
+        if not terms or any(lexical.df(t) for t in terms):
+            continue
+        # Chunks newer than the lexical snapshot count as knowledge too.
+        if any(
+            set(terms) <= set(analyze(chunk_text_for_index(c.chunk)))
+            for c in retrieval.candidates
+            if not lexical.contains(c.chunk.chunk_id)
+        ):
+            continue
+        unknown.append(word)
+    return unknown
+
+
+def gate_confidence(question: str, retrieval: Retrieval, policy: AnswerPolicy) -> float:
+    """How confident the copilot may be in its best passage (0 for an unknown name)."""
+    if not retrieval.candidates or unknown_names(question, retrieval):
+        return 0.0
+    return max(confidence(c, policy) for c in retrieval.candidates[:5])
+
+
 Generator = Callable[[Copilot, str, Retrieval, list[Candidate]], "Answer | None"]
 
 
@@ -58,13 +90,11 @@ class KnowledgeAnswerer:
     def __init__(
         self,
         retriever: HybridRetriever,
-        embedder: Embeddings,
         policy: AnswerPolicy | None = None,
         generator: Generator | None = None,
         condenser: Callable[[str, History], str] | None = None,
     ) -> None:
         self._retriever = retriever
-        self._embedder = embedder
         self._policy = policy or AnswerPolicy()
         self._generator = generator
         self._condense = condenser or condense
@@ -77,7 +107,7 @@ class KnowledgeAnswerer:
     ) -> Answer | None:
         query = self._condense(question, history)
         retrieval = self._retriever.retrieve(copilot.copilot_id, query)
-        supported = self.supported(copilot, retrieval)
+        supported = self.supported(copilot, retrieval, question)
         if not supported:
             return None
         if self._generator is not None:
@@ -88,15 +118,15 @@ class KnowledgeAnswerer:
                 log.warning("LLM unavailable; answering extractively for %s", copilot.copilot_id)
         return self._compose(retrieval, supported)
 
-    def supported(self, copilot: Copilot, retrieval: Retrieval) -> list[Candidate]:
+    def supported(
+        self, copilot: Copilot, retrieval: Retrieval, question: str | None = None
+    ) -> list[Candidate]:
         """The passages confident enough to answer from, best first (empty: no answer)."""
         p = self._policy
         bar = p.thresholds[copilot.strictness]
-        if not retrieval.candidates:
+        if gate_confidence(question or retrieval.query, retrieval, p) < bar:
             return []
         best = max(retrieval.candidates[:5], key=lambda c: confidence(c, p))
-        if confidence(best, p) < bar:
-            return []
         picked = [best]
         for c in retrieval.candidates:
             if len(picked) >= p.max_citations:
@@ -118,18 +148,19 @@ class KnowledgeAnswerer:
         return Answer(text=text + "\n\n" + render_sources(citations), citations=citations)
 
     def _best_sentences(self, retrieval: Retrieval, passage: str) -> list[str]:
+        """The sentence that best covers the question's (IDF-weighted) terms, and the ones
+        that follow it while they carry on (steps, details). Lexical on purpose: embedding
+        every sentence with a transformer at answer time would cost more than the turn.
+        Opening sentences get a small head start: a passage usually leads with its point."""
         candidates = [s for s in sentences(passage) if len(s) > 2]
         if not candidates:
             return [passage.strip()]
-        vectors = self._embedder.embed_documents(candidates)
         scores = [
-            0.5 * cosine(retrieval.query_vector, v)
-            + 0.5 * coverage(retrieval.lexical, retrieval.query, s)
-            for s, v in zip(candidates, vectors, strict=True)
+            coverage(retrieval.lexical, retrieval.query, s) + LEAD_BONUS / (i + 1)
+            for i, s in enumerate(candidates)
         ]
         top = max(range(len(candidates)), key=scores.__getitem__)
         keep = {top}
-        # Extend with the following sentences while they still carry the answer (steps, details).
         for i in range(top + 1, min(len(candidates), top + self._policy.max_sentences)):
             if scores[i] >= 0.5 * scores[top] or candidates[top].endswith(":"):
                 keep.add(i)

@@ -90,6 +90,10 @@ class LexicalIndex:
             self._idf[term] = cached
         return cached
 
+    def df(self, term: str) -> int:
+        """In how many chunks the (analysed) term occurs."""
+        return len(self.postings.get(term, ()))
+
     def search(self, query: str, k: int) -> list[LexicalHit]:
         scores: dict[int, float] = {}
         for term in set(analyze(query)):

@@ -174,6 +174,11 @@ class KnowledgeIndex(abc.ABC):
     def query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]: ...
 
     @abc.abstractmethod
+    def vectors(self, copilot_id: str, chunk_ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored embeddings of these chunks (missing ids are left out): scoring a
+        lexical-only hit must not re-embed it at query time."""
+
+    @abc.abstractmethod
     def count(self, copilot_id: str) -> int: ...
 
     @abc.abstractmethod

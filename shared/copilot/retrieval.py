@@ -92,11 +92,14 @@ class HybridRetriever:
 
         candidates = sorted(self._live(copilot_id, list(by_id.values())), key=lambda c: -c.fused)
         # Lexical-only hits get their dense similarity too, so confidence is comparable.
+        # Their stored vectors are read back: re-embedding them would cost more than the
+        # whole rest of the turn with a transformer embedder.
         missing = [c for c in candidates if c.cosine is None]
         if missing:
-            vectors = self._embedder.embed_documents([c.chunk.text for c in missing])
-            for c, v in zip(missing, vectors, strict=True):
-                c.cosine = cosine(vector, v)
+            stored = self._index.vectors(copilot_id, [c.chunk.chunk_id for c in missing])
+            for c in missing:
+                v = stored.get(c.chunk.chunk_id)
+                c.cosine = cosine(vector, v) if v is not None else 0.0
         for c in candidates:
             c.coverage = coverage(lexical, query, chunk_text_for_index(c.chunk))
         return Retrieval(query, vector, candidates, lexical)

@@ -140,7 +140,7 @@ def test_follow_up_is_condensed_by_the_llm(openai: OpenAiEmulator) -> None:
 
     def responder(system: str, messages: list[dict[str, str]]) -> str:
         if system.startswith("Rewrite the customer's last message"):
-            return "bike return window length"
+            return "How long do I have to return my bike?"
         return "You have 30 days [1]."
 
     openai.responder = responder

@@ -55,6 +55,17 @@ def test_query_ranks_the_relevant_chunk_first(index: Any) -> None:
     assert index.count(copilot) == 3
 
 
+def test_stored_vectors_are_read_back_by_chunk_id(index: Any) -> None:
+    copilot = uuid.uuid4().hex
+    chunks = chunk_document(copilot, "returns.md", RETURNS.encode(), "v1")
+    vectors = EMBEDDER.embed_documents([c.text for c in chunks])
+    index.add_chunks(copilot, chunks, vectors)
+    got = index.vectors(copilot, [chunks[1].chunk_id, "no-such-chunk"])
+    assert set(got) == {chunks[1].chunk_id}
+    assert got[chunks[1].chunk_id] == pytest.approx(vectors[1], abs=1e-5)
+    assert index.vectors(uuid.uuid4().hex, [chunks[1].chunk_id]) == {}
+
+
 def test_both_versions_coexist_until_the_old_one_is_deleted(index: Any) -> None:
     copilot = uuid.uuid4().hex
     v1 = chunk_document(copilot, "returns.md", RETURNS.encode(), "v1")

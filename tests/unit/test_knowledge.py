@@ -1,0 +1,115 @@
+"""Knowledge answers with the offline defaults (MiniLM + BM25) on in-memory adapters: what is
+answered, what is declined, and whose knowledge answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from copilot.adapters.memory import (
+    MemoryBlobStore,
+    MemoryConversationStore,
+    MemoryCopilotRegistry,
+    MemoryDocumentStore,
+    MemoryKnowledgeIndex,
+    MemoryLexicalStore,
+)
+from copilot.bootstrap import Container
+from copilot.knowledge import THRESHOLDS, AnswerPolicy, gate_confidence
+from copilot.models import Copilot, CopilotSpec
+from copilot.services.ingest import ObjectEvent
+from copilot.settings import Settings
+
+LOCKERS = {
+    "oskelund.md": "# Oskelund depot\n\n## Pickup locker\n\n"
+    "The access code of the pickup locker at the Oskelund depot is 14327. "
+    "The locker is next to the main entrance.",
+    "zephyrine.md": "# Zephyrine depot\n\n## Pickup locker\n\n"
+    "The access code of the pickup locker at the Zephyrine depot is 65969. "
+    "The locker is behind the loading bay.",
+    "password.md": "# Your account\n\n## Resetting your password\n\n"
+    "We email you a reset link. The link is valid for 60 minutes and can be used only once.",
+}
+
+
+@pytest.fixture(scope="module")
+def container() -> Container:
+    return Container(
+        Settings(bucket="kb"),
+        copilots=MemoryCopilotRegistry(),
+        conversations=MemoryConversationStore(),
+        documents=MemoryDocumentStore(),
+        index=MemoryKnowledgeIndex(),
+        lexical_store=MemoryLexicalStore(),
+        blobs=MemoryBlobStore(),
+    )
+
+
+def make_copilot(container: Container, files: dict[str, str], **spec: object) -> Copilot:
+    copilot = container.admin.create(CopilotSpec(name="Depot helper", **spec))  # type: ignore[arg-type]
+    for name, text in files.items():
+        key = f"{copilot.copilot_id}/{name}"
+        container.blobs.put(key, text.encode())
+        container.ingest.handle(ObjectEvent(bucket="kb", key=key, created=True))
+    container.lexical.rebuild(copilot.copilot_id)
+    return copilot
+
+
+@pytest.fixture(scope="module")
+def depots(container: Container) -> Copilot:
+    return make_copilot(container, LOCKERS)
+
+
+def test_a_paraphrase_is_answered_from_the_right_file_and_cited(
+    container: Container, depots: Copilot
+) -> None:
+    answer = container.answerer.answer(depots, "For how long can I use the password reset email?")
+    assert answer is not None
+    assert answer.citations[0].source.endswith("password.md")
+    assert "60 minutes" in answer.text
+    assert "[1]" in answer.text and "Sources:" in answer.text
+
+
+def test_a_known_name_gets_its_own_facts(container: Container, depots: Copilot) -> None:
+    answer = container.answerer.answer(depots, "What is the locker code at the Oskelund depot?")
+    assert answer is not None
+    assert answer.citations[0].source.endswith("oskelund.md")
+    assert "14327" in answer.text and "65969" not in answer.text
+
+
+def test_a_name_the_knowledge_never_mentions_is_not_answered_with_a_neighbour(
+    container: Container, depots: Copilot
+) -> None:
+    # Without the unknown-name check this got "... at the Zephyrine depot is 65969. [1]".
+    question = "What is the access code of the pickup locker at the Qwertyville depot?"
+    assert container.answerer.answer(depots, question) is None
+
+
+def test_an_unrelated_question_gets_no_answer(container: Container, depots: Copilot) -> None:
+    assert container.answerer.answer(depots, "who won the football world cup in 1998") is None
+    assert container.answerer.answer(depots, "recommend me a good pasta recipe") is None
+
+
+def test_one_copilot_never_answers_from_another_copilots_knowledge(
+    container: Container, depots: Copilot
+) -> None:
+    other = make_copilot(container, {"hours.md": "# Opening hours\n\nWe open at 9 am daily."})
+    question = "What is the locker code at the Oskelund depot?"
+    assert container.answerer.answer(other, question) is None
+    retrieval = container.answerer.retrieve(other.copilot_id, question)
+    assert retrieval.candidates
+    assert {(c.chunk.copilot_id, c.chunk.doc_key) for c in retrieval.candidates} == {
+        (other.copilot_id, "hours.md")
+    }
+
+
+def test_strictness_moves_the_bar(container: Container) -> None:
+    files = {"care.md": "# Bike care\n\nClean the chain every two weeks and oil it afterwards."}
+    low = make_copilot(container, files, strictness="low")
+    high = make_copilot(container, files, strictness="high")
+    question = "bike maintenance tips"
+    retrieval = container.answerer.retrieve(low.copilot_id, question)
+    confidence = gate_confidence(question, retrieval, AnswerPolicy())
+    # The question sits between the two bars: low answers it, high declines it.
+    assert THRESHOLDS["low"] <= confidence < THRESHOLDS["high"], confidence
+    assert container.answerer.answer(low, question) is not None
+    assert container.answerer.answer(high, question) is None
