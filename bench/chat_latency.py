@@ -625,7 +625,7 @@ def components(chat: InProcessChat, module: Any, rounds: int = 3) -> dict[str, d
 
     for _ in range(rounds):
         for q in QUESTIONS:
-            vec = timed("embed_query (wordllama)", lambda q=q: c.embedder.embed_query(q))
+            vec = timed("embed_query (default embedder)", lambda q=q: c.embedder.embed_query(q))
             passages = timed("chroma query (k=8, HTTP)", lambda v=vec: c.index.query(cid, v, 8))
             if hasattr(c.documents, "active_versions"):  # present in newer code only
                 keys = [p.chunk.doc_key for p in passages]

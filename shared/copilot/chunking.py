@@ -8,8 +8,12 @@ import re
 from copilot.models import Chunk
 from copilot.parsing import ParsedDocument, ParseLimits, parse
 
-TARGET_CHARS = 1200
-MAX_CHARS = 1800
+# Sized for the default embedder: all-MiniLM-L6-v2 reads at most 256 word pieces (about
+# 1,000 characters of English) and was trained on passages of up to 128; text past its window
+# would not be embedded at all, and long mixed passages match any one question weakly.
+TARGET_CHARS = 700
+MAX_CHARS = 1000
+RECORD_CHARS = 350  # table rows: a few per chunk, so one row's match is not drowned out
 
 
 def chunk_document(
@@ -34,7 +38,12 @@ def chunk_parsed(
 ) -> list[Chunk]:
     chunks: list[Chunk] = []
     for section in document.sections:
-        pieces = [section.text.strip()] if section.atomic else split_long(section.text)
+        if section.atomic:
+            pieces = [section.text.strip()]
+        elif section.records:
+            pieces = pack_paragraphs(section.text, RECORD_CHARS)
+        else:
+            pieces = split_long(section.text)
         for piece in pieces:
             if not piece.strip():
                 continue
@@ -66,12 +75,17 @@ def split_long(text: str) -> list[str]:
     text = text.strip()
     if len(text) <= MAX_CHARS:
         return [text]
+    return pack_paragraphs(text, TARGET_CHARS)
+
+
+def pack_paragraphs(text: str, target: int) -> list[str]:
+    """Whole paragraphs packed into pieces of about ``target`` characters."""
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
     pieces: list[str] = []
     current = ""
     for para in paragraphs:
         for part in _hard_wrap(para):
-            if current and len(current) + len(part) + 2 > TARGET_CHARS:
+            if current and len(current) + len(part) + 2 > target:
                 pieces.append(current)
                 current = part
             else:

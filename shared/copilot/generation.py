@@ -74,7 +74,7 @@ class LlmAnswerer:
         )
         reply = self._model.invoke([SystemMessage(system), HumanMessage(question)])
         text = _text(reply.content).strip()
-        if not text or NO_ANSWER in text:
+        if not text or NO_ANSWER in text or leaks_prompt(text):
             return None
         cited = sorted(
             {int(n) for n in re.findall(r"\[(\d+)\]", text) if 1 <= int(n) <= len(supported)}
@@ -96,6 +96,21 @@ class LlmAnswerer:
             text,
         )
         return Answer(text=text.strip() + "\n\n" + render_sources(citations), citations=citations)
+
+
+def leaks_prompt(text: str) -> bool:
+    """A reply that repeats the rules of the system prompt (a prompt-injection or jailbreak
+    that worked) is never shown: the customer gets the no-match behaviour instead."""
+    said = " ".join(text.lower().split())
+    return any(rule in said for rule in _RULES)
+
+
+# Distinctive lines of SYSTEM_PROMPT, normalised: any one of them in a reply is a leak.
+_RULES = [
+    " ".join(line.lstrip("- ").lower().split())[:60]
+    for line in SYSTEM_PROMPT.splitlines()
+    if line.startswith("- ")
+]
 
 
 class LlmCondenser:

@@ -78,3 +78,40 @@ def test_plain_text_uses_the_file_name_as_title() -> None:
 def test_unusable_files_fail_with_a_reason(key: str, body: bytes, reason: str) -> None:
     with pytest.raises(PermanentIngestError, match=re.escape(reason)):
         chunk_document("c1", key, body, None)
+
+
+PRICES = b"""# Shipping
+
+## Methods
+
+Pick one at checkout.
+
+| Method | Delivery time | Cost |
+|---|:---:|---|
+| Standard | 3-5 business days | $7.95 |
+| Express | 1-2 business days | $19.95 |
+| Freight | 5-8 business days | $59 |
+
+Freight is charged per bike.
+"""
+
+
+def test_markdown_pipe_tables_become_records_in_small_chunks() -> None:
+    chunks = chunk_document("c", "shipping.md", PRICES, "v1")
+    texts = [c.text for c in chunks]
+    assert texts[0] == "Pick one at checkout."
+    assert "Method: Standard; Delivery time: 3-5 business days; Cost: $7.95" in texts[1]
+    assert not any("|" in t or "---" in t for t in texts)
+    assert texts[-1] == "Freight is charged per bike."
+    assert all(c.section == "Methods" for c in chunks)
+    # A few rows per chunk: one row's match is not drowned out by the rest of the table.
+    records = [t for t in texts if t.startswith("Method:")]
+    assert len(records) >= 1 and all(len(t) <= 350 for t in records)
+
+
+def test_sections_fit_the_embedding_window() -> None:
+    body = "# Guide\n\n## Long\n\n" + "\n\n".join(
+        f"Paragraph {i} " + "word " * 60 for i in range(8)
+    )
+    chunks = chunk_document("c", "guide.md", body.encode(), "v1")
+    assert len(chunks) > 2 and all(len(c.text) <= 1000 for c in chunks)

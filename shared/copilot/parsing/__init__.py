@@ -21,6 +21,7 @@ class Section:
     path: list[str] = field(default_factory=list)  # heading path, outermost first
     page: int | None = None  # PDF page or slide number, 1-based
     atomic: bool = False  # keep as one chunk (an FAQ question/answer pair, a table record)
+    records: bool = False  # table rows, one per paragraph: packed into small chunks
 
 
 @dataclass

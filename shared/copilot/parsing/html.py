@@ -164,7 +164,12 @@ class _Walker:
                 parts += [_BLOCK, _LINE.join(_text(element).splitlines())]
                 walker.skip_subtree()
             elif tag == "table":
-                parts += [_BLOCK, _BLOCK.join(_table(element))]
+                # Rows become records in a section of their own, chunked a few rows at a time.
+                self._flush()
+                records = _table(element)
+                if records:
+                    path = [h for _, h in self.stack]
+                    self.sections.append(Section("\n\n".join(records), path, records=True))
                 walker.skip_subtree()
             else:
                 if tag == "br":

@@ -72,7 +72,7 @@ def table_records(rows: Iterable[Sequence[Any]], max_records: int | None = None)
 
 def records_section(records: list[str], path: list[str]) -> Section:
     # Blank lines between records let chunking pack whole records into each chunk.
-    return Section(text="\n\n".join(records), path=path, atomic=False)
+    return Section(text="\n\n".join(records), path=path, records=True)
 
 
 # ----- FAQ -----

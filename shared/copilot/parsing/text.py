@@ -8,6 +8,7 @@ from copilot.errors import PermanentIngestError
 from copilot.parsing import ParsedDocument, ParseLimits, Section, title_from_key
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 
 def decode_text(body: bytes) -> str:
@@ -44,9 +45,11 @@ def split_markdown(text: str, fallback_title: str) -> tuple[str, list[Section]]:
     in_fence = False
 
     def flush() -> None:
-        body = "\n".join(buffer).strip()
-        if body:
-            sections.append(Section(text=body, path=[h for _, h in stack]))
+        for body, is_table in split_pipe_tables(buffer):
+            if body.strip():
+                sections.append(
+                    Section(text=body.strip(), path=[h for _, h in stack], records=is_table)
+                )
         buffer.clear()
 
     for line in text.splitlines():
@@ -66,3 +69,41 @@ def split_markdown(text: str, fallback_title: str) -> tuple[str, list[Section]]:
             buffer.append(line)
     flush()
     return title, sections
+
+
+def split_pipe_tables(lines: list[str]) -> list[tuple[str, bool]]:
+    """Text and GitHub-style pipe tables, in order; a table becomes one "Header: value; ..."
+    record per row (paragraphs), as tables from HTML, Excel and CSV do: a row read on its own,
+    by a person or an embedding model, keeps what each value means."""
+    from copilot.parsing.tabular import table_records  # tabular imports this module
+
+    parts: list[tuple[str, bool]] = []
+    text: list[str] = []
+    i = 0
+    while i < len(lines):
+        is_table = (
+            lines[i].lstrip().startswith("|")
+            and i + 1 < len(lines)
+            and _TABLE_RULE.match(lines[i + 1]) is not None
+        )
+        if not is_table:
+            text.append(lines[i])
+            i += 1
+            continue
+        rows = [_cells(lines[i])]
+        i += 2
+        while i < len(lines) and lines[i].lstrip().startswith("|"):
+            rows.append(_cells(lines[i]))
+            i += 1
+        if text:
+            parts.append(("\n".join(text), False))
+            text = []
+        parts.append(("\n\n".join(table_records(rows)), True))
+    if text:
+        parts.append(("\n".join(text), False))
+    return parts
+
+
+def _cells(line: str) -> list[str]:
+    inner = line.strip().removeprefix("|").removesuffix("|")
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", inner)]
