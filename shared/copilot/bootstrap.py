@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from functools import cached_property
@@ -33,6 +34,8 @@ from copilot.settings import Settings
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
 
+log = logging.getLogger(__name__)
+
 
 class Container:
     """Lazily built dependencies. Pass overrides (fakes, pre-built clients) in tests."""
@@ -42,6 +45,7 @@ class Container:
         self._overrides = overrides
         self._built: dict[str, Any] = {}
         self._lock = threading.RLock()
+        self._prewarm_started = False
 
     def _get(self, name: str, build: Any) -> Any:
         if name in self._overrides:
@@ -153,8 +157,23 @@ class Container:
     @cached_property
     def chat(self) -> ConversationService:
         return ConversationService(
-            self.copilots, self.conversations, lambda: self.answerer, handoff=self.handoff
+            self.copilots,
+            self.conversations,
+            lambda: self.answerer,
+            handoff=self.handoff,
+            prewarm=self.prewarm_models,
         )
+
+    def prewarm_models(self) -> None:
+        """Load the embedding model on a background thread, once per process (onnxruntime
+        releases the GIL while it builds the session). Errors surface on first real use."""
+        with self._lock:
+            if self._prewarm_started:
+                return
+            self._prewarm_started = True
+        warm = getattr(self.embedder, "warm", None)
+        if callable(warm):
+            threading.Thread(target=_quietly(warm), name="prewarm-models", daemon=True).start()
 
     @property
     def hub_outbox(self) -> HubOutbox:
@@ -288,6 +307,16 @@ class Container:
             return None
 
         return self._get("admin_api_key", load)
+
+
+def _quietly(job: Any) -> Any:
+    def run() -> None:
+        try:
+            job()
+        except Exception:  # the same error is raised, and mapped, on the first real call
+            log.debug("prewarming failed", exc_info=True)
+
+    return run
 
 
 def _missing(name: str) -> Any:

@@ -33,12 +33,12 @@ LEAD_BONUS = 0.15
 # with a little of the IDF-weighted coverage of the question's terms. Calibrated on the eval
 # packs' unanswerable questions (docs/answer-quality.md, bench/calibrate.py); strictness moves
 # the bar like Copilot Studio's content-moderation levels.
-THRESHOLDS = {"low": 0.48, "medium": 0.54, "high": 0.60}
+THRESHOLDS = {"low": 0.46, "medium": 0.52, "high": 0.58}
 
 
 @dataclass(frozen=True)
 class AnswerPolicy:
-    coverage_weight: float = 0.1
+    coverage_weight: float = 0.2
     max_sentences: int = 3
     max_citations: int = 3
     related_ratio: float = 0.8  # further sources: fused score within this share of the best

@@ -15,7 +15,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from copilot.models import Chunk
@@ -44,6 +44,11 @@ def analyze(text: str) -> list[str]:
     return list(_stemmer().stemWords(words))
 
 
+@lru_cache(maxsize=256)
+def _query_terms(query: str) -> frozenset[str]:
+    return frozenset(analyze(query))
+
+
 def chunk_text_for_index(chunk: Chunk) -> str:
     """Title and section path count as text of the chunk: they name what it is about."""
     heading = " ".join(p for p in (chunk.title, chunk.section) if p)
@@ -65,6 +70,7 @@ class LexicalIndex:
     generation: int = 0
     _idf: dict[str, float] = field(default_factory=dict, repr=False)
     _ids: set[str] | None = field(default=None, repr=False)
+    _terms: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, chunks: Sequence[Chunk], generation: int = 0) -> LexicalIndex:
@@ -122,10 +128,19 @@ class LexicalIndex:
 
     def coverage(self, query: str, text: str) -> float:
         """Share of the query's IDF mass whose terms occur in ``text`` (0..1)."""
-        terms = set(analyze(query))
+        return self._coverage(query, set(analyze(text)))
+
+    def chunk_coverage(self, query: str, chunk: Chunk) -> float:
+        """``coverage`` of a chunk's indexed text; its terms are analysed once per snapshot."""
+        terms = self._terms.get(chunk.chunk_id)
+        if terms is None:
+            terms = self._terms[chunk.chunk_id] = frozenset(analyze(chunk_text_for_index(chunk)))
+        return self._coverage(query, terms)
+
+    def _coverage(self, query: str, present: set[str] | frozenset[str]) -> float:
+        terms = _query_terms(query)
         if not terms:
             return 0.0
-        present = set(analyze(text))
         total = sum(self.idf(t) for t in terms)
         return sum(self.idf(t) for t in terms if t in present) / total if total else 0.0
 

@@ -101,7 +101,11 @@ class HybridRetriever:
                 v = stored.get(c.chunk.chunk_id)
                 c.cosine = cosine(vector, v) if v is not None else 0.0
         for c in candidates:
-            c.coverage = coverage(lexical, query, chunk_text_for_index(c.chunk))
+            c.coverage = (
+                lexical.chunk_coverage(query, c.chunk)
+                if lexical is not None
+                else coverage(None, query, chunk_text_for_index(c.chunk))
+            )
         return Retrieval(query, vector, candidates, lexical)
 
     def _live(self, copilot_id: str, candidates: list[Candidate]) -> list[Candidate]:

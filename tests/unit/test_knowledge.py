@@ -106,7 +106,7 @@ def test_strictness_moves_the_bar(container: Container) -> None:
     files = {"care.md": "# Bike care\n\nClean the chain every two weeks and oil it afterwards."}
     low = make_copilot(container, files, strictness="low")
     high = make_copilot(container, files, strictness="high")
-    question = "bike maintenance tips"
+    question = "what should I do to keep my chain in good shape"
     retrieval = container.answerer.retrieve(low.copilot_id, question)
     confidence = gate_confidence(question, retrieval, AnswerPolicy())
     # The question sits between the two bars: low answers it, high declines it.

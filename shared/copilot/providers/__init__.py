@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 # Bedrock's InvokeModel embeds one text per request (Titan): a batch is spread over this many
 # concurrent requests. OpenAI's endpoint takes a list: this many texts per request (the API
 # allows 2048 inputs and 300k tokens per request; local servers often less).
+MINILM_MODEL_ID = "all-minilm-l6-v2-int8"
+WORDLLAMA_MODEL_ID = "wordllama-l2-supercat-256"
 BEDROCK_EMBED_PARALLELISM = 4
 OPENAI_EMBED_BATCH = 128
 
@@ -96,14 +98,12 @@ class ProviderSettings(BaseSettings):
 def embedding_model_id(settings: ProviderSettings) -> str:
     """A stable name for the vectors ``build_embeddings(settings)`` makes: an index records
     it, and is never queried with vectors from another model."""
+    # Named here, not read off the classes: copilot.embeddings imports langchain_core, which
+    # the index client (the chat function's cold path) does not otherwise need.
     if settings.embedder == "minilm":
-        from copilot.embeddings import MiniLMEmbeddings
-
-        return MiniLMEmbeddings.model_name
+        return MINILM_MODEL_ID
     if settings.embedder == "wordllama":
-        from copilot.embeddings import WordLlamaEmbeddings
-
-        return WordLlamaEmbeddings.model_name
+        return WORDLLAMA_MODEL_ID
     if settings.embedder == "bedrock":
         name = f"bedrock:{settings.bedrock_embed_model}"
     elif settings.embedder == "openai":

@@ -42,8 +42,12 @@ class ConversationService:
         conversations: ConversationStore,
         answerer: Callable[[], KnowledgeAnswerer],
         handoff: HandoffService | None = None,
+        prewarm: Callable[[], None] | None = None,
     ) -> None:
         self._copilots = copilots
+        # Starts loading the models in the background (once per process): a cold knowledge
+        # turn then overlaps the model load with its storage round trips.
+        self._prewarm = prewarm or (lambda: None)
         self._conversations = conversations
         self._answerer = answerer  # built on first knowledge question: keeps cold start light
         self._handoff = handoff  # None: no live agents, escalation gives the escalate link
@@ -51,6 +55,7 @@ class ConversationService:
     def start(
         self, copilot_id: str, request: StartConversationRequest | None = None
     ) -> StartConversationResponse:
+        self._prewarm()
         copilot = self._copilot(copilot_id)
         token = secrets.token_urlsafe(32)
         request = request or StartConversationRequest()
@@ -82,6 +87,7 @@ class ConversationService:
         return conversation
 
     def post(self, conversation_id: str, token: str | None, text: str) -> TurnResponse:
+        self._prewarm()
         conversation = self.authorize(conversation_id, token)
         copilot = self._copilot(conversation.copilot_id)
         answers: dict[str, Answer | None] = {}  # knowledge answers survive a retried turn
