@@ -19,15 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from copilot.adapters.memory import (
-    MemoryBlobStore,
-    MemoryConversationStore,
-    MemoryCopilotRegistry,
-    MemoryDocumentStore,
-    MemoryKnowledgeIndex,
-    MemoryLexicalStore,
-)
-from copilot.bootstrap import Container
+from copilot.adapters.memory import MemoryBlobStore
+from copilot.bootstrap import in_memory_container
 from copilot.knowledge import THRESHOLDS, AnswerPolicy, confidence, gate_confidence, unknown_names
 from copilot.models import CopilotSpec, Message
 from copilot.retrieval import condense
@@ -43,15 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     blobs = MemoryBlobStore()
-    container = Container(
-        Settings(bucket="calibrate"),
-        copilots=MemoryCopilotRegistry(),
-        conversations=MemoryConversationStore(),
-        documents=MemoryDocumentStore(),
-        index=MemoryKnowledgeIndex(),
-        lexical_store=MemoryLexicalStore(),
-        blobs=blobs,
-    )
+    container = in_memory_container(Settings(bucket="calibrate"), blobs=blobs)
     copilot = container.admin.create(CopilotSpec(name="calibrate"))
     cid = copilot.copilot_id
     started = time.perf_counter()

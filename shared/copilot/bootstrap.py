@@ -309,6 +309,23 @@ class Container:
         return self._get("admin_api_key", load)
 
 
+def in_memory_container(settings: Settings | None = None, **overrides: Any) -> Container:
+    """A Container on the in-memory fakes of every store (tests, in-process calibration)."""
+    from copilot.adapters import memory
+
+    stores: dict[str, Any] = {
+        "copilots": memory.MemoryCopilotRegistry,
+        "conversations": memory.MemoryConversationStore,
+        "documents": memory.MemoryDocumentStore,
+        "index": memory.MemoryKnowledgeIndex,
+        "lexical_store": memory.MemoryLexicalStore,
+        "blobs": memory.MemoryBlobStore,
+    }
+    for name, fake in stores.items():
+        overrides.setdefault(name, fake())
+    return Container(settings or Settings(bucket="memory"), **overrides)
+
+
 def _quietly(job: Any) -> Any:
     def run() -> None:
         try:

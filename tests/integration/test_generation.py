@@ -9,14 +9,8 @@ from typing import Any
 
 import pytest
 
-from copilot.adapters.memory import (
-    MemoryConversationStore,
-    MemoryCopilotRegistry,
-    MemoryDocumentStore,
-    MemoryKnowledgeIndex,
-    MemoryLexicalStore,
-)
-from copilot.bootstrap import Container
+from copilot.adapters.memory import MemoryDocumentStore
+from copilot.bootstrap import Container, in_memory_container
 from copilot.chunking import chunk_document
 from copilot.emulators.bedrock import BedrockEmulator
 from copilot.emulators.openai_api import OpenAiEmulator
@@ -46,14 +40,7 @@ def bedrock() -> Iterator[BedrockEmulator]:
 
 def make_container(**settings: Any) -> tuple[Container, str]:
     documents = MemoryDocumentStore()
-    container = Container(
-        Settings(**settings),
-        copilots=MemoryCopilotRegistry(),
-        conversations=MemoryConversationStore(),
-        documents=documents,
-        index=MemoryKnowledgeIndex(),
-        lexical_store=MemoryLexicalStore(),
-    )
+    container = in_memory_container(Settings(**settings), documents=documents)
     copilot = container.admin.create(
         CopilotSpec(name="Helper", instructions="Answer like a friendly bike mechanic.")
     )

@@ -49,3 +49,21 @@ def test_minilm_truncates_long_input_instead_of_failing(minilm: MiniLMEmbeddings
 def test_wordllama_stays_available_as_the_fast_option() -> None:
     a, b = WordLlamaEmbeddings().embed_documents(["reset my password", "password reset"])
     assert len(a) == 256 and cos(a, b) > 0.5
+
+
+def test_the_container_prewarms_the_model_once_in_the_background() -> None:
+    import threading
+
+    from copilot.bootstrap import Container
+    from copilot.settings import Settings
+
+    container = Container(Settings(embedder="minilm"))
+    embedder = container.embedder
+    assert isinstance(embedder, MiniLMEmbeddings) and embedder._session is None
+    container.prewarm_models()
+    container.prewarm_models()  # idempotent: one thread per process
+    threads = [t for t in threading.enumerate() if t.name == "prewarm-models"]
+    assert len(threads) <= 1
+    for t in threads:
+        t.join(timeout=30)
+    assert embedder._session is not None

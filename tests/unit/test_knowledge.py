@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from copilot.adapters.memory import (
-    MemoryBlobStore,
-    MemoryConversationStore,
-    MemoryCopilotRegistry,
-    MemoryDocumentStore,
-    MemoryKnowledgeIndex,
-    MemoryLexicalStore,
-)
-from copilot.bootstrap import Container
+from copilot.bootstrap import Container, in_memory_container
 from copilot.knowledge import THRESHOLDS, AnswerPolicy, gate_confidence
 from copilot.models import Copilot, CopilotSpec
 from copilot.services.ingest import ObjectEvent
@@ -33,15 +25,7 @@ LOCKERS = {
 
 @pytest.fixture(scope="module")
 def container() -> Container:
-    return Container(
-        Settings(bucket="kb"),
-        copilots=MemoryCopilotRegistry(),
-        conversations=MemoryConversationStore(),
-        documents=MemoryDocumentStore(),
-        index=MemoryKnowledgeIndex(),
-        lexical_store=MemoryLexicalStore(),
-        blobs=MemoryBlobStore(),
-    )
+    return in_memory_container(Settings(bucket="kb"))
 
 
 def make_copilot(container: Container, files: dict[str, str], **spec: object) -> Copilot:
