@@ -51,6 +51,10 @@ def confidence(candidate: Candidate, policy: AnswerPolicy) -> float:
 
 
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+[A-Za-z]*\b")
+# "I'm Sarah", "my name is Sarah Jones": the customer's own name is not a question's subject.
+_SELF_INTRO = re.compile(
+    r"(?i:\b(?:i'?m|i am|name is|name's|this is|call me))\s+((?:[A-Z][a-z]+\s*){1,3})"
+)
 
 
 def unknown_names(question: str, retrieval: Retrieval) -> list[str]:
@@ -61,7 +65,10 @@ def unknown_names(question: str, retrieval: Retrieval) -> list[str]:
     if lexical is None:
         return []
     unknown = []
+    introduced = {w for m in _SELF_INTRO.finditer(question) for w in m.group(1).split()}
     for word in _NAME.findall(question.strip()):
+        if word in introduced:
+            continue
         terms = analyze(word)
         if not terms or any(lexical.df(t) for t in terms):
             continue

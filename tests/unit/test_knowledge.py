@@ -68,6 +68,17 @@ def test_a_name_the_knowledge_never_mentions_is_not_answered_with_a_neighbour(
     assert container.answerer.answer(depots, question) is None
 
 
+def test_the_customers_own_name_is_not_an_unknown_name(
+    container: Container, depots: Copilot
+) -> None:
+    for question in (
+        "Hi, I'm Sarah. How long is the password reset link valid?",
+        "Hello, my name is Tomas Berg, for how long is the password reset link valid?",
+    ):
+        answer = container.answerer.answer(depots, question)
+        assert answer is not None and answer.citations[0].source == "password.md", question
+
+
 def test_an_unrelated_question_gets_no_answer(container: Container, depots: Copilot) -> None:
     assert container.answerer.answer(depots, "who won the football world cup in 1998") is None
     assert container.answerer.answer(depots, "recommend me a good pasta recipe") is None
