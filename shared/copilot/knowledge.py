@@ -57,6 +57,19 @@ _SELF_INTRO = re.compile(
 )
 
 
+_PLEASANTRIES = re.compile(
+    r"^\s*(?:(?i:hi|hello|hey|hiya|good (?:morning|afternoon|evening)|greetings)\b[\s,!.]*)?"
+    r"(?:(?i:i'?m|i am|my name is|my name's|this is)\s+(?:[A-Z][a-z]+\s*){1,3}[\s,!.]*)?"
+)
+
+
+def without_pleasantries(question: str) -> str:
+    """ "Hi, I'm Sarah, is the shop open on Monday?" is searched as "is the shop open on
+    Monday?": a greeting and a name only dilute what the question is about."""
+    rest = _PLEASANTRIES.sub("", question, count=1).strip()
+    return rest if len(rest.split()) >= 2 else question
+
+
 def unknown_names(question: str, retrieval: Retrieval) -> list[str]:
     """Names the customer asks about (capitalised words, not opening a sentence) that occur
     nowhere in the copilot's knowledge: "the locker code at the Qwertyville depot" must not be
@@ -112,7 +125,7 @@ class KnowledgeAnswerer:
     def answer(
         self, copilot: Copilot, question: str, history: History = lambda: ()
     ) -> Answer | None:
-        query = self._condense(question, history)
+        query = self._condense(without_pleasantries(question), history)
         retrieval = self._retriever.retrieve(copilot.copilot_id, query)
         supported = self.supported(copilot, retrieval, question)
         if not supported:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from copilot.bootstrap import Container, in_memory_container
-from copilot.knowledge import THRESHOLDS, AnswerPolicy, gate_confidence
+from copilot.knowledge import THRESHOLDS, AnswerPolicy, gate_confidence, without_pleasantries
 from copilot.models import Copilot, CopilotSpec
 from copilot.services.ingest import ObjectEvent
 from copilot.settings import Settings
@@ -77,6 +77,21 @@ def test_the_customers_own_name_is_not_an_unknown_name(
     ):
         answer = container.answerer.answer(depots, question)
         assert answer is not None and answer.citations[0].source == "password.md", question
+
+
+@pytest.mark.parametrize(
+    ("question", "searched"),
+    [
+        ("Hi, I'm Sarah, is the shop open on Monday?", "is the shop open on Monday?"),
+        ("hello! my name is Tomas Berg. Where is my order?", "Where is my order?"),
+        ("Good morning, how do I reset my password?", "how do I reset my password?"),
+        ("Is the shop open on Monday?", "Is the shop open on Monday?"),
+        ("Hi Sarah", "Hi Sarah"),  # nothing left to search: keep the words
+        ("This is broken, can I return it?", "This is broken, can I return it?"),
+    ],
+)
+def test_greetings_and_introductions_are_not_searched(question: str, searched: str) -> None:
+    assert without_pleasantries(question) == searched
 
 
 def test_an_unrelated_question_gets_no_answer(container: Container, depots: Copilot) -> None:
