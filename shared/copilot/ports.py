@@ -179,6 +179,13 @@ class KnowledgeIndex(abc.ABC):
         lexical-only hit must not re-embed it at query time."""
 
     @abc.abstractmethod
+    def embedded(
+        self, copilot_id: str, chunk_ids: Sequence[str]
+    ) -> list[tuple[Chunk, list[float]]]:
+        """These chunks with their stored embeddings (missing ids are left out): a new
+        version of a document reuses the vectors of the chunks it did not change."""
+
+    @abc.abstractmethod
     def count(self, copilot_id: str) -> int: ...
 
     @abc.abstractmethod

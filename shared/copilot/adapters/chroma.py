@@ -147,6 +147,30 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
 
         return dict(self._retrying(copilot_id, read))
 
+    def embedded(
+        self, copilot_id: str, chunk_ids: Sequence[str]
+    ) -> list[tuple[Chunk, list[float]]]:
+        def read() -> list[tuple[Chunk, list[float]]]:
+            cid = self._collection(copilot_id, create=False)
+            if cid is None or not chunk_ids:
+                return []
+            page = self._post(
+                f"{cid}/get",
+                {"ids": list(chunk_ids), "include": ["documents", "metadatas", "embeddings"]},
+            )
+            return [
+                (_chunk(copilot_id, i, t, m), list(map(float, e)))
+                for i, t, m, e in zip(
+                    page["ids"],
+                    page["documents"],
+                    page["metadatas"],
+                    page["embeddings"],
+                    strict=True,
+                )
+            ]
+
+        return list(self._retrying(copilot_id, read))
+
     def count(self, copilot_id: str) -> int:
         def count() -> int:
             cid = self._collection(copilot_id, create=False)

@@ -255,6 +255,12 @@ class MemoryKnowledgeIndex(KnowledgeIndex):
         rows = self._rows.get(copilot_id, {})
         return {i: list(rows[i][1]) for i in chunk_ids if i in rows}
 
+    def embedded(
+        self, copilot_id: str, chunk_ids: Sequence[str]
+    ) -> list[tuple[Chunk, list[float]]]:
+        rows = self._rows.get(copilot_id, {})
+        return [(rows[i][0], list(rows[i][1])) for i in chunk_ids if i in rows]
+
     def count(self, copilot_id: str) -> int:
         return len(self._rows.get(copilot_id, {}))
 

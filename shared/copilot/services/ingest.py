@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from copilot.chunking import chunk_document
+from copilot.chunking import chunk_document, chunk_id
 from copilot.errors import ConflictError, PermanentIngestError, UnavailableError
-from copilot.models import DocumentStatus, DocumentStatusValue, utcnow
+from copilot.models import Chunk, DocumentStatus, DocumentStatusValue, utcnow
 from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, KnowledgeIndex, StoredObject
 from copilot.services.lexical import LexicalMaintainer
 
@@ -198,10 +198,8 @@ class IngestService:
         except PermanentIngestError as e:
             self._finish(copilot_id, doc_key, obj, failure=e.message)
             return IngestResult(obj.key, "failed", e.message)
-        embeddings = self._embedder().embed_documents(
-            [_embedding_text(c.title, c.section, c.text) for c in chunks]
-        )
         index = self._index()
+        embeddings = self._embed(index, copilot_id, doc_key, current, chunks)
         index.add_chunks(copilot_id, chunks, embeddings)
         served = self._finish(copilot_id, doc_key, obj, chunks=len(chunks), url=url)
         if served == obj.version:
@@ -210,6 +208,31 @@ class IngestService:
         # A newer version was already serving: ours must not linger in the index.
         index.delete_document(copilot_id, doc_key, keep_version=served)
         return IngestResult(obj.key, "superseded", "a newer version is already indexed")
+
+    def _embed(
+        self,
+        index: KnowledgeIndex,
+        copilot_id: str,
+        doc_key: str,
+        current: DocumentStatus | None,
+        chunks: list[Chunk],
+    ) -> list[list[float]]:
+        """Embeddings for the chunks; a section the new version did not change keeps the
+        vector its previous version has in the index (re-crawls and edits embed only what
+        changed: embedding is most of the cost of indexing)."""
+        texts = [_embedding_text(c.title, c.section, c.text) for c in chunks]
+        known: dict[str, list[float]] = {}
+        if current is not None and current.version and current.chunk_count:
+            ids = [
+                chunk_id(copilot_id, doc_key, i, current.version)
+                for i in range(current.chunk_count)
+            ]
+            for old, vector in index.embedded(copilot_id, ids):
+                known[_embedding_text(old.title, old.section, old.text)] = vector
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            known.update(zip(missing, self._embedder().embed_documents(missing), strict=True))
+        return [known[t] for t in texts]
 
     def _finish(
         self,

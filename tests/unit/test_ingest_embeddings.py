@@ -1,0 +1,68 @@
+"""A new version of a document embeds only the chunks it changed."""
+
+from __future__ import annotations
+
+from langchain_core.embeddings import Embeddings
+
+from copilot.bootstrap import in_memory_container
+from copilot.embeddings import MiniLMEmbeddings
+from copilot.models import CopilotSpec
+from copilot.services.ingest import ObjectEvent
+from copilot.settings import Settings
+
+
+class CountingEmbeddings(Embeddings):
+    """The real default model, counting what it is asked to embed."""
+
+    def __init__(self) -> None:
+        self.inner = MiniLMEmbeddings()
+        self.texts: list[str] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.texts.extend(texts)
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.inner.embed_query(text)
+
+
+V1 = """# Returns
+
+## Window
+
+You can return a bike within 30 days of delivery.
+
+## Refunds
+
+Refunds reach your card within five business days.
+"""
+
+
+def test_an_edit_embeds_only_the_sections_it_changed() -> None:
+    embedder = CountingEmbeddings()
+    container = in_memory_container(Settings(bucket="kb"), embedder=embedder)
+    copilot_id = container.admin.create(CopilotSpec(name="Shop")).copilot_id
+    key = f"{copilot_id}/returns.md"
+
+    def upload(text: str) -> None:
+        container.blobs.put(key, text.encode())
+        container.ingest.handle(ObjectEvent(bucket="kb", key=key, created=True))
+
+    upload(V1)
+    assert len(embedder.texts) == 2
+    embedder.texts.clear()
+
+    upload(V1.replace("five business days", "three business days"))
+    assert len(embedder.texts) == 1 and "three business days" in embedder.texts[0]
+
+    chunks = {c.text: c for c in container.index.all_chunks(copilot_id)}
+    assert set(chunks) == {
+        "You can return a bike within 30 days of delivery.",
+        "Refunds reach your card within three business days.",
+    }
+    # The unchanged section kept the vector the model gives for its text, under the new id.
+    window = chunks["You can return a bike within 30 days of delivery."]
+    assert window.version == container.documents.get(copilot_id, "returns.md").version
+    reused = container.index.embedded(copilot_id, [window.chunk_id])[0][1]
+    fresh = embedder.inner.embed_documents([f"Returns — Window\n{window.text}"])[0]
+    assert max(abs(a - b) for a, b in zip(reused, fresh, strict=True)) < 1e-5
