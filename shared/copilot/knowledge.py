@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from copilot.errors import UnavailableError
-from copilot.lexical import analyze, chunk_text_for_index
+from copilot.lexical import analyze
 from copilot.models import Answer, Citation, Copilot
 from copilot.retrieval import (
     Candidate,
@@ -87,7 +87,7 @@ def unknown_names(question: str, retrieval: Retrieval) -> list[str]:
             continue
         # Chunks newer than the lexical snapshot count as knowledge too.
         if any(
-            set(terms) <= set(analyze(chunk_text_for_index(c.chunk)))
+            set(terms) <= lexical.chunk_terms(c.chunk)
             for c in retrieval.candidates
             if not lexical.contains(c.chunk.chunk_id)
         ):

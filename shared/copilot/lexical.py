@@ -131,11 +131,16 @@ class LexicalIndex:
         return self._coverage(query, set(analyze(text)))
 
     def chunk_coverage(self, query: str, chunk: Chunk) -> float:
-        """``coverage`` of a chunk's indexed text; its terms are analysed once per snapshot."""
+        """``coverage`` of a chunk's indexed text."""
+        return self._coverage(query, self.chunk_terms(chunk))
+
+    def chunk_terms(self, chunk: Chunk) -> frozenset[str]:
+        """The analysed terms of a chunk's indexed text, once per snapshot (chunks newer
+        than the snapshot too)."""
         terms = self._terms.get(chunk.chunk_id)
         if terms is None:
             terms = self._terms[chunk.chunk_id] = frozenset(analyze(chunk_text_for_index(chunk)))
-        return self._coverage(query, terms)
+        return terms
 
     def _coverage(self, query: str, present: set[str] | frozenset[str]) -> float:
         terms = _query_terms(query)

@@ -135,18 +135,6 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
             )
         return passages
 
-    def vectors(self, copilot_id: str, chunk_ids: Sequence[str]) -> dict[str, list[float]]:
-        def read() -> dict[str, list[float]]:
-            cid = self._collection(copilot_id, create=False)
-            if cid is None or not chunk_ids:
-                return {}
-            page = self._post(f"{cid}/get", {"ids": list(chunk_ids), "include": ["embeddings"]})
-            return {
-                i: list(map(float, e)) for i, e in zip(page["ids"], page["embeddings"], strict=True)
-            }
-
-        return dict(self._retrying(copilot_id, read))
-
     def embedded(
         self, copilot_id: str, chunk_ids: Sequence[str]
     ) -> list[tuple[Chunk, list[float]]]:

@@ -251,10 +251,6 @@ class MemoryKnowledgeIndex(KnowledgeIndex):
         scored = [Passage(chunk=c, score=cosine(embedding, e)) for c, e in rows.values()]
         return sorted(scored, key=lambda p: -p.score)[:k]
 
-    def vectors(self, copilot_id: str, chunk_ids: Sequence[str]) -> dict[str, list[float]]:
-        rows = self._rows.get(copilot_id, {})
-        return {i: list(rows[i][1]) for i in chunk_ids if i in rows}
-
     def embedded(
         self, copilot_id: str, chunk_ids: Sequence[str]
     ) -> list[tuple[Chunk, list[float]]]:
