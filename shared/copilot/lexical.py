@@ -155,7 +155,8 @@ class LexicalIndex:
         payload = {
             "format": FORMAT,
             "generation": self.generation,
-            "chunks": [c.model_dump(mode="json") for c in self.chunks],
+            # Heading vectors stay in the vector store: the snapshot is read on every cold start.
+            "chunks": [c.model_dump(mode="json", exclude={"heading_vector"}) for c in self.chunks],
             "lengths": self.lengths,
             "postings": self.postings,
             "avg_length": self.avg_length,

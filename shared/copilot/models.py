@@ -554,6 +554,10 @@ class Chunk(BaseModel):
     page: int | None = None
     url: str | None = None
     version: str | None = None
+    # The embedding of the chunk's title and section path (copilot.vectors.pack): a question
+    # can match what a section is about (an FAQ's question, a page's title) better than its
+    # body. None for chunks indexed before headings were embedded.
+    heading_vector: str | None = None
 
 
 class Passage(BaseModel):

@@ -178,12 +178,8 @@ class KnowledgeIndex(abc.ABC):
         self, copilot_id: str, chunk_ids: Sequence[str]
     ) -> list[tuple[Chunk, list[float]]]:
         """These chunks with their stored embeddings (missing ids are left out): a new
-        version of a document reuses the vectors of the chunks it did not change."""
-
-    def vectors(self, copilot_id: str, chunk_ids: Sequence[str]) -> dict[str, list[float]]:
-        """The stored embeddings of these chunks: scoring a lexical-only hit must not
-        re-embed it at query time."""
-        return {chunk.chunk_id: v for chunk, v in self.embedded(copilot_id, chunk_ids)}
+        version of a document reuses the vectors of the chunks it did not change, and a
+        lexical-only hit is scored without re-embedding it at query time."""
 
     @abc.abstractmethod
     def count(self, copilot_id: str) -> int: ...

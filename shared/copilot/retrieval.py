@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from copilot.lexical import LexicalHit, LexicalIndex, analyze, chunk_text_for_index
 from copilot.models import Chunk, Message
 from copilot.ports import DocumentStore, KnowledgeIndex
+from copilot.vectors import similarities
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -36,6 +37,7 @@ class Candidate:
     cosine: float | None = None
     bm25: float | None = None
     coverage: float = 0.0  # IDF-weighted share of the query's terms the passage contains
+    heading: float | None = None  # dense similarity of the query to the title/section path
 
 
 @dataclass
@@ -93,13 +95,28 @@ class HybridRetriever:
         candidates = sorted(self._live(copilot_id, list(by_id.values())), key=lambda c: -c.fused)
         # Lexical-only hits get their dense similarity too, so confidence is comparable.
         # Their stored vectors are read back: re-embedding them would cost more than the
-        # whole rest of the turn with a transformer embedder.
+        # whole rest of the turn with a transformer embedder. (The lexical snapshot's copy of
+        # a chunk has no heading vector; the stored one does.)
         missing = [c for c in candidates if c.cosine is None]
         if missing:
-            stored = self._index.vectors(copilot_id, [c.chunk.chunk_id for c in missing])
+            stored = {
+                chunk.chunk_id: (chunk, v)
+                for chunk, v in self._index.embedded(
+                    copilot_id, [c.chunk.chunk_id for c in missing]
+                )
+            }
             for c in missing:
-                v = stored.get(c.chunk.chunk_id)
-                c.cosine = cosine(vector, v) if v is not None else 0.0
+                found = stored.get(c.chunk.chunk_id)
+                c.cosine = cosine(vector, found[1]) if found is not None else 0.0
+                if found is not None:
+                    c.chunk = found[0]
+        with_heading = [c for c in candidates if c.chunk.heading_vector]
+        for c, similarity in zip(
+            with_heading,
+            similarities(vector, [c.chunk.heading_vector or "" for c in with_heading]),
+            strict=True,
+        ):
+            c.heading = similarity
         for c in candidates:
             c.coverage = (
                 lexical.chunk_coverage(query, c.chunk)

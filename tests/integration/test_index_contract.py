@@ -16,6 +16,7 @@ from copilot.adapters.chroma import (
 from copilot.adapters.memory import MemoryKnowledgeIndex
 from copilot.chunking import chunk_document
 from copilot.embeddings import WordLlamaEmbeddings
+from copilot.vectors import pack
 
 pytestmark = pytest.mark.integration
 
@@ -55,21 +56,23 @@ def test_query_ranks_the_relevant_chunk_first(index: Any) -> None:
     assert index.count(copilot) == 3
 
 
-def test_stored_vectors_are_read_back_by_chunk_id(index: Any) -> None:
+def test_stored_chunks_come_back_with_their_vectors_and_heading_vector(index: Any) -> None:
     copilot = uuid.uuid4().hex
     chunks = chunk_document(copilot, "returns.md", RETURNS.encode(), "v1")
+    heading = pack(EMBEDDER.embed_query("Returns"))
+    chunks = [c.model_copy(update={"heading_vector": heading}) for c in chunks]
     vectors = EMBEDDER.embed_documents([c.text for c in chunks])
     index.add_chunks(copilot, chunks, vectors)
-    asked = [chunks[1].chunk_id, "no-such-chunk"]
-    got = index.vectors(copilot, asked)
-    assert set(got) == {chunks[1].chunk_id}
-    assert got[chunks[1].chunk_id] == pytest.approx(vectors[1], abs=1e-5)
-    # With the chunks themselves (a new version reuses the vectors of unchanged chunks).
-    [(chunk, vector)] = index.embedded(copilot, asked)
+    # By chunk id: a new version reuses the vectors of unchanged chunks, and a lexical-only
+    # hit is scored without re-embedding it.
+    [(chunk, vector)] = index.embedded(copilot, [chunks[1].chunk_id, "no-such-chunk"])
     assert chunk == chunks[1]
+    assert chunk.heading_vector == heading
     assert vector == pytest.approx(vectors[1], abs=1e-5)
-    assert index.vectors(uuid.uuid4().hex, asked) == {}
-    assert index.embedded(uuid.uuid4().hex, asked) == []
+    assert index.embedded(uuid.uuid4().hex, [chunks[1].chunk_id]) == []
+    # And from a query.
+    hits = index.query(copilot, vectors[0], 1)
+    assert hits[0].chunk.heading_vector == heading
 
 
 def test_both_versions_coexist_until_the_old_one_is_deleted(index: Any) -> None:

@@ -9,6 +9,7 @@ from copilot.embeddings import MiniLMEmbeddings
 from copilot.models import CopilotSpec
 from copilot.services.ingest import ObjectEvent
 from copilot.settings import Settings
+from copilot.vectors import unpack
 
 
 class CountingEmbeddings(Embeddings):
@@ -49,7 +50,15 @@ def test_an_edit_embeds_only_the_sections_it_changed() -> None:
         container.ingest.handle(ObjectEvent(bucket="kb", key=key, created=True))
 
     upload(V1)
-    assert len(embedder.texts) == 2
+    # Two chunks, and each chunk's heading (title and section path) once.
+    assert sorted(embedder.texts) == sorted(
+        [
+            "Returns — Window\nYou can return a bike within 30 days of delivery.",
+            "Returns — Refunds\nRefunds reach your card within five business days.",
+            "Returns — Window",
+            "Returns — Refunds",
+        ]
+    )
     embedder.texts.clear()
 
     upload(V1.replace("five business days", "three business days"))
@@ -66,3 +75,9 @@ def test_an_edit_embeds_only_the_sections_it_changed() -> None:
     reused = container.index.embedded(copilot_id, [window.chunk_id])[0][1]
     fresh = embedder.inner.embed_documents([f"Returns — Window\n{window.text}"])[0]
     assert max(abs(a - b) for a, b in zip(reused, fresh, strict=True)) < 1e-5
+    # Its heading's vector came along too (half precision).
+    assert window.heading_vector is not None
+    heading = embedder.inner.embed_query("Returns — Window")
+    assert (
+        max(abs(a - b) for a, b in zip(unpack(window.heading_vector), heading, strict=True)) < 1e-3
+    )

@@ -288,6 +288,7 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
         "page": chunk.page or 0,
         "url": chunk.url or "",
         "version": chunk.version or "",
+        "heading_vector": chunk.heading_vector or "",
     }
 
 
@@ -303,4 +304,5 @@ def _chunk(copilot_id: str, chunk_id: str, text: str, meta: dict[str, Any]) -> C
         page=int(meta["page"]) if meta.get("page") else None,
         url=str(meta.get("url") or "") or None,
         version=str(meta["version"]) or None,
+        heading_vector=str(meta.get("heading_vector") or "") or None,
     )

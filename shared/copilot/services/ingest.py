@@ -14,6 +14,7 @@ from copilot.errors import ConflictError, PermanentIngestError, UnavailableError
 from copilot.models import Chunk, DocumentStatus, DocumentStatusValue, utcnow
 from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, KnowledgeIndex, StoredObject
 from copilot.services.lexical import LexicalMaintainer
+from copilot.vectors import pack
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -199,7 +200,7 @@ class IngestService:
             self._finish(copilot_id, doc_key, obj, failure=e.message)
             return IngestResult(obj.key, "failed", e.message)
         index = self._index()
-        embeddings = self._embed(index, copilot_id, doc_key, current, chunks)
+        chunks, embeddings = self._embed(index, copilot_id, doc_key, current, chunks)
         index.add_chunks(copilot_id, chunks, embeddings)
         served = self._finish(copilot_id, doc_key, obj, chunks=len(chunks), url=url)
         if served == obj.version:
@@ -216,12 +217,15 @@ class IngestService:
         doc_key: str,
         current: DocumentStatus | None,
         chunks: list[Chunk],
-    ) -> list[list[float]]:
-        """Embeddings for the chunks; a section the new version did not change keeps the
-        vector its previous version has in the index (re-crawls and edits embed only what
+    ) -> tuple[list[Chunk], list[list[float]]]:
+        """Embeddings for the chunks, and the chunks with their heading's embedding (one per
+        distinct title and section path). What the new version did not change keeps the
+        vectors its previous version has in the index (re-crawls and edits embed only what
         changed: embedding is most of the cost of indexing)."""
         texts = [_embedding_text(c.title, c.section, c.text) for c in chunks]
+        headings = [_heading(c.title, c.section) for c in chunks]
         known: dict[str, list[float]] = {}
+        known_headings: dict[str, str] = {}
         if current is not None and current.version and current.chunk_count:
             ids = [
                 chunk_id(copilot_id, doc_key, i, current.version)
@@ -229,10 +233,21 @@ class IngestService:
             ]
             for old, vector in index.embedded(copilot_id, ids):
                 known[_embedding_text(old.title, old.section, old.text)] = vector
+                if old.heading_vector:
+                    known_headings[_heading(old.title, old.section)] = old.heading_vector
         missing = [t for t in dict.fromkeys(texts) if t not in known]
-        if missing:
-            known.update(zip(missing, self._embedder().embed_documents(missing), strict=True))
-        return [known[t] for t in texts]
+        missing_headings = [h for h in dict.fromkeys(headings) if h not in known_headings]
+        if missing or missing_headings:
+            vectors = self._embedder().embed_documents(missing + missing_headings)
+            known.update(zip(missing, vectors[: len(missing)], strict=True))
+            known_headings.update(
+                (h, pack(v)) for h, v in zip(missing_headings, vectors[len(missing) :], strict=True)
+            )
+        with_headings = [
+            c.model_copy(update={"heading_vector": known_headings[h]})
+            for c, h in zip(chunks, headings, strict=True)
+        ]
+        return with_headings, [known[t] for t in texts]
 
     def _finish(
         self,
@@ -316,6 +331,9 @@ class IngestService:
         raise UnavailableError("the document's status keeps changing; will retry")
 
 
+def _heading(title: str, section: str | None) -> str:
+    return f"{title} — {section}" if section else title
+
+
 def _embedding_text(title: str, section: str | None, text: str) -> str:
-    heading = f"{title} — {section}" if section else title
-    return f"{heading}\n{text}"
+    return f"{_heading(title, section)}\n{text}"
