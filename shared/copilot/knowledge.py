@@ -130,8 +130,18 @@ class KnowledgeAnswerer:
     def answer(
         self, copilot: Copilot, question: str, history: History = lambda: ()
     ) -> Answer | None:
-        query = self._condense(without_pleasantries(question), history)
+        asked = without_pleasantries(question)
+        query = self._condense(asked, history)
         retrieval = self._retriever.retrieve(copilot.copilot_id, query)
+        if query != asked:
+            # What looked like a follow-up may stand on its own ("What is EBT?", a new
+            # subject): the question as asked is searched too, and the better-supported
+            # search answers.
+            alone = self._retriever.retrieve(copilot.copilot_id, asked)
+            if gate_confidence(question, alone, self._policy) > gate_confidence(
+                question, retrieval, self._policy
+            ):
+                retrieval = alone
         supported = self.supported(copilot, retrieval, question)
         if not supported:
             return None

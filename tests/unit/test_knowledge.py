@@ -15,7 +15,8 @@ from copilot.knowledge import (
     gate_confidence,
     without_pleasantries,
 )
-from copilot.models import Copilot, CopilotSpec
+from copilot.models import Copilot, CopilotSpec, Message
+from copilot.retrieval import condense
 from copilot.services.ingest import ObjectEvent
 from copilot.settings import Settings
 
@@ -141,8 +142,9 @@ def test_instructions_in_a_question_are_not_obeyed(container: Container, depots:
         assert container.answerer.answer(depots, question) is None
 
 
+FAQ_QUESTION = "Can I change the delivery address after ordering?"
 FAQ = {
-    "redirect.md": "# Can I change the delivery address after ordering?\n\n"
+    "redirect.md": f"# {FAQ_QUESTION}\n\n"
     "Write to Customer Care before your parcel leaves the warehouse. Once it has shipped, only "
     "the courier's redirect service can help. Redirects inside the country are free; abroad, "
     "the courier charges its own fee, and customs papers stay in the first name given.",
@@ -169,3 +171,21 @@ def test_a_question_phrased_like_an_faq_question_is_answered_from_its_heading(
         < THRESHOLDS["medium"]
         <= confidence(best, AnswerPolicy())
     )
+
+
+def test_a_follow_up_that_changes_the_subject_is_answered_on_its_own_subject(
+    container: Container,
+) -> None:
+    copilot = make_copilot(container, FAQ)
+    earlier = [Message(seq=1, role="customer", text=FAQ_QUESTION)]
+    # "What about …" reads as a follow-up; searched with the earlier question it leads back to
+    # the delivery address. The question as asked is searched too, and supports gift cards.
+    assert condense("What about gift cards?", lambda: earlier) != "What about gift cards?"
+    answer = container.answerer.answer(copilot, "What about gift cards?", lambda: earlier)
+    assert answer is not None
+    assert answer.citations[0].source.endswith("gift.md")
+    # A real follow-up still leans on the earlier question.
+    answer = container.answerer.answer(copilot, "And if it has already shipped?", lambda: earlier)
+    assert answer is not None
+    assert answer.citations[0].source.endswith("redirect.md")
+    assert "courier" in answer.text
