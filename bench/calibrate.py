@@ -23,7 +23,6 @@ from copilot.adapters.memory import MemoryBlobStore
 from copilot.bootstrap import in_memory_container
 from copilot.knowledge import THRESHOLDS, AnswerPolicy, confidence, gate_confidence, unknown_names
 from copilot.models import CopilotSpec, Message
-from copilot.retrieval import condense
 from copilot.services.ingest import ObjectEvent
 from copilot.settings import Settings
 
@@ -63,8 +62,7 @@ def main() -> None:
             for i, h in enumerate(q.get("history") or [])
             if h["role"] == "user" and not args.no_history
         ]
-        query = condense(q["question"], lambda h=history: h)
-        retrieval = answerer.retrieve(cid, query)
+        retrieval = answerer.search(cid, q["question"], lambda h=history: h)
         supported = retrieval.candidates[:5]
         best = max(supported, key=lambda c: confidence(c, policy)) if supported else None
         gold = set(q.get("gold_files") or [])
@@ -81,7 +79,7 @@ def main() -> None:
                 "best_is_gold": bool(best and best.chunk.doc_key in gold),
                 "hit1": bool(cited[:1] and cited[0] in gold),
                 "hit5": bool(gold & set(cited[:5])),
-                "followup": query != q["question"],
+                "condensed": retrieval.query != q["question"],  # answered from the condensed query
                 "gold": sorted(gold),
                 "candidates": [
                     {
@@ -104,7 +102,7 @@ def main() -> None:
         "retrieval_ms_mean": round(1000 * took / max(1, len(rows)), 2),
         "recall@1": round(statistics.mean(r["hit1"] for r in answerable), 3),
         "recall@5": round(statistics.mean(r["hit5"] for r in answerable), 3),
-        "condensed": sum(r["followup"] for r in rows),
+        "condensed": sum(r["condensed"] for r in rows),
     }
     sweep = []
     for bar in [x / 100 for x in range(30, 71, 2)]:

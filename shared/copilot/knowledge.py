@@ -127,21 +127,27 @@ class KnowledgeAnswerer:
     def retrieve(self, copilot_id: str, question: str) -> Retrieval:
         return self._retriever.retrieve(copilot_id, question)
 
-    def answer(
-        self, copilot: Copilot, question: str, history: History = lambda: ()
-    ) -> Answer | None:
+    def search(self, copilot_id: str, question: str, history: History = lambda: ()) -> Retrieval:
+        """The retrieval an answer is made from: the question without pleasantries,
+        condensed with the conversation if it is a follow-up."""
         asked = without_pleasantries(question)
         query = self._condense(asked, history)
-        retrieval = self._retriever.retrieve(copilot.copilot_id, query)
+        retrieval = self._retriever.retrieve(copilot_id, query)
         if query != asked:
             # What looked like a follow-up may stand on its own ("What is EBT?", a new
             # subject): the question as asked is searched too, and the better-supported
             # search answers.
-            alone = self._retriever.retrieve(copilot.copilot_id, asked)
+            alone = self._retriever.retrieve(copilot_id, asked)
             if gate_confidence(question, alone, self._policy) > gate_confidence(
                 question, retrieval, self._policy
             ):
-                retrieval = alone
+                return alone
+        return retrieval
+
+    def answer(
+        self, copilot: Copilot, question: str, history: History = lambda: ()
+    ) -> Answer | None:
+        retrieval = self.search(copilot.copilot_id, question, history)
         supported = self.supported(copilot, retrieval, question)
         if not supported:
             return None
