@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 
 from copilot.models import Chunk
-from copilot.parsing import ParsedDocument, ParseLimits, parse
+from copilot.parsing import ParsedDocument, ParseLimits, Section, parse
 
 # Sized for the default embedder: all-MiniLM-L6-v2 reads at most 256 word pieces (about
 # 1,000 characters of English) and was trained on passages of up to 128; text past its window
@@ -14,6 +15,7 @@ from copilot.parsing import ParsedDocument, ParseLimits, parse
 TARGET_CHARS = 700
 MAX_CHARS = 1000
 RECORD_CHARS = 350  # table rows: a few per chunk, so one row's match is not drowned out
+CAPTION_CHARS = 200  # a table's lead-in paragraph, repeated with its rows, at most this long
 
 
 def chunk_document(
@@ -37,11 +39,13 @@ def chunk_parsed(
     url: str | None = None,
 ) -> list[Chunk]:
     chunks: list[Chunk] = []
-    for section in document.sections:
+    for section in with_table_captions(document.sections):
         if section.atomic:
             pieces = [section.text.strip()]
         elif section.records:
             pieces = pack_paragraphs(section.text, RECORD_CHARS)
+            if section.caption:
+                pieces = [f"{section.caption}\n\n{piece}" for piece in pieces]
         else:
             pieces = split_long(section.text)
         for piece in pieces:
@@ -63,6 +67,34 @@ def chunk_parsed(
                 )
             )
     return chunks
+
+
+def with_table_captions(sections: list[Section]) -> list[Section]:
+    """A short paragraph just before a table, in the same section ("**Seattle Workshop**,
+    811 Westlake Avenue N"), says what the table's rows are about: it moves to the table and
+    each chunk of its rows repeats it, or "Day: Monday; Hours: Closed" would not say whose
+    hours they are."""
+    out: list[Section] = []
+    for section in sections:
+        previous = out[-1] if out else None
+        if (
+            section.records
+            and not section.caption
+            and previous is not None
+            and not (previous.records or previous.atomic)
+            and previous.path == section.path
+            and previous.page == section.page
+        ):
+            paragraphs = [p.strip() for p in re.split(r"\n\s*\n", previous.text) if p.strip()]
+            if paragraphs and len(paragraphs[-1]) <= CAPTION_CHARS:
+                section = replace(section, caption=paragraphs[-1])
+                rest = "\n\n".join(paragraphs[:-1])
+                if rest:
+                    out[-1] = replace(previous, text=rest)
+                else:
+                    out.pop()
+        out.append(section)
+    return out
 
 
 def chunk_id(copilot_id: str, doc_key: str, position: int, version: str | None) -> str:

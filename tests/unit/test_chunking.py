@@ -99,14 +99,18 @@ Freight is charged per bike.
 def test_markdown_pipe_tables_become_records_in_small_chunks() -> None:
     chunks = chunk_document("c", "shipping.md", PRICES, "v1")
     texts = [c.text for c in chunks]
-    assert texts[0] == "Pick one at checkout."
-    assert "Method: Standard; Delivery time: 3-5 business days; Cost: $7.95" in texts[1]
+    # The line that introduces the table opens each chunk of its rows.
+    assert texts[0].startswith("Pick one at checkout.\n\nMethod: Standard;")
+    assert "Method: Standard; Delivery time: 3-5 business days; Cost: $7.95" in texts[0]
     assert not any("|" in t or "---" in t for t in texts)
     assert texts[-1] == "Freight is charged per bike."
     assert all(c.section == "Methods" for c in chunks)
     # A few rows per chunk: one row's match is not drowned out by the rest of the table.
-    records = [t for t in texts if t.startswith("Method:")]
-    assert len(records) >= 1 and all(len(t) <= 350 for t in records)
+    records = [t for t in texts if "Method:" in t]
+    assert all(t.startswith("Pick one at checkout.") for t in records)
+    assert len(records) >= 1 and all(
+        len(t) <= 350 + len("Pick one at checkout.\n\n") for t in records
+    )
 
 
 def test_sections_fit_the_embedding_window() -> None:
@@ -115,3 +119,36 @@ def test_sections_fit_the_embedding_window() -> None:
     )
     chunks = chunk_document("c", "guide.md", body.encode(), "v1")
     assert len(chunks) > 2 and all(len(c.text) <= 1000 for c in chunks)
+
+
+WORKSHOPS = b"""# Workshops
+
+## Opening hours
+
+**Portland Workshop**
+1420 SE Division Street
+
+| Day | Hours |
+|---|---|
+| Monday | 9-6 |
+| Sunday | Closed |
+
+Parking is behind the building.
+
+**Seattle Workshop**
+811 Westlake Avenue N
+
+| Day | Hours |
+|---|---|
+| Monday | Closed |
+"""
+
+
+def test_a_table_repeats_the_short_paragraph_that_introduces_it() -> None:
+    texts = [c.text for c in chunk_document("c1", "workshops.md", WORKSHOPS, "v1")]
+    assert texts == [
+        "**Portland Workshop**\n1420 SE Division Street\n\nDay: Monday; Hours: 9-6\n\n"
+        "Day: Sunday; Hours: Closed",
+        "Parking is behind the building.",
+        "**Seattle Workshop**\n811 Westlake Avenue N\n\nDay: Monday; Hours: Closed",
+    ]

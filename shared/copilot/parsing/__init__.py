@@ -22,6 +22,7 @@ class Section:
     page: int | None = None  # PDF page or slide number, 1-based
     atomic: bool = False  # keep as one chunk (an FAQ question/answer pair, a table record)
     records: bool = False  # table rows, one per paragraph: packed into small chunks
+    caption: str | None = None  # what a table's rows are about, repeated in each of its chunks
 
 
 @dataclass
