@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from copilot.errors import UnavailableError
 from copilot.lexical import analyze
-from copilot.models import Answer, Citation, Copilot
+from copilot.models import Answer, Chunk, Citation, Copilot
 from copilot.retrieval import (
     Candidate,
     History,
@@ -183,31 +183,82 @@ class KnowledgeAnswerer:
 
     def _compose(self, retrieval: Retrieval, supported: list[Candidate]) -> Answer:
         best = supported[0]
-        picked = self._best_sentences(retrieval, best.chunk.text)
+        picked = self._best_sentences(retrieval, best.chunk)
         citations = [citation_for(i + 1, c) for i, c in enumerate(supported)]
-        text = " ".join(picked) + " [1]"
+        text = join_sentences(picked) + " [1]"
         return Answer(text=text + "\n\n" + render_sources(citations), citations=citations)
 
-    def _best_sentences(self, retrieval: Retrieval, passage: str) -> list[str]:
+    def _best_sentences(self, retrieval: Retrieval, chunk: Chunk) -> list[str]:
         """The sentence that best covers the question's (IDF-weighted) terms, and the ones
-        that follow it while they carry on (steps, details). Lexical on purpose: embedding
-        every sentence with a transformer at answer time would cost more than the turn.
+        that follow it while they carry on (steps, details, a list it introduces). Terms the
+        heading already holds are left out: the section is about them, the sentence must
+        answer the rest ("Which payment methods do you accept online?" under "Accepted
+        payment methods" looks for "online"). When the heading holds them all, the
+        section's opening answers, as an FAQ's answer starts at the top. Lexical on
+        purpose: embedding every sentence with a transformer would cost more than the turn.
         Opening sentences get a small head start: a passage usually leads with its point."""
-        candidates = [s for s in sentences(passage) if len(s) > 2]
+        candidates = [s for s in sentences(chunk.text) if len(s) > 2]
         if not candidates:
-            return [passage.strip()]
+            return [chunk.text.strip()]
+        heading = frozenset(analyze(" ".join(p for p in (chunk.title, chunk.section) if p)))
+        # "How long", "how much": the question's phrasing, not words an answer repeats.
+        heading |= frozenset(analyze(" ".join(_HOW_MUCH.findall(retrieval.query))))
         scores = [
-            coverage(retrieval.lexical, retrieval.query, s) + LEAD_BONUS / (i + 1)
+            coverage(retrieval.lexical, retrieval.query, s, heading) + LEAD_BONUS / (i + 1)
             for i, s in enumerate(candidates)
         ]
         top = max(range(len(candidates)), key=scores.__getitem__)
-        keep = {top}
-        for i in range(top + 1, min(len(candidates), top + self._policy.max_sentences)):
-            if scores[i] >= 0.5 * scores[top] or candidates[top].endswith(":"):
-                keep.add(i)
-            else:
+        keep = [top]
+        if _LIST_ITEM.match(candidates[top]):
+            # A list item is read with the line that introduces its list ("Contact us if:").
+            intro = next(
+                (i for i in range(top - 1, -1, -1) if not _LIST_ITEM.match(candidates[i])), None
+            )
+            if intro is not None and _introduces_list(candidates[intro]):
+                keep.insert(0, intro)
+        items = 0  # of the list the last sentence kept introduced
+        for i in range(top + 1, len(candidates)):
+            if items or _introduces_list(candidates[keep[-1]]):
+                if not _LIST_ITEM.match(candidates[i]) or items >= MAX_LIST_ITEMS:
+                    break
+                items += 1
+            elif len(keep) >= self._policy.max_sentences or scores[i] < 0.5 * scores[top]:
                 break
+            keep.append(i)
+        # A question of two parts ("the Portland workshop" + "on Saturday") may need a
+        # second sentence for the part the first did not cover.
+        covered = heading | frozenset(t for i in keep for t in analyze(candidates[i]))
+        rest = [
+            (coverage(retrieval.lexical, retrieval.query, s, covered), i)
+            for i, s in enumerate(candidates)
+            if i not in keep
+        ]
+        best_rest = max(rest, default=(0.0, -1))
+        if best_rest[0] >= 0.5:  # most of what is left, not a stray common word
+            keep.append(best_rest[1])
         return [candidates[i] for i in sorted(keep)]
+
+
+_HOW_MUCH = re.compile(r"(?i)\bhow\s+(long|much|many|often|far|soon|big|old)\b")
+_LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s")
+MAX_LIST_ITEMS = 8
+
+
+def _introduces_list(sentence: str) -> bool:
+    return sentence.rstrip("*_ ").endswith(":")
+
+
+def join_sentences(picked: Sequence[str]) -> str:
+    """Sentences run on; list items keep a line each."""
+    out = ""
+    for s in picked:
+        if not out:
+            out = _LIST_ITEM.sub("", s, count=1)  # an item on its own needs no marker
+        elif _LIST_ITEM.match(s):
+            out += "\n" + s
+        else:
+            out += " " + s
+    return out
 
 
 def render_sources(citations: Sequence[Citation]) -> str:

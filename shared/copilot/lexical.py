@@ -126,9 +126,10 @@ class LexicalIndex:
             if terms[t]
         )
 
-    def coverage(self, query: str, text: str) -> float:
-        """Share of the query's IDF mass whose terms occur in ``text`` (0..1)."""
-        return self._coverage(query, set(analyze(text)))
+    def coverage(self, query: str, text: str, ignore: frozenset[str] = frozenset()) -> float:
+        """Share of the query's IDF mass whose terms occur in ``text`` (0..1), leaving out
+        the ``ignore``d terms."""
+        return self._coverage(query, set(analyze(text)), ignore)
 
     def chunk_coverage(self, query: str, chunk: Chunk) -> float:
         """``coverage`` of a chunk's indexed text."""
@@ -142,8 +143,10 @@ class LexicalIndex:
             terms = self._terms[chunk.chunk_id] = frozenset(analyze(chunk_text_for_index(chunk)))
         return terms
 
-    def _coverage(self, query: str, present: set[str] | frozenset[str]) -> float:
-        terms = _query_terms(query)
+    def _coverage(
+        self, query: str, present: set[str] | frozenset[str], ignore: frozenset[str] = frozenset()
+    ) -> float:
+        terms = _query_terms(query) - ignore
         if not terms:
             return 0.0
         total = sum(self.idf(t) for t in terms)

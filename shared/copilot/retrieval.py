@@ -135,10 +135,12 @@ class HybridRetriever:
         return [c for c in candidates if active.get(c.chunk.doc_key) == c.chunk.version]
 
 
-def coverage(lexical: LexicalIndex | None, query: str, text: str) -> float:
+def coverage(
+    lexical: LexicalIndex | None, query: str, text: str, ignore: frozenset[str] = frozenset()
+) -> float:
     if lexical is not None:
-        return lexical.coverage(query, text)
-    terms = set(analyze(query))  # no lexical index yet: unweighted share of terms
+        return lexical.coverage(query, text, ignore)
+    terms = set(analyze(query)) - ignore  # no lexical index yet: unweighted share of terms
     return len(terms & set(analyze(text))) / len(terms) if terms else 0.0
 
 

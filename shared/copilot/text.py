@@ -160,10 +160,18 @@ def content_tokens(text: str) -> list[str]:
     return [stem(w) for w in words if w not in STOPWORDS]
 
 
+_LIST_MARKER = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
+
+
 def sentences(text: str) -> list[str]:
+    """Sentences, and list items as sentences that keep their marker ("1. Remove it")."""
     out: list[str] = []
     for block in re.split(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)", text):
         block = " ".join(block.split())
-        if block:
-            out.extend(s.strip() for s in _SENTENCE_END.split(block) if s.strip())
+        marker = _LIST_MARKER.match(block)
+        prefix = marker.group(0) if marker else ""
+        parts = [s.strip() for s in _SENTENCE_END.split(block[len(prefix) :]) if s.strip()]
+        if parts and prefix:
+            parts[0] = prefix + parts[0]
+        out.extend(parts)
     return out

@@ -189,3 +189,56 @@ def test_a_follow_up_that_changes_the_subject_is_answered_on_its_own_subject(
     assert answer is not None
     assert answer.citations[0].source.endswith("redirect.md")
     assert "courier" in answer.text
+
+
+HELP = {
+    "payments.md": "# Payments\n\n## Accepted payment methods\n\n**Online store:**\n"
+    "- Credit and debit cards\n- PayPal\n- Gift cards\n\n"
+    "**At our workshops:** the cards above and cash. We don't accept checks at the workshops "
+    "or online.",
+    "workshops.md": "# Workshops\n\n## Opening hours\n\n**Portland Workshop**\n"
+    "1420 SE Division Street\n\n| Day | Hours |\n|---|---|\n| Monday–Friday | 9–6 |\n"
+    "| Saturday | 10–4 |\n| Sunday | Closed |\n",
+    "tracking.md": "# Order tracking\n\n## Missing packages\n\nContact us if:\n\n"
+    "- tracking shows no movement for 5 business days, or\n"
+    "- tracking says Delivered but you can't find the package after 48 hours.\n\n"
+    "We then open a trace with the carrier.",
+}
+
+
+@pytest.fixture(scope="module")
+def help_centre(container: Container) -> Copilot:
+    return make_copilot(container, HELP)
+
+
+def reply(container: Container, copilot: Copilot, question: str) -> str:
+    answer = container.answerer.answer(copilot, question)
+    assert answer is not None, question
+    return answer.text.split("\n\nSources:")[0]
+
+
+def test_the_reply_answers_what_the_heading_does_not_already_say(
+    container: Container, help_centre: Copilot
+) -> None:
+    # "payment", "methods", "accept" are the section's subject; "online" picks the sentence,
+    # and the list it introduces comes with it, an item a line.
+    text = reply(container, help_centre, "Which payment methods do you accept online?")
+    assert text.startswith("**Online store:**\n- Credit and debit cards\n- PayPal\n- Gift cards")
+    assert "checks" not in text
+
+
+def test_a_list_item_comes_with_the_line_that_introduces_it(
+    container: Container, help_centre: Copilot
+) -> None:
+    text = reply(
+        container, help_centre, "What if tracking says delivered but I can't find the package?"
+    )
+    assert text.startswith("Contact us if:\n- tracking says Delivered")
+
+
+def test_a_two_part_question_gets_the_sentence_for_each_part(
+    container: Container, help_centre: Copilot
+) -> None:
+    text = reply(container, help_centre, "When does the Portland workshop open on Saturday?")
+    assert "Portland Workshop" in text and "Saturday; Hours: 10–4" in text
+    assert "Sunday" not in text
