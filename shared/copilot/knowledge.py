@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from copilot.errors import UnavailableError
-from copilot.lexical import analyze
+from copilot.lexical import analyze, chunk_heading
 from copilot.models import Answer, Chunk, Citation, Copilot
 from copilot.retrieval import (
     Candidate,
@@ -22,7 +22,7 @@ from copilot.retrieval import (
     condense,
     coverage,
 )
-from copilot.text import sentences
+from copilot.text import LIST_MARKER, sentences
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class KnowledgeAnswerer:
         candidates = [s for s in sentences(chunk.text) if len(s) > 2]
         if not candidates:
             return [chunk.text.strip()]
-        heading = frozenset(analyze(" ".join(p for p in (chunk.title, chunk.section) if p)))
+        heading = frozenset(analyze(chunk_heading(chunk)))
         # "How long", "how much": the question's phrasing, not words an answer repeats.
         heading |= frozenset(analyze(" ".join(_HOW_MUCH.findall(retrieval.query))))
         scores = [
@@ -209,17 +209,17 @@ class KnowledgeAnswerer:
         ]
         top = max(range(len(candidates)), key=scores.__getitem__)
         keep = [top]
-        if _LIST_ITEM.match(candidates[top]):
+        if LIST_MARKER.match(candidates[top]):
             # A list item is read with the line that introduces its list ("Contact us if:").
             intro = next(
-                (i for i in range(top - 1, -1, -1) if not _LIST_ITEM.match(candidates[i])), None
+                (i for i in range(top - 1, -1, -1) if not LIST_MARKER.match(candidates[i])), None
             )
             if intro is not None and _introduces_list(candidates[intro]):
                 keep.insert(0, intro)
         items = 0  # of the list the last sentence kept introduced
         for i in range(top + 1, len(candidates)):
             if items or _introduces_list(candidates[keep[-1]]):
-                if not _LIST_ITEM.match(candidates[i]) or items >= MAX_LIST_ITEMS:
+                if not LIST_MARKER.match(candidates[i]) or items >= MAX_LIST_ITEMS:
                     break
                 items += 1
             elif len(keep) >= self._policy.max_sentences or scores[i] < 0.5 * scores[top]:
@@ -240,7 +240,6 @@ class KnowledgeAnswerer:
 
 
 _HOW_MUCH = re.compile(r"(?i)\bhow\s+(long|much|many|often|far|soon|big|old)\b")
-_LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s")
 MAX_LIST_ITEMS = 8
 
 
@@ -253,8 +252,8 @@ def join_sentences(picked: Sequence[str]) -> str:
     out = ""
     for s in picked:
         if not out:
-            out = _LIST_ITEM.sub("", s, count=1)  # an item on its own needs no marker
-        elif _LIST_ITEM.match(s):
+            out = LIST_MARKER.sub("", s, count=1)  # an item on its own needs no marker
+        elif LIST_MARKER.match(s):
             out += "\n" + s
         else:
             out += " " + s

@@ -49,10 +49,13 @@ def _query_terms(query: str) -> frozenset[str]:
     return frozenset(analyze(query))
 
 
+def chunk_heading(chunk: Chunk) -> str:
+    return " ".join(p for p in (chunk.title, chunk.section) if p)
+
+
 def chunk_text_for_index(chunk: Chunk) -> str:
     """Title and section path count as text of the chunk: they name what it is about."""
-    heading = " ".join(p for p in (chunk.title, chunk.section) if p)
-    return f"{heading}\n{chunk.text}"
+    return f"{chunk_heading(chunk)}\n{chunk.text}"
 
 
 @dataclass

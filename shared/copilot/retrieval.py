@@ -107,9 +107,11 @@ class HybridRetriever:
             }
             for c in missing:
                 found = stored.get(c.chunk.chunk_id)
-                c.cosine = cosine(vector, found[1]) if found is not None else 0.0
-                if found is not None:
-                    c.chunk = found[0]
+                if found is None:
+                    c.cosine = 0.0
+                    continue
+                c.chunk, stored_vector = found
+                c.cosine = cosine(vector, stored_vector)
         with_heading = [c for c in candidates if c.chunk.heading_vector]
         for c, similarity in zip(
             with_heading,

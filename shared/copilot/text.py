@@ -160,7 +160,7 @@ def content_tokens(text: str) -> list[str]:
     return [stem(w) for w in words if w not in STOPWORDS]
 
 
-_LIST_MARKER = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
+LIST_MARKER = re.compile(r"^(?:[-*+]|\d+[.)])\s+")  # a list item's "- " or "1. "
 
 
 def sentences(text: str) -> list[str]:
@@ -168,7 +168,7 @@ def sentences(text: str) -> list[str]:
     out: list[str] = []
     for block in re.split(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)", text):
         block = " ".join(block.split())
-        marker = _LIST_MARKER.match(block)
+        marker = LIST_MARKER.match(block)
         prefix = marker.group(0) if marker else ""
         parts = [s.strip() for s in _SENTENCE_END.split(block[len(prefix) :]) if s.strip()]
         if parts and prefix:
