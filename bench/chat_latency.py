@@ -652,11 +652,11 @@ PROFILE_TARGETS = [
     ("  _copilot -> DynamoDB GetItem copilot", "services/conversations.py", "_copilot"),
     ("  _history -> DynamoDB Query recent messages", "services/conversations.py", "_history"),
     ("  KnowledgeAnswerer.answer", "copilot/knowledge.py", "answer"),
-    ("    WordLlamaEmbeddings.embed_query", "copilot/embeddings.py", "embed_query"),
+    ("    embedder.embed_query (MiniLM or WordLlama)", "copilot/embeddings.py", "embed_query"),
     ("    ChromaKnowledgeIndex.query", "adapters/chroma.py", "query"),
     ("    documents.active_versions (BatchGetItem)", "adapters/dynamo.py", "active_versions"),
     (
-        "    _best_sentences (embeds the passage's sentences)",
+        "    _best_sentences (lexical sentence choice)",
         "copilot/knowledge.py",
         "_best_sentences",
     ),
