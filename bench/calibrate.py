@@ -85,11 +85,12 @@ def main() -> None:
                     {
                         "doc": c.chunk.doc_key.split("/", 1)[-1],
                         "cosine": round(c.cosine or 0.0, 4),
+                        "heading": round(c.heading or 0.0, 4),
                         "coverage": round(c.coverage, 4),
                         "bm25": round(c.bm25 or 0.0, 3),
                         "fused": round(c.fused, 5),
                     }
-                    for c in retrieval.candidates[:10]
+                    for c in retrieval.candidates[:20]
                 ],
             }
         )
