@@ -165,7 +165,7 @@ class Container:
         )
 
     def prewarm_models(self) -> None:
-        """Load the embedding model on a background thread, once per process (onnxruntime
+        """Load the embedding model on a background thread, once per container (onnxruntime
         releases the GIL while it builds the session). Errors surface on first real use."""
         with self._lock:
             if self._prewarm_started:
