@@ -64,9 +64,7 @@ def test_the_container_prewarms_the_model_once_in_the_background() -> None:
     earlier = {t for t in threading.enumerate() if t.name == "prewarm-models"}
     container.prewarm_models()
     container.prewarm_models()  # idempotent: one thread per container
-    threads = [
-        t for t in threading.enumerate() if t.name == "prewarm-models" and t not in earlier
-    ]
+    threads = [t for t in threading.enumerate() if t.name == "prewarm-models" and t not in earlier]
     assert len(threads) <= 1
     for t in threads:
         t.join(timeout=30)
