@@ -85,7 +85,7 @@ def with_table_captions(sections: list[Section]) -> list[Section]:
             and previous.path == section.path
             and previous.page == section.page
         ):
-            paragraphs = [p.strip() for p in re.split(r"\n\s*\n", previous.text) if p.strip()]
+            paragraphs = split_paragraphs(previous.text)
             if paragraphs and len(paragraphs[-1]) <= CAPTION_CHARS:
                 section = replace(section, caption=paragraphs[-1])
                 rest = "\n\n".join(paragraphs[:-1])
@@ -110,9 +110,14 @@ def split_long(text: str) -> list[str]:
     return pack_paragraphs(text, TARGET_CHARS)
 
 
+def split_paragraphs(text: str) -> list[str]:
+    """The text's paragraphs (separated by a blank line), stripped, empty ones dropped."""
+    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
 def pack_paragraphs(text: str, target: int) -> list[str]:
     """Whole paragraphs packed into pieces of about ``target`` characters."""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    paragraphs = split_paragraphs(text)
     pieces: list[str] = []
     current = ""
     for para in paragraphs:

@@ -160,13 +160,14 @@ def content_tokens(text: str) -> list[str]:
     return [stem(w) for w in words if w not in STOPWORDS]
 
 
-LIST_MARKER = re.compile(r"^(?:[-*+]|\d+[.)])\s+")  # a list item's "- " or "1. "
+_ITEM = r"(?:[-*+]|\d+[.)])\s"  # a list item's "- " or "1. "
+LIST_MARKER = re.compile(rf"^{_ITEM}\s*")
 
 
 def sentences(text: str) -> list[str]:
     """Sentences, and list items as sentences that keep their marker ("1. Remove it")."""
     out: list[str] = []
-    for block in re.split(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)", text):
+    for block in re.split(rf"\n\s*\n|\n(?=\s*{_ITEM})", text):
         block = " ".join(block.split())
         marker = LIST_MARKER.match(block)
         prefix = marker.group(0) if marker else ""
