@@ -40,15 +40,17 @@ def chunk_parsed(
 ) -> list[Chunk]:
     chunks: list[Chunk] = []
     for section in with_table_captions(document.sections):
+        rows: list[int] = []
         if section.atomic:
             pieces = [section.text.strip()]
         elif section.records:
             pieces = pack_paragraphs(section.text, RECORD_CHARS)
+            rows = [len(split_paragraphs(piece)) for piece in pieces]
             if section.caption:
                 pieces = [f"{section.caption}\n\n{piece}" for piece in pieces]
         else:
             pieces = split_long(section.text)
-        for piece in pieces:
+        for i, piece in enumerate(pieces):
             if not piece.strip():
                 continue
             position = len(chunks)
@@ -64,9 +66,27 @@ def chunk_parsed(
                     page=section.page,
                     url=url,
                     version=version,
+                    rows=rows[i] if rows else 0,
                 )
             )
     return chunks
+
+
+def table_rows(chunk: Chunk) -> list[str]:
+    """The texts a table chunk's rows are embedded as: each row after the table's caption,
+    which says what the rows are about ("Seattle Workshop ... Day: Monday; Hours: Closed")."""
+    if not chunk.rows:
+        return []
+    caption = table_caption(chunk)
+    rows = split_paragraphs(chunk.text)[-chunk.rows :]
+    return [f"{caption}\n\n{row}" if caption else row for row in rows]
+
+
+def table_caption(chunk: Chunk) -> str:
+    """What a table chunk says before its rows ("" for prose, or a table without one)."""
+    if not chunk.rows:
+        return ""
+    return "\n\n".join(split_paragraphs(chunk.text)[: -chunk.rows])
 
 
 def with_table_captions(sections: list[Section]) -> list[Section]:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from copilot.chunking import table_caption
 from copilot.errors import UnavailableError
 from copilot.lexical import analyze, chunk_heading
 from copilot.models import Answer, Chunk, Citation, Copilot
@@ -47,11 +48,12 @@ class AnswerPolicy:
 
 
 def confidence(candidate: Candidate, policy: AnswerPolicy) -> float:
-    """The passage's dense similarity to the question, or its heading's when that is higher
-    (a question phrased like an FAQ's question or a page's title), blended with the
-    IDF-weighted share of the question's terms the passage holds."""
+    """The passage's dense similarity to the question, or its heading's or one of its table
+    rows' when that is higher (a question phrased like an FAQ's question or a page's title,
+    a question about one row of a price list), blended with the IDF-weighted share of the
+    question's terms the passage holds."""
     w = policy.coverage_weight
-    dense = max(candidate.cosine or 0.0, candidate.heading or 0.0, 0.0)
+    dense = max(candidate.cosine or 0.0, candidate.heading or 0.0, candidate.row or 0.0, 0.0)
     return w * candidate.coverage + (1 - w) * dense
 
 
@@ -142,6 +144,7 @@ class KnowledgeAnswerer:
                 question, retrieval, self._policy
             ):
                 return alone
+            retrieval.asked = asked
         return retrieval
 
     def answer(
@@ -196,7 +199,9 @@ class KnowledgeAnswerer:
         payment methods" looks for "online"). When the heading holds them all, the
         section's opening answers, as an FAQ's answer starts at the top. Lexical on
         purpose: embedding every sentence with a transformer would cost more than the turn.
-        Opening sentences get a small head start: a passage usually leads with its point."""
+        Opening sentences get a small head start: a passage usually leads with its point.
+        In a follow-up the terms it adds count twice: "and on batteries?" after a question
+        on frames wants the batteries row of the warranty table, not the frames row."""
         candidates = [s for s in sentences(chunk.text) if len(s) > 2]
         if not candidates:
             return [chunk.text.strip()]
@@ -204,7 +209,9 @@ class KnowledgeAnswerer:
         # "How long", "how much": the question's phrasing, not words an answer repeats.
         heading |= frozenset(analyze(" ".join(_HOW_MUCH.findall(retrieval.query))))
         scores = [
-            coverage(retrieval.lexical, retrieval.query, s, heading) + LEAD_BONUS / (i + 1)
+            coverage(retrieval.lexical, retrieval.query, s, heading)
+            + (coverage(retrieval.lexical, retrieval.asked, s, heading) if retrieval.asked else 0.0)
+            + LEAD_BONUS / (i + 1)
             for i, s in enumerate(candidates)
         ]
         top = max(range(len(candidates)), key=scores.__getitem__)
@@ -226,17 +233,22 @@ class KnowledgeAnswerer:
                 break
             keep.append(i)
         # A question of two parts ("the Portland workshop" + "on Saturday") may need a
-        # second sentence for the part the first did not cover.
+        # second sentence for the part the first did not cover; of a follow-up, only what it
+        # asks (the earlier question's part has had its answer).
         covered = heading | frozenset(t for i in keep for t in analyze(candidates[i]))
         rest = [
-            (coverage(retrieval.lexical, retrieval.query, s, covered), i)
+            (coverage(retrieval.lexical, retrieval.asked or retrieval.query, s, covered), i)
             for i, s in enumerate(candidates)
             if i not in keep
         ]
         best_rest = max(rest, default=(0.0, -1))
         if best_rest[0] >= 0.5:  # most of what is left, not a stray common word
             keep.append(best_rest[1])
-        return [candidates[i] for i in sorted(keep)]
+        caption = [s for s in sentences(table_caption(chunk)) if len(s) > 2]
+        if caption and candidates[: len(caption)] == caption and max(keep) >= len(caption):
+            # A table row is read with its caption: "Day: Sunday; Hours: 11-4" is whose hours?
+            keep = [*range(len(caption)), *(i for i in keep if i >= len(caption))]
+        return [candidates[i] for i in sorted(set(keep))]
 
 
 _HOW_MUCH = re.compile(r"(?i)\bhow\s+(long|much|many|often|far|soon|big|old)\b")

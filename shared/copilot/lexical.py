@@ -161,8 +161,12 @@ class LexicalIndex:
         payload = {
             "format": FORMAT,
             "generation": self.generation,
-            # Heading vectors stay in the vector store: the snapshot is read on every cold start.
-            "chunks": [c.model_dump(mode="json", exclude={"heading_vector"}) for c in self.chunks],
+            # Heading and row vectors stay in the vector store: the snapshot is read on every
+            # cold start.
+            "chunks": [
+                c.model_dump(mode="json", exclude={"heading_vector", "row_vectors"})
+                for c in self.chunks
+            ],
             "lengths": self.lengths,
             "postings": self.postings,
             "avg_length": self.avg_length,

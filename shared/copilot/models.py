@@ -558,6 +558,13 @@ class Chunk(BaseModel):
     # can match what a section is about (an FAQ's question, a page's title) better than its
     # body. None for chunks indexed before headings were embedded.
     heading_vector: str | None = None
+    # A table chunk ends with this many rows (records, one per paragraph); what comes before
+    # them is the table's caption. 0 for prose.
+    rows: int = 0
+    # The embeddings of those rows, each with the caption (copilot.vectors.pack, one after
+    # another): a question about one row ("how much is a tune-up?") matches the row far
+    # better than the several rows of its chunk together. None when not embedded.
+    row_vectors: str | None = None
 
 
 class Passage(BaseModel):

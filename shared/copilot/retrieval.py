@@ -38,6 +38,7 @@ class Candidate:
     bm25: float | None = None
     coverage: float = 0.0  # IDF-weighted share of the query's terms the passage contains
     heading: float | None = None  # dense similarity of the query to the title/section path
+    row: float | None = None  # the best dense similarity of the query to one of its table rows
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Retrieval:
     query_vector: list[float]
     candidates: list[Candidate]
     lexical: LexicalIndex | None
+    # A follow-up as the customer asked it, when the query is condensed with the history.
+    asked: str | None = None
 
 
 class HybridRetriever:
@@ -119,6 +122,13 @@ class HybridRetriever:
             strict=True,
         ):
             c.heading = similarity
+        with_rows = [c for c in candidates if c.chunk.row_vectors]
+        for c, similarity in zip(
+            with_rows,
+            similarities(vector, [c.chunk.row_vectors or "" for c in with_rows]),
+            strict=True,
+        ):
+            c.row = similarity
         for c in candidates:
             c.coverage = (
                 lexical.chunk_coverage(query, c.chunk)

@@ -1,4 +1,5 @@
-"""Compact vectors kept beside a chunk (its heading's embedding): half-precision floats, base64.
+"""Compact vectors kept beside a chunk (its heading's embedding, its table rows'): half-precision
+floats, base64; several vectors are packed one after another.
 
 384 dimensions take 1,024 characters, small enough for a Chroma metadata field; half precision
 moves a cosine by less than 0.001.
@@ -20,8 +21,18 @@ def unpack(packed: str) -> list[float]:
     return list(struct.unpack(f"<{len(data) // 2}e", data))
 
 
+def pack_all(vectors: Sequence[Sequence[float]]) -> str:
+    return pack([x for vector in vectors for x in vector])
+
+
+def unpack_all(packed: str, dimension: int) -> list[list[float]]:
+    values = unpack(packed)
+    return [values[i : i + dimension] for i in range(0, len(values), dimension)]
+
+
 def similarities(query: Sequence[float], packed: Sequence[str]) -> list[float]:
-    """Cosine of the query with each packed vector (0 for one of another dimension)."""
+    """For each packed string, the best cosine of the query with the vectors it holds (0 for
+    vectors of another dimension)."""
     if not packed:
         return []
     import numpy as np
@@ -31,8 +42,11 @@ def similarities(query: Sequence[float], packed: Sequence[str]) -> list[float]:
     out = []
     for p in packed:
         v = np.frombuffer(base64.b64decode(p), dtype="<f2").astype(np.float32)
-        if v.shape != q.shape:
+        if not v.size or v.size % q.size:
             out.append(0.0)
             continue
-        out.append(float(v @ q) / (q_norm * (float(np.linalg.norm(v)) or 1.0)))
+        v = v.reshape(-1, q.size)
+        norms = np.linalg.norm(v, axis=1)
+        norms[norms == 0] = 1.0
+        out.append(float(np.max(v @ q / (norms * q_norm))))
     return out

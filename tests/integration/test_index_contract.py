@@ -16,7 +16,7 @@ from copilot.adapters.chroma import (
 from copilot.adapters.memory import MemoryKnowledgeIndex
 from copilot.chunking import chunk_document
 from copilot.embeddings import WordLlamaEmbeddings
-from copilot.vectors import pack
+from copilot.vectors import pack, pack_all
 
 pytestmark = pytest.mark.integration
 
@@ -56,11 +56,15 @@ def test_query_ranks_the_relevant_chunk_first(index: Any) -> None:
     assert index.count(copilot) == 3
 
 
-def test_stored_chunks_come_back_with_their_vectors_and_heading_vector(index: Any) -> None:
+def test_stored_chunks_come_back_with_their_vectors_heading_and_row_vectors(index: Any) -> None:
     copilot = uuid.uuid4().hex
     chunks = chunk_document(copilot, "returns.md", RETURNS.encode(), "v1")
     heading = pack(EMBEDDER.embed_query("Returns"))
-    chunks = [c.model_copy(update={"heading_vector": heading}) for c in chunks]
+    rows = pack_all(EMBEDDER.embed_documents(["Item: Bike; Window: 30 days", "Item: Helmet"]))
+    chunks = [
+        c.model_copy(update={"heading_vector": heading, "rows": 2, "row_vectors": rows})
+        for c in chunks
+    ]
     vectors = EMBEDDER.embed_documents([c.text for c in chunks])
     index.add_chunks(copilot, chunks, vectors)
     # By chunk id: a new version reuses the vectors of unchanged chunks, and a lexical-only
@@ -68,11 +72,13 @@ def test_stored_chunks_come_back_with_their_vectors_and_heading_vector(index: An
     [(chunk, vector)] = index.embedded(copilot, [chunks[1].chunk_id, "no-such-chunk"])
     assert chunk == chunks[1]
     assert chunk.heading_vector == heading
+    assert chunk.rows == 2 and chunk.row_vectors == rows
     assert vector == pytest.approx(vectors[1], abs=1e-5)
     assert index.embedded(uuid.uuid4().hex, [chunks[1].chunk_id]) == []
     # And from a query.
     hits = index.query(copilot, vectors[0], 1)
     assert hits[0].chunk.heading_vector == heading
+    assert hits[0].chunk.row_vectors == rows
 
 
 def test_both_versions_coexist_until_the_old_one_is_deleted(index: Any) -> None:

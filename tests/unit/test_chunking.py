@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from copilot.chunking import chunk_document
+from copilot.chunking import chunk_document, table_rows
 from copilot.errors import PermanentIngestError
 from copilot.parsing.text import split_markdown
 
@@ -145,10 +145,20 @@ Parking is behind the building.
 
 
 def test_a_table_repeats_the_short_paragraph_that_introduces_it() -> None:
-    texts = [c.text for c in chunk_document("c1", "workshops.md", WORKSHOPS, "v1")]
-    assert texts == [
+    chunks = chunk_document("c1", "workshops.md", WORKSHOPS, "v1")
+    assert [c.text for c in chunks] == [
         "**Portland Workshop**\n1420 SE Division Street\n\nDay: Monday; Hours: 9-6\n\n"
         "Day: Sunday; Hours: Closed",
         "Parking is behind the building.",
         "**Seattle Workshop**\n811 Westlake Avenue N\n\nDay: Monday; Hours: Closed",
+    ]
+    # Each row is embedded on its own, with the caption that says whose row it is.
+    assert [c.rows for c in chunks] == [2, 0, 1]
+    assert [table_rows(c) for c in chunks] == [
+        [
+            "**Portland Workshop**\n1420 SE Division Street\n\nDay: Monday; Hours: 9-6",
+            "**Portland Workshop**\n1420 SE Division Street\n\nDay: Sunday; Hours: Closed",
+        ],
+        [],
+        ["**Seattle Workshop**\n811 Westlake Avenue N\n\nDay: Monday; Hours: Closed"],
     ]

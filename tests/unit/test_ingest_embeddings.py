@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from langchain_core.embeddings import Embeddings
 
 from copilot.bootstrap import in_memory_container
 from copilot.embeddings import MiniLMEmbeddings
 from copilot.models import CopilotSpec
+from copilot.services import ingest
 from copilot.services.ingest import ObjectEvent
 from copilot.settings import Settings
-from copilot.vectors import unpack
+from copilot.vectors import unpack, unpack_all
 
 
 class CountingEmbeddings(Embeddings):
@@ -81,3 +83,72 @@ def test_an_edit_embeds_only_the_sections_it_changed() -> None:
     assert (
         max(abs(a - b) for a, b in zip(unpack(window.heading_vector), heading, strict=True)) < 1e-3
     )
+
+
+PRICES = """# Workshop
+
+## Prices
+
+| Service | Price |
+|---|---|
+| Wheel true | $25 per wheel |
+| Basic tune-up | $69 |
+"""
+
+
+def test_table_rows_are_embedded_one_by_one_and_kept_across_edits() -> None:
+    embedder = CountingEmbeddings()
+    container = in_memory_container(Settings(bucket="kb"), embedder=embedder)
+    copilot_id = container.admin.create(CopilotSpec(name="Shop")).copilot_id
+    key = f"{copilot_id}/prices.md"
+
+    def upload(text: str) -> None:
+        container.blobs.put(key, text.encode())
+        container.ingest.handle(ObjectEvent(bucket="kb", key=key, created=True))
+
+    upload(PRICES)
+    rows = ["Service: Wheel true; Price: $25 per wheel", "Service: Basic tune-up; Price: $69"]
+    assert sorted(embedder.texts) == sorted(
+        ["Workshop — Prices\n" + "\n\n".join(rows), "Workshop — Prices", *rows]
+    )
+    [chunk] = container.index.all_chunks(copilot_id)
+    assert chunk.rows == 2 and chunk.row_vectors is not None
+    stored = unpack_all(chunk.row_vectors, 384)
+    fresh = embedder.inner.embed_documents(rows)
+    assert len(stored) == 2
+    assert all(
+        max(abs(a - b) for a, b in zip(s, f, strict=True)) < 1e-3
+        for s, f in zip(stored, fresh, strict=True)
+    )
+    embedder.texts.clear()
+
+    # A new price: the chunk and that row are embedded again; the other row's vector is kept.
+    upload(PRICES.replace("$69", "$75"))
+    assert sorted(embedder.texts) == sorted(
+        [
+            "Workshop — Prices\n" + rows[0] + "\n\nService: Basic tune-up; Price: $75",
+            "Service: Basic tune-up; Price: $75",
+        ]
+    )
+    [chunk] = container.index.all_chunks(copilot_id)
+    assert chunk.row_vectors is not None
+    kept, changed = unpack_all(chunk.row_vectors, 384)
+    assert max(abs(a - b) for a, b in zip(kept, fresh[0], strict=True)) < 1e-3
+    assert max(abs(a - b) for a, b in zip(changed, fresh[1], strict=True)) > 1e-2
+
+
+def test_a_big_table_embeds_rows_one_by_one_only_up_to_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ingest, "MAX_ROW_VECTORS", 1)
+    embedder = CountingEmbeddings()
+    container = in_memory_container(Settings(bucket="kb"), embedder=embedder)
+    copilot_id = container.admin.create(CopilotSpec(name="Shop")).copilot_id
+    key = f"{copilot_id}/prices.md"
+    container.blobs.put(key, PRICES.encode())
+    result = container.ingest.handle(ObjectEvent(bucket="kb", key=key, created=True))
+    assert result.status == "indexed"
+    assert "Service: Wheel true; Price: $25 per wheel" in embedder.texts
+    assert "Service: Basic tune-up; Price: $69" not in embedder.texts
+    [chunk] = container.index.all_chunks(copilot_id)
+    assert chunk.row_vectors is not None and len(unpack_all(chunk.row_vectors, 384)) == 1

@@ -242,3 +242,68 @@ def test_a_two_part_question_gets_the_sentence_for_each_part(
     text = reply(container, help_centre, "When does the Portland workshop open on Saturday?")
     assert "Portland Workshop" in text and "Saturday; Hours: 10–4" in text
     assert "Sunday" not in text
+
+
+PRICE_LIST = {
+    "workshop.md": "# Repair workshop\n\n## Services and prices\n\n"
+    "| Service | Price (labor) |\n|---|---|\n"
+    "| Flat tire repair | $15 per wheel, plus $8 for a new inner tube |\n"
+    "| Wheel true | $25 per wheel |\n| Brake bleed (hydraulic) | $45 per brake |\n"
+    "| Basic tune-up (gears, brakes, safety check) | $69 |\n"
+    "| Full service (strip, clean, regrease, tune) | $149 |\n\n"
+    "## Booking\n\nBook a slot online; walk-ins are welcome for flat tire repairs.",
+    "password.md": LOCKERS["password.md"],
+}
+
+
+def test_a_question_about_one_table_row_is_answered_from_that_row(
+    container: Container,
+) -> None:
+    copilot = make_copilot(container, PRICE_LIST)
+    text = reply(container, copilot, "How much is a basic tune-up?")
+    assert text.startswith(
+        "Service: Basic tune-up (gears, brakes, safety check); Price (labor): $69"
+    )
+    assert "$149" not in text
+    # It is the row's own vector that carries it: the rows together fall short of the bar.
+    best = container.answerer.retrieve(copilot.copilot_id, "How much is a basic tune-up?")
+    top = max(best.candidates[:5], key=lambda c: confidence(c, AnswerPolicy()))
+    assert top.row is not None and top.row > max(top.cosine or 0.0, top.heading or 0.0)
+    assert (
+        confidence(dataclasses.replace(top, row=None), AnswerPolicy())
+        < THRESHOLDS["medium"]
+        <= confidence(top, AnswerPolicy())
+    )
+    # And as a follow-up.
+    earlier = [Message(seq=1, role="customer", text="Do you offer a basic tune-up?")]
+    answer = container.answerer.answer(copilot, "And how much does it cost?", lambda: earlier)
+    assert answer is not None and "$69" in answer.text
+    assert answer.citations[0].source.endswith("workshop.md")
+
+
+WARRANTY = {
+    "warranty.md": "# Warranty\n\n## Warranty periods\n\n| What | Coverage period |\n|---|---|\n"
+    "| Frames and rigid forks | 2 years from the date of purchase |\n"
+    "| Suspension forks and shocks | 1 year |\n"
+    "| E-bike motors, batteries, displays and chargers | 1 year from the date of purchase |\n",
+    "batteries.md": "# Battery care\n\n## Storing batteries\n\n"
+    "Store batteries at room temperature, charged to about 60%.",
+}
+
+
+def test_a_follow_up_gets_the_row_it_asks_about_not_the_earlier_questions(
+    container: Container, help_centre: Copilot
+) -> None:
+    copilot = make_copilot(container, WARRANTY)
+    earlier = [Message(seq=1, role="customer", text="What is the warranty on frames?")]
+    answer = container.answerer.answer(copilot, "and on batteries?", lambda: earlier)
+    assert answer is not None and answer.citations[0].source.endswith("warranty.md")
+    assert answer.text.startswith("What: E-bike motors, batteries, displays and chargers;")
+    assert "Frames" not in answer.text
+    # A row comes with the caption that says whose row it is.
+    earlier = [Message(seq=1, role="customer", text="When is the Portland workshop open?")]
+    answer = container.answerer.answer(help_centre, "And on Sunday?", lambda: earlier)
+    assert answer is not None
+    text = answer.text.split("\n\nSources:")[0]
+    assert text.startswith("**Portland Workshop**") and "Day: Sunday; Hours: Closed" in text
+    assert "Saturday" not in text

@@ -289,6 +289,8 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
         "url": chunk.url or "",
         "version": chunk.version or "",
         "heading_vector": chunk.heading_vector or "",
+        "rows": chunk.rows,
+        "row_vectors": chunk.row_vectors or "",
     }
 
 
@@ -305,4 +307,6 @@ def _chunk(copilot_id: str, chunk_id: str, text: str, meta: dict[str, Any]) -> C
         url=str(meta.get("url") or "") or None,
         version=str(meta["version"]) or None,
         heading_vector=str(meta.get("heading_vector") or "") or None,
+        rows=int(meta.get("rows") or 0),
+        row_vectors=str(meta.get("row_vectors") or "") or None,
     )

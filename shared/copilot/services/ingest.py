@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from copilot.chunking import chunk_document, chunk_id
+from copilot.chunking import chunk_document, chunk_id, table_rows
 from copilot.errors import ConflictError, PermanentIngestError, UnavailableError
 from copilot.models import Chunk, DocumentStatus, DocumentStatusValue, utcnow
 from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, KnowledgeIndex, StoredObject
 from copilot.services.lexical import LexicalMaintainer
-from copilot.vectors import pack
+from copilot.vectors import pack, pack_all, unpack, unpack_all
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # citations link to it.
 SOURCE_URL_META = "source-url"
 MAX_CHASES = 5  # re-index rounds while the object keeps changing during indexing
+# Table rows embedded one by one, per document: a price list or opening hours, not a whole
+# product catalogue (each row costs an embedding on top of its chunk's).
+MAX_ROW_VECTORS = 1000
 
 
 @dataclass(frozen=True)
@@ -219,13 +222,18 @@ class IngestService:
         chunks: list[Chunk],
     ) -> tuple[list[Chunk], list[list[float]]]:
         """Embeddings for the chunks, and the chunks with their heading's embedding (one per
-        distinct title and section path). What the new version did not change keeps the
-        vectors its previous version has in the index (re-crawls and edits embed only what
-        changed: embedding is most of the cost of indexing)."""
+        distinct title and section path) and their table rows' (the first MAX_ROW_VECTORS
+        rows of the document). What the new version did not change keeps the vectors its
+        previous version has in the index (re-crawls and edits embed only what changed:
+        embedding is most of the cost of indexing)."""
         texts = [_embedding_text(c.title, c.section, c.text) for c in chunks]
         headings = [_heading(c.title, c.section) for c in chunks]
-        known: dict[str, list[float]] = {}
-        known_headings: dict[str, str] = {}
+        rows: list[list[str]] = []
+        budget = MAX_ROW_VECTORS
+        for c in chunks:
+            rows.append(table_rows(c)[:budget] if budget > 0 else [])
+            budget -= len(rows[-1])
+        known: dict[str, str | list[float]] = {}
         if current is not None and current.version and current.chunk_count:
             ids = [
                 chunk_id(copilot_id, doc_key, i, current.version)
@@ -234,20 +242,27 @@ class IngestService:
             for old, vector in index.embedded(copilot_id, ids):
                 known[_embedding_text(old.title, old.section, old.text)] = vector
                 if old.heading_vector:
-                    known_headings[_heading(old.title, old.section)] = old.heading_vector
-        missing = [t for t in dict.fromkeys(texts) if t not in known]
-        missing_headings = [h for h in dict.fromkeys(headings) if h not in known_headings]
-        if missing or missing_headings:
-            vectors = self._embedder().embed_documents(missing + missing_headings)
-            known.update(zip(missing, vectors[: len(missing)], strict=True))
-            known_headings.update(
-                (h, pack(v)) for h, v in zip(missing_headings, vectors[len(missing) :], strict=True)
+                    known[_heading(old.title, old.section)] = old.heading_vector
+                if old.row_vectors:
+                    known.update(
+                        zip(table_rows(old), unpack_all(old.row_vectors, len(vector)), strict=False)
+                    )
+        wanted = [*texts, *headings, *(r for chunk_rows in rows for r in chunk_rows)]
+        missing = [t for t in dict.fromkeys(wanted) if t not in known]
+        if missing:
+            known.update(zip(missing, self._embedder().embed_documents(missing), strict=True))
+        embedded = [
+            c.model_copy(
+                update={
+                    "heading_vector": _packed(known[h]),
+                    "row_vectors": pack_all([_unpacked(known[r]) for r in chunk_rows])
+                    if chunk_rows
+                    else None,
+                }
             )
-        with_headings = [
-            c.model_copy(update={"heading_vector": known_headings[h]})
-            for c, h in zip(chunks, headings, strict=True)
+            for c, h, chunk_rows in zip(chunks, headings, rows, strict=True)
         ]
-        return with_headings, [known[t] for t in texts]
+        return embedded, [_unpacked(known[t]) for t in texts]
 
     def _finish(
         self,
@@ -329,6 +344,14 @@ class IngestService:
             except ConflictError:
                 continue
         raise UnavailableError("the document's status keeps changing; will retry")
+
+
+def _packed(vector: str | list[float]) -> str:
+    return vector if isinstance(vector, str) else pack(vector)
+
+
+def _unpacked(vector: str | list[float]) -> list[float]:
+    return unpack(vector) if isinstance(vector, str) else vector
 
 
 def _heading(title: str, section: str | None) -> str:
