@@ -115,20 +115,10 @@ class HybridRetriever:
                     continue
                 c.chunk, stored_vector = found
                 c.cosine = cosine(vector, stored_vector)
-        with_heading = [c for c in candidates if c.chunk.heading_vector]
-        for c, similarity in zip(
-            with_heading,
-            similarities(vector, [c.chunk.heading_vector or "" for c in with_heading]),
-            strict=True,
-        ):
-            c.heading = similarity
-        with_rows = [c for c in candidates if c.chunk.row_vectors]
-        for c, similarity in zip(
-            with_rows,
-            similarities(vector, [c.chunk.row_vectors or "" for c in with_rows]),
-            strict=True,
-        ):
-            c.row = similarity
+        headings = similarities(vector, [c.chunk.heading_vector for c in candidates])
+        rows = similarities(vector, [c.chunk.row_vectors for c in candidates])
+        for c, heading, row in zip(candidates, headings, rows, strict=True):
+            c.heading, c.row = heading, row
         for c in candidates:
             c.coverage = (
                 lexical.chunk_coverage(query, c.chunk)

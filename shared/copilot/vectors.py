@@ -30,17 +30,20 @@ def unpack_all(packed: str, dimension: int) -> list[list[float]]:
     return [values[i : i + dimension] for i in range(0, len(values), dimension)]
 
 
-def similarities(query: Sequence[float], packed: Sequence[str]) -> list[float]:
-    """For each packed string, the best cosine of the query with the vectors it holds (0 for
-    vectors of another dimension)."""
-    if not packed:
-        return []
+def similarities(query: Sequence[float], packed: Sequence[str | None]) -> list[float | None]:
+    """For each packed string, the best cosine of the query with the vectors it holds (None
+    for no vectors, 0 for vectors of another dimension)."""
+    if not any(packed):
+        return [None] * len(packed)
     import numpy as np
 
     q = np.asarray(query, dtype=np.float32)
     q_norm = float(np.linalg.norm(q)) or 1.0
-    out = []
+    out: list[float | None] = []
     for p in packed:
+        if not p:
+            out.append(None)
+            continue
         v = np.frombuffer(base64.b64decode(p), dtype="<f2").astype(np.float32)
         if not v.size or v.size % q.size:
             out.append(0.0)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from langchain_core.embeddings import Embeddings
 
-from copilot.bootstrap import in_memory_container
+from copilot.bootstrap import Container, in_memory_container
 from copilot.embeddings import MiniLMEmbeddings
 from copilot.models import CopilotSpec
 from copilot.services import ingest
-from copilot.services.ingest import ObjectEvent
+from copilot.services.ingest import IngestResult, ObjectEvent
 from copilot.settings import Settings
 from copilot.vectors import unpack, unpack_all
 
@@ -29,6 +31,22 @@ class CountingEmbeddings(Embeddings):
         return self.inner.embed_query(text)
 
 
+def shop(
+    file_name: str,
+) -> tuple[CountingEmbeddings, Container, str, Callable[[str], IngestResult]]:
+    """A fresh copilot on in-memory stores, and a way to upload a new version of one file."""
+    embedder = CountingEmbeddings()
+    container = in_memory_container(Settings(bucket="kb"), embedder=embedder)
+    copilot_id = container.admin.create(CopilotSpec(name="Shop")).copilot_id
+    key = f"{copilot_id}/{file_name}"
+
+    def upload(text: str) -> IngestResult:
+        container.blobs.put(key, text.encode())
+        return container.ingest.handle(ObjectEvent(bucket="kb", key=key, created=True))
+
+    return embedder, container, copilot_id, upload
+
+
 V1 = """# Returns
 
 ## Window
@@ -42,14 +60,7 @@ Refunds reach your card within five business days.
 
 
 def test_an_edit_embeds_only_the_sections_it_changed() -> None:
-    embedder = CountingEmbeddings()
-    container = in_memory_container(Settings(bucket="kb"), embedder=embedder)
-    copilot_id = container.admin.create(CopilotSpec(name="Shop")).copilot_id
-    key = f"{copilot_id}/returns.md"
-
-    def upload(text: str) -> None:
-        container.blobs.put(key, text.encode())
-        container.ingest.handle(ObjectEvent(bucket="kb", key=key, created=True))
+    embedder, container, copilot_id, upload = shop("returns.md")
 
     upload(V1)
     # Two chunks, and each chunk's heading (title and section path) once.
@@ -97,14 +108,7 @@ PRICES = """# Workshop
 
 
 def test_table_rows_are_embedded_one_by_one_and_kept_across_edits() -> None:
-    embedder = CountingEmbeddings()
-    container = in_memory_container(Settings(bucket="kb"), embedder=embedder)
-    copilot_id = container.admin.create(CopilotSpec(name="Shop")).copilot_id
-    key = f"{copilot_id}/prices.md"
-
-    def upload(text: str) -> None:
-        container.blobs.put(key, text.encode())
-        container.ingest.handle(ObjectEvent(bucket="kb", key=key, created=True))
+    embedder, container, copilot_id, upload = shop("prices.md")
 
     upload(PRICES)
     rows = ["Service: Wheel true; Price: $25 per wheel", "Service: Basic tune-up; Price: $69"]
@@ -141,13 +145,8 @@ def test_a_big_table_embeds_rows_one_by_one_only_up_to_the_cap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ingest, "MAX_ROW_VECTORS", 1)
-    embedder = CountingEmbeddings()
-    container = in_memory_container(Settings(bucket="kb"), embedder=embedder)
-    copilot_id = container.admin.create(CopilotSpec(name="Shop")).copilot_id
-    key = f"{copilot_id}/prices.md"
-    container.blobs.put(key, PRICES.encode())
-    result = container.ingest.handle(ObjectEvent(bucket="kb", key=key, created=True))
-    assert result.status == "indexed"
+    embedder, container, copilot_id, upload = shop("prices.md")
+    assert upload(PRICES).status == "indexed"
     assert "Service: Wheel true; Price: $25 per wheel" in embedder.texts
     assert "Service: Basic tune-up; Price: $69" not in embedder.texts
     [chunk] = container.index.all_chunks(copilot_id)
