@@ -30,6 +30,7 @@ from copilot.models import CopilotSpec, Message
 from copilot.services import ingest
 from copilot.services.ingest import ObjectEvent
 from copilot.settings import Settings
+from copilot.vectors import unpack_all
 
 DEMO = Path(__file__).resolve().parents[1] / "infra" / "demo" / "knowledge"
 # (earlier question or None, question): each is answered by one row of a demo table.
@@ -95,8 +96,9 @@ def index(container: Container, files: dict[str, bytes]) -> tuple[str, float, in
         assert result.status == "indexed", (name, result)
         chunks += result.chunks or 0
     seconds = time.perf_counter() - started
+    dimension = len(container.embedder.embed_query("a row"))
     rows = sum(
-        len(c.row_vectors or "") * 3 // 4 // 768  # 384 half floats a vector
+        len(unpack_all(c.row_vectors, dimension)) if c.row_vectors else 0
         for c in container.index.all_chunks(copilot_id)
     )
     container.lexical.rebuild(copilot_id)

@@ -75,18 +75,20 @@ def chunk_parsed(
 def table_rows(chunk: Chunk) -> list[str]:
     """The texts a table chunk's rows are embedded as: each row after the table's caption,
     which says what the rows are about ("Seattle Workshop ... Day: Monday; Hours: Closed")."""
-    if not chunk.rows:
-        return []
-    caption = table_caption(chunk)
-    rows = split_paragraphs(chunk.text)[-chunk.rows :]
+    caption, rows = _table_parts(chunk)
     return [f"{caption}\n\n{row}" if caption else row for row in rows]
 
 
 def table_caption(chunk: Chunk) -> str:
     """What a table chunk says before its rows ("" for prose, or a table without one)."""
+    return _table_parts(chunk)[0]
+
+
+def _table_parts(chunk: Chunk) -> tuple[str, list[str]]:
     if not chunk.rows:
-        return ""
-    return "\n\n".join(split_paragraphs(chunk.text)[: -chunk.rows])
+        return "", []
+    paragraphs = split_paragraphs(chunk.text)
+    return "\n\n".join(paragraphs[: -chunk.rows]), paragraphs[-chunk.rows :]
 
 
 def with_table_captions(sections: list[Section]) -> list[Section]:

@@ -233,7 +233,7 @@ class IngestService:
         for c in chunks:
             rows.append(table_rows(c)[:budget] if budget > 0 else [])
             budget -= len(rows[-1])
-        known: dict[str, str | list[float]] = {}
+        known: dict[str, list[float]] = {}
         if current is not None and current.version and current.chunk_count:
             ids = [
                 chunk_id(copilot_id, doc_key, i, current.version)
@@ -242,7 +242,7 @@ class IngestService:
             for old, vector in index.embedded(copilot_id, ids):
                 known[_embedding_text(old.title, old.section, old.text)] = vector
                 if old.heading_vector:
-                    known[_heading(old.title, old.section)] = old.heading_vector
+                    known[_heading(old.title, old.section)] = unpack(old.heading_vector)
                 if old.row_vectors:
                     known.update(
                         zip(table_rows(old), unpack_all(old.row_vectors, len(vector)), strict=False)
@@ -254,15 +254,13 @@ class IngestService:
         embedded = [
             c.model_copy(
                 update={
-                    "heading_vector": _packed(known[h]),
-                    "row_vectors": pack_all([_unpacked(known[r]) for r in chunk_rows])
-                    if chunk_rows
-                    else None,
+                    "heading_vector": pack(known[h]),
+                    "row_vectors": pack_all([known[r] for r in chunk_rows]) if chunk_rows else None,
                 }
             )
             for c, h, chunk_rows in zip(chunks, headings, rows, strict=True)
         ]
-        return embedded, [_unpacked(known[t]) for t in texts]
+        return embedded, [known[t] for t in texts]
 
     def _finish(
         self,
@@ -344,14 +342,6 @@ class IngestService:
             except ConflictError:
                 continue
         raise UnavailableError("the document's status keeps changing; will retry")
-
-
-def _packed(vector: str | list[float]) -> str:
-    return vector if isinstance(vector, str) else pack(vector)
-
-
-def _unpacked(vector: str | list[float]) -> list[float]:
-    return unpack(vector) if isinstance(vector, str) else vector
 
 
 def _heading(title: str, section: str | None) -> str:
