@@ -101,7 +101,7 @@ def main() -> int:
         step("init: embedder model load + 1 embed")
         c.answerer  # noqa: B018
         step("init: answerer")
-        from copilot.lambda_http import lambda_handler_for  # noqa: F401 - apig-wsgi
+        from copilot.entrypoints.http.lambda_adapter import lambda_handler_for  # noqa: F401 - apig-wsgi
 
         step("init: apig-wsgi adapter")
 

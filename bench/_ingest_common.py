@@ -2,7 +2,7 @@
 
 Nothing here changes product code: the stage timers are proxies around the real adapters handed
 to ``copilot.bootstrap.Container`` as overrides, plus a wrapper around the ``chunk_document``
-name that ``copilot.services.ingest`` calls (it runs the same two calls, parse then chunk).
+name that ``copilot.ingest.service`` calls (it runs the same two calls, parse then chunk).
 """
 
 from __future__ import annotations
@@ -132,9 +132,9 @@ class Timed:
 
 def instrument_chunking(clock: StageClock) -> None:
     """Time parse and chunk separately where IngestService calls ``chunk_document``."""
-    import copilot.services.ingest as ingest_module
-    from copilot.chunking import chunk_parsed
-    from copilot.parsing import parse
+    import copilot.ingest.service as ingest_module
+    from copilot.ingest.chunking import chunk_parsed
+    from copilot.ingest.parsing.document import parse
 
     def chunk_document(
         copilot_id: str,
@@ -212,7 +212,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Servers:
-    """moto (copilot.localaws) and a Chroma server as subprocesses, on free ports."""
+    """moto (copilot_dev.localaws) and a Chroma server as subprocesses, on free ports."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -246,7 +246,9 @@ class Servers:
         logs.mkdir(exist_ok=True)
         env = {**os.environ, **self.env()}
         self._spawn(
-            "moto", [sys.executable, "-m", "copilot.localaws", "--port", str(self.moto_port)], env
+            "moto",
+            [sys.executable, "-m", "copilot_dev.localaws", "--port", str(self.moto_port)],
+            env,
         )
         self._spawn(
             "chroma",

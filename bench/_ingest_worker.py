@@ -30,8 +30,8 @@ def main() -> None:
     os.environ.update(config["env"])
 
     from copilot.bootstrap import Container
-    from copilot.services.ingest import ObjectEvent
-    from copilot.settings import Settings
+    from copilot.config import Settings
+    from copilot.ingest.service import ObjectEvent
 
     clock = StageClock()
     instrument_chunking(clock)

@@ -19,12 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-from copilot.adapters.memory import MemoryBlobStore
-from copilot.bootstrap import in_memory_container
-from copilot.knowledge import THRESHOLDS, AnswerPolicy, confidence, gate_confidence, unknown_names
-from copilot.models import CopilotSpec, Message
-from copilot.services.ingest import ObjectEvent
-from copilot.settings import Settings
+from copilot.admin.models import CopilotSpec
+from copilot.config import Settings
+from copilot.conversation.models import Message
+from copilot.ingest.service import ObjectEvent
+from copilot.knowledge.answer import (
+    THRESHOLDS,
+    AnswerPolicy,
+    confidence,
+    gate_confidence,
+    unknown_names,
+)
+from copilot_dev.fakes import MemoryBlobStore, in_memory_container
 
 
 def main() -> None:

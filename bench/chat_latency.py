@@ -106,9 +106,9 @@ def med(rows: list[dict[str, Any]], key: str) -> float:
 
 
 def start_stack(tmp: Path) -> tuple[Any, Any, Any]:
-    from copilot.client import CopilotClient
-    from copilot.demo import seed_demo
-    from copilot.localstack import LocalStack, StackConfig
+    from copilot_dev.client import CopilotClient
+    from copilot_dev.demo import seed_demo
+    from copilot_dev.localstack import LocalStack, StackConfig
 
     config = StackConfig.with_free_ports(ROOT, tmp)
     stack = LocalStack(config)
@@ -144,8 +144,8 @@ class Purger:
     """
 
     def __init__(self, ddb: Any) -> None:
-        from copilot.adapters.dynamo import DynamoConversationStore
-        from copilot.settings import Settings
+        from copilot.adapters.aws.dynamo import DynamoConversationStore
+        from copilot.config import Settings
 
         self.ddb = ddb
         self.table = Settings().conversations_table
@@ -599,7 +599,7 @@ def components(chat: InProcessChat, module: Any, rounds: int = 3) -> dict[str, d
         timings.setdefault(name, []).append((time.perf_counter() - t) * 1000)
         return out
 
-    from copilot.models import Message
+    from copilot.conversation.models import Message
 
     scratch = c.conversations.get(conv_id)
     assert scratch is not None

@@ -66,7 +66,7 @@ class CustomerPoller(threading.Thread):
 
     def __init__(self, base_url: str, conversation: str, token: str) -> None:
         super().__init__(daemon=True)
-        from copilot.client import CopilotClient
+        from copilot_dev.client import CopilotClient
 
         self.client = CopilotClient(base_url)
         self.conversation, self.token = conversation, token
@@ -113,9 +113,9 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT / "shared"))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the desk's request lines
-    from copilot.client import CopilotClient
-    from copilot.emulators.agent_desk import AgentDesk
-    from copilot.localstack import LocalStack, StackConfig
+    from copilot_dev.client import CopilotClient
+    from copilot_dev.emulators.agent_desk import AgentDesk
+    from copilot_dev.localstack import LocalStack, StackConfig
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp, AgentDesk(SECRET) as desk:

@@ -11,7 +11,7 @@ The default embedder (MiniLM, offline) throughout, or the one COPILOT_EMBEDDER n
    2 workers (Lambda runs one instance per file in parallel; 2 cores are the ceiling here) over
    generated Markdown and HTML help pages (2-6 KB of text) and generated PDF manuals (reportlab).
    Stage timers wrap the adapters and the parse/chunk calls from the outside.
-2. Upload-to-searchable latency through the whole local stack (copilot.localstack: S3 put ->
+2. Upload-to-searchable latency through the whole local stack (copilot_dev.localstack: S3 put ->
    S3 notification -> SQS -> the pump -> ingest over HTTP -> indexed): one file at a time, a
    unique fact per file; time to a cited chat answer (chat polled every 50 ms) and to the
    'indexed' status (admin API polled every 50 ms, and the status record's own timestamp); the
@@ -178,7 +178,7 @@ def pipeline_run(
     queue: bool = False,
 ) -> dict[str, Any]:
     """Index ``files`` with ``workers`` processes into a fresh copilot; returns the figures."""
-    from copilot.models import CopilotSpec
+    from copilot.admin.models import CopilotSpec
 
     copilot = container.admin.create(CopilotSpec(name=f"bench {name}"))
     cid = copilot.copilot_id
@@ -333,9 +333,9 @@ def quiet_run(attempts: int, **kwargs: Any) -> dict[str, Any]:
 def pipeline(tmp: Path, quick: bool) -> dict[str, Any]:
     from _ingest_corpus import write_help_pages, write_pdf_manual
 
-    from copilot.adapters.dynamo import create_tables
+    from copilot.adapters.aws.dynamo import create_tables
     from copilot.bootstrap import Container
-    from copilot.settings import Settings
+    from copilot.config import Settings
 
     n_docs = 30 if quick else 300
     pdf_pages = 10 if quick else 150
@@ -464,7 +464,7 @@ def _size_facts(paths: list[Path]) -> dict[str, Any]:
 def bench_stack_class() -> Any:
     from urllib.parse import unquote_plus
 
-    from copilot.localstack import LocalStack
+    from copilot_dev.localstack import LocalStack
 
     class BenchStack(LocalStack):
         """The local stack with the pump's delivery hook timed (the product is unchanged)."""
@@ -537,7 +537,7 @@ def bench_stack_class() -> Any:
 def delivery_probe(stack: Any) -> Iterator[None]:
     """Time the pump's deliveries to the ingest function from the outside: wrap the hook the
     pump calls per message (``_post_cloud_event`` now, ``LocalStack._deliver`` before)."""
-    import copilot.localstack as localstack
+    import copilot_dev.localstack as localstack
 
     ingest_url = stack.config.function_url("ingest").rstrip("/")
     if hasattr(localstack, "_post_cloud_event"):
@@ -576,8 +576,8 @@ def delivery_probe(stack: Any) -> Iterator[None]:
 def purge_conversation(ddb: Any, conversation_id: str) -> int:
     """Delete a finished conversation's items (moto's TransactWriteItems copies the whole table
     per item, so a growing conversations table would slow every later turn)."""
-    from copilot.adapters.dynamo import DynamoConversationStore
-    from copilot.settings import Settings
+    from copilot.adapters.aws.dynamo import DynamoConversationStore
+    from copilot.config import Settings
 
     table = Settings().conversations_table
     pk = DynamoConversationStore._pk(conversation_id)
@@ -615,7 +615,7 @@ def one_upload(
     pollers: bool,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
-    from copilot.client import ApiError
+    from copilot_dev.client import ApiError
 
     bucket = stack.config.bucket
     key = f"{copilot_id}/{doc.doc_key}"
@@ -721,8 +721,8 @@ def one_upload(
 def latency(stack: Any, client: Any, quick: bool) -> dict[str, Any]:
     from _ingest_corpus import fact_docs, write_help_pages
 
-    from copilot.client import CopilotClient
-    from copilot.demo import upload_files, wait_indexed
+    from copilot_dev.client import CopilotClient
+    from copilot_dev.demo import upload_files, wait_indexed
 
     s3 = stack.client("s3")
     copilot = client.create_copilot({"name": "Latency bench"})
@@ -811,7 +811,7 @@ def latency(stack: Any, client: Any, quick: bool) -> dict[str, Any]:
 
 
 def mtrag(stack: Any, client: Any, quick: bool) -> dict[str, Any]:
-    from copilot.demo import upload_files, wait_indexed
+    from copilot_dev.demo import upload_files, wait_indexed
 
     files = sorted(MTRAG_DIR.glob("*.md"))
     if quick:
@@ -926,8 +926,8 @@ def guarded(part: Any) -> dict[str, Any]:
 def stack_parts(
     tmp: Path, quick: bool, parts: set[str], save: Any = lambda _: None
 ) -> dict[str, Any]:
-    from copilot.client import CopilotClient
-    from copilot.localstack import StackConfig
+    from copilot_dev.client import CopilotClient
+    from copilot_dev.localstack import StackConfig
 
     config = StackConfig.with_free_ports(ROOT, tmp / "stack")
     stack = bench_stack_class()(config)

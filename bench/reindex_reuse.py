@@ -11,10 +11,10 @@ import argparse
 import time
 from pathlib import Path
 
-from copilot.bootstrap import in_memory_container
-from copilot.models import CopilotSpec
-from copilot.services.ingest import ObjectEvent
-from copilot.settings import Settings
+from copilot.admin.models import CopilotSpec
+from copilot.config import Settings
+from copilot.ingest.service import ObjectEvent
+from copilot_dev.fakes import in_memory_container
 
 PACK = Path(__file__).resolve().parents[2] / "shared" / "eval" / "mtrag" / "docs"
 EDIT = "\n\n## Update\n\nThis page was reviewed in December."

@@ -24,13 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from copilot.bootstrap import Container, in_memory_container
-from copilot.knowledge import THRESHOLDS, AnswerPolicy, gate_confidence
-from copilot.models import CopilotSpec, Message
-from copilot.services import ingest
-from copilot.services.ingest import ObjectEvent
-from copilot.settings import Settings
-from copilot.vectors import unpack_all
+from copilot.admin.models import CopilotSpec
+from copilot.bootstrap import Container
+from copilot.config import Settings
+from copilot.conversation.models import Message
+from copilot.ingest import service as ingest
+from copilot.ingest.service import ObjectEvent
+from copilot.knowledge.answer import THRESHOLDS, AnswerPolicy, gate_confidence
+from copilot.knowledge.vectors import unpack_all
+from copilot_dev.fakes import in_memory_container
 
 DEMO = Path(__file__).resolve().parents[1] / "infra" / "demo" / "knowledge"
 # (earlier question or None, question): each is answered by one row of a demo table.

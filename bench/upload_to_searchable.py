@@ -12,9 +12,9 @@ import time
 import uuid
 from pathlib import Path
 
-from copilot.client import CopilotClient
-from copilot.demo import seed_demo
-from copilot.localstack import LocalStack, StackConfig
+from copilot_dev.client import CopilotClient
+from copilot_dev.demo import seed_demo
+from copilot_dev.localstack import LocalStack, StackConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 cfg = StackConfig.with_free_ports(ROOT, Path(tempfile.mkdtemp()))

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from copilot.localstack import free_port
-from copilot.settings import Settings
+from copilot.config import Settings
+from copilot_dev.localstack import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVENTS = Path(__file__).parent / "events"
@@ -35,7 +35,7 @@ def provisioned_settings(moto_url: str, chroma_url: str, **values: Any) -> Setti
 
     import boto3
 
-    from copilot.adapters.dynamo import create_tables
+    from copilot.adapters.aws.dynamo import create_tables
 
     suffix = uuid.uuid4().hex[:8]
     settings = Settings(
@@ -98,7 +98,7 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with _serve(
-        [sys.executable, "-m", "copilot.localaws", "--port", str(port)], url + "/moto-api/", log
+        [sys.executable, "-m", "copilot_dev.localaws", "--port", str(port)], url + "/moto-api/", log
     ):
         yield url
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from copilot.web.chat_routes import chat_api
+from copilot.entrypoints.http.chat_routes import chat_api
 
 if TYPE_CHECKING:
     import flask
@@ -28,7 +28,7 @@ if "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _lambda
     if _lambda is None:
-        from copilot.lambda_http import lambda_handler_for
+        from copilot.entrypoints.http.lambda_adapter import lambda_handler_for
 
         _lambda = lambda_handler_for(chat_api())
     return _lambda(event, context)

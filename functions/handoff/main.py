@@ -13,8 +13,8 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from copilot.outbox_entry import handle_outbox_batch, handle_outbox_record
-from copilot.web.handoff_routes import handoff_api
+from copilot.entrypoints.http.handoff_routes import handoff_api
+from copilot.entrypoints.outbox import handle_outbox_batch, handle_outbox_record
 
 _lambda: Any = None
 
@@ -35,7 +35,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return handle_outbox_batch(event)
     global _lambda
     if _lambda is None:
-        from copilot.lambda_http import lambda_handler_for
+        from copilot.entrypoints.http.lambda_adapter import lambda_handler_for
 
         _lambda = lambda_handler_for(handoff_api())
     return _lambda(event, context)

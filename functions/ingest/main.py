@@ -11,7 +11,7 @@ from typing import Any
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from copilot.ingest_entry import handle_lambda_event, handle_notification, handle_refresh
+from copilot.entrypoints.ingest import handle_lambda_event, handle_notification, handle_refresh
 
 REFRESH_EVENT = "com.copilot.sources.refresh"
 

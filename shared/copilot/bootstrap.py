@@ -8,8 +8,14 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from copilot.admin.service import AdminService
+from copilot.config import Settings
+from copilot.conversation.service import ConversationService
 from copilot.errors import UnavailableError
-from copilot.knowledge import KnowledgeAnswerer
+from copilot.handoff.service import HandoffConfig, HandoffService
+from copilot.ingest.service import IngestService
+from copilot.knowledge.answer import KnowledgeAnswerer
+from copilot.knowledge.lexical_snapshots import LexicalMaintainer, LexicalReader
 from copilot.ports import (
     BlobStore,
     ConversationStore,
@@ -23,13 +29,7 @@ from copilot.ports import (
     SecretStore,
     StateStore,
 )
-from copilot.services.admin import AdminService
-from copilot.services.conversations import ConversationService
-from copilot.services.handoff import HandoffConfig, HandoffService
-from copilot.services.ingest import IngestService
-from copilot.services.lexical import LexicalMaintainer, LexicalReader
-from copilot.services.sources import SourcesService
-from copilot.settings import Settings
+from copilot.sources.service import SourcesService
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -56,13 +56,13 @@ class Container:
             return self._built[name]
 
     def _client(self, service: str) -> Any:
-        from copilot.adapters.aws import aws_client
+        from copilot.adapters.aws.session import aws_client
 
         return self._get(f"{service}_client", lambda: aws_client(self.settings, service))
 
     @property
     def copilots(self) -> CopilotRegistry:
-        from copilot.adapters.dynamo import DynamoCopilotRegistry
+        from copilot.adapters.aws.dynamo import DynamoCopilotRegistry
 
         return self._get(
             "copilots",
@@ -71,7 +71,7 @@ class Container:
 
     @property
     def conversations(self) -> ConversationStore:
-        from copilot.adapters.dynamo import DynamoConversationStore
+        from copilot.adapters.aws.dynamo import DynamoConversationStore
 
         s = self.settings
         return self._get(
@@ -83,7 +83,7 @@ class Container:
 
     @property
     def documents(self) -> DocumentStore:
-        from copilot.adapters.dynamo import DynamoDocumentStore
+        from copilot.adapters.aws.dynamo import DynamoDocumentStore
 
         return self._get(
             "documents",
@@ -92,7 +92,7 @@ class Container:
 
     @property
     def state(self) -> StateStore:
-        from copilot.adapters.dynamo import DynamoDocumentStore
+        from copilot.adapters.aws.dynamo import DynamoDocumentStore
 
         documents = self.documents
         if "state" not in self._overrides and isinstance(documents, DynamoDocumentStore):
@@ -101,7 +101,7 @@ class Container:
 
     @property
     def blobs(self) -> BlobStore:
-        from copilot.adapters.s3 import S3BlobStore
+        from copilot.adapters.aws.s3 import S3BlobStore
 
         return self._get("blobs", lambda: S3BlobStore(self._client("s3"), self.settings.bucket))
 
@@ -109,7 +109,7 @@ class Container:
     def index(self) -> KnowledgeIndex:
         def build() -> KnowledgeIndex:
             from copilot.adapters.chroma import ChromaKnowledgeIndex
-            from copilot.providers import embedding_model_id
+            from copilot.adapters.providers.factory import embedding_model_id
 
             token = self.settings.chroma_token
             return ChromaKnowledgeIndex(
@@ -122,21 +122,21 @@ class Container:
 
     @property
     def embedder(self) -> Embeddings:
-        from copilot.providers import build_embeddings
+        from copilot.adapters.providers.factory import build_embeddings
 
         return self._get("embedder", lambda: build_embeddings(self.settings))
 
     @property
     def chat_model(self) -> Any:
         """The configured LLM (LangChain chat model), or None for the offline default."""
-        from copilot.providers import build_chat_model
+        from copilot.adapters.providers.factory import build_chat_model
 
         return self._get("chat_model", lambda: build_chat_model(self.settings))
 
     @property
     def answerer(self) -> KnowledgeAnswerer:
         def build() -> KnowledgeAnswerer:
-            from copilot.retrieval import HybridRetriever
+            from copilot.knowledge.retrieval import HybridRetriever
 
             retriever = HybridRetriever(
                 self.index, self.embedder, self.documents, self.lexical_reader
@@ -144,7 +144,7 @@ class Container:
             model = self.chat_model
             if model is None:
                 return KnowledgeAnswerer(retriever)
-            from copilot.generation import LlmAnswerer, LlmCondenser
+            from copilot.knowledge.generation import LlmAnswerer, LlmCondenser
 
             return KnowledgeAnswerer(
                 retriever,
@@ -177,7 +177,7 @@ class Container:
 
     @property
     def hub_outbox(self) -> HubOutbox:
-        from copilot.adapters.sqs import SqsHubOutbox
+        from copilot.adapters.aws.sqs import SqsHubOutbox
 
         def build() -> HubOutbox:
             if not self.settings.hub_outbox_queue_url:
@@ -188,7 +188,7 @@ class Container:
 
     @property
     def hub_secrets(self) -> SecretStore:
-        from copilot.adapters.secrets import EnvSsmSecretStore
+        from copilot.adapters.aws.secrets import EnvSsmSecretStore
 
         return self._get(
             "hub_secrets",
@@ -200,7 +200,7 @@ class Container:
         )
 
     def hub(self, hub_type: str) -> HubAdapter:
-        from copilot.hubs import adapter_for
+        from copilot.handoff.hubs import adapter_for
 
         if "hubs" in self._overrides:  # tests: {"generic": CollectingHub(), ...}
             return self._overrides["hubs"][hub_type]
@@ -230,7 +230,7 @@ class Container:
 
     @property
     def ingest_queue(self) -> EventQueue:
-        from copilot.adapters.sqs import SqsEventQueue
+        from copilot.adapters.aws.sqs import SqsEventQueue
 
         def build() -> EventQueue:
             if not self.settings.ingest_queue_url:
@@ -252,7 +252,7 @@ class Container:
 
     @property
     def lexical_store(self) -> LexicalStore:
-        from copilot.adapters.lexical_store import DynamoS3LexicalStore
+        from copilot.adapters.aws.lexical_store import DynamoS3LexicalStore
 
         return self._get(
             "lexical_store",
@@ -307,23 +307,6 @@ class Container:
             return None
 
         return self._get("admin_api_key", load)
-
-
-def in_memory_container(settings: Settings | None = None, **overrides: Any) -> Container:
-    """A Container on the in-memory fakes of every store (tests, in-process calibration)."""
-    from copilot.adapters import memory
-
-    stores: dict[str, Any] = {
-        "copilots": memory.MemoryCopilotRegistry,
-        "conversations": memory.MemoryConversationStore,
-        "documents": memory.MemoryDocumentStore,
-        "index": memory.MemoryKnowledgeIndex,
-        "lexical_store": memory.MemoryLexicalStore,
-        "blobs": memory.MemoryBlobStore,
-    }
-    for name, fake in stores.items():
-        overrides.setdefault(name, fake())
-    return Container(settings or Settings(bucket="memory"), **overrides)
 
 
 def _quietly(job: Any) -> Any:

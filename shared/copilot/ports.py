@@ -8,17 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from copilot.models import (
-    Chunk,
-    Conversation,
-    Copilot,
-    DocumentStatus,
-    HubCommand,
-    HubEvent,
-    HubSettings,
-    Message,
-    Passage,
-)
+from copilot.admin.models import Copilot
+from copilot.conversation.models import Conversation, Message
+from copilot.handoff.models import HubCommand, HubEvent, HubSettings
+from copilot.ingest.models import DocumentStatus
+from copilot.knowledge.models import Chunk, Passage
 
 
 class CopilotRegistry(abc.ABC):

@@ -1,4 +1,4 @@
-"""The evaluation harness (copilot.evaluation and `copilot eval`) on a tiny fixture pack, against
+"""The evaluation harness (copilot_dev.evaluation and `copilot eval`) on a tiny fixture pack, against
 the whole local stack: fresh copilot, real upload pipeline, one conversation per question."""
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from copilot import evaluation as ev
-from copilot.cli import app
-from copilot.client import CopilotClient
-from copilot.localstack import LocalStack, StackConfig
-from copilot.models import Citation, Message
+from copilot.conversation.models import Message
+from copilot.knowledge.models import Citation
+from copilot_dev import evaluation as ev
+from copilot_dev.cli import app
+from copilot_dev.client import CopilotClient
+from copilot_dev.localstack import LocalStack, StackConfig
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e

@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from copilot.client import ApiError, CopilotClient
-from copilot.emulators.agent_desk import AgentDesk, DeskSession
-from copilot.hubs.generic import signed_headers
-from copilot.localstack import LocalStack, StackConfig, free_port
-from copilot.models import Message
+from copilot.conversation.models import Message
+from copilot.handoff.hubs.generic import signed_headers
+from copilot_dev.client import ApiError, CopilotClient
+from copilot_dev.emulators.agent_desk import AgentDesk, DeskSession
+from copilot_dev.localstack import LocalStack, StackConfig, free_port
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -339,7 +339,7 @@ def test_concurrent_agent_and_customer_messages_lose_and_duplicate_nothing(
 
 
 def test_the_desk_api_the_terminal_and_web_page_use(client: CopilotClient, desk: AgentDesk) -> None:
-    from copilot.desk_console import DeskApi
+    from copilot_dev.desk_console import DeskApi
 
     copilot_id = copilot_with_hub(client, desk.hub_url)
     conv, token, session = escalate(client, desk, copilot_id)

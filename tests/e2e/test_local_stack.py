@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from copilot.client import ApiError, CopilotClient
-from copilot.demo import seed_demo, upload_files, wait_indexed
-from copilot.localstack import LocalStack, StackConfig
+from copilot_dev.client import ApiError, CopilotClient
+from copilot_dev.demo import seed_demo, upload_files, wait_indexed
+from copilot_dev.localstack import LocalStack, StackConfig
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e

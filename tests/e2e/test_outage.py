@@ -10,9 +10,9 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from copilot.client import CopilotClient
-from copilot.demo import upload_files
-from copilot.localstack import LocalStack, StackConfig
+from copilot_dev.client import CopilotClient
+from copilot_dev.demo import upload_files
+from copilot_dev.localstack import LocalStack, StackConfig
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from copilot.client import CopilotClient
-from copilot.emulators.servicenow_kb import ServiceNowKbEmulator
-from copilot.localstack import LocalStack, StackConfig
+from copilot_dev.client import CopilotClient
+from copilot_dev.emulators.servicenow_kb import ServiceNowKbEmulator
+from copilot_dev.localstack import LocalStack, StackConfig
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e

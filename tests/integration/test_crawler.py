@@ -17,11 +17,11 @@ from typing import Any
 import boto3
 import pytest
 
-from copilot.adapters.memory import MemoryBlobStore, MemoryStateStore
-from copilot.adapters.s3 import S3BlobStore
-from copilot.crawl import CrawlOptions, CrawlResult, crawl, sync_site
-from copilot.crawl_urls import SiteScope, normalize_url, read_metadata_text
-from copilot.localstack import free_port
+from copilot.adapters.aws.s3 import S3BlobStore
+from copilot.sources.websites.crawler import CrawlOptions, CrawlResult, crawl, sync_site
+from copilot.sources.websites.urls import SiteScope, normalize_url, read_metadata_text
+from copilot_dev.fakes import MemoryBlobStore, MemoryStateStore
+from copilot_dev.localstack import free_port
 
 pytestmark = pytest.mark.integration
 

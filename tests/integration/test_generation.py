@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from copilot.adapters.memory import MemoryDocumentStore
-from copilot.bootstrap import Container, in_memory_container
-from copilot.chunking import chunk_document
-from copilot.emulators.bedrock import BedrockEmulator
-from copilot.emulators.openai_api import OpenAiEmulator
-from copilot.models import CopilotSpec, DocumentStatus, DocumentStatusValue
-from copilot.settings import Settings
+from copilot.admin.models import CopilotSpec
+from copilot.bootstrap import Container
+from copilot.config import Settings
+from copilot.ingest.chunking import chunk_document
+from copilot.ingest.models import DocumentStatus, DocumentStatusValue
+from copilot_dev.emulators.bedrock import BedrockEmulator
+from copilot_dev.emulators.openai_api import OpenAiEmulator
+from copilot_dev.fakes import MemoryDocumentStore, in_memory_container
 
 pytestmark = pytest.mark.integration
 

@@ -13,14 +13,15 @@ from typing import Any
 import boto3
 import pytest
 
-from copilot.adapters.dynamo import DynamoConversationStore, create_tables
-from copilot.adapters.memory import MemoryConversationStore, StaticSecretStore
-from copilot.adapters.sqs import SqsHubOutbox
+from copilot.adapters.aws.dynamo import DynamoConversationStore, create_tables
+from copilot.adapters.aws.sqs import SqsHubOutbox
+from copilot.admin.models import CopilotSpec
 from copilot.bootstrap import Container, set_container
-from copilot.emulators.agent_desk import AgentDesk
+from copilot.config import Settings
+from copilot.conversation.models import Conversation, Message
 from copilot.errors import ConflictError, DuplicateError
-from copilot.models import Conversation, CopilotSpec, Message
-from copilot.settings import Settings
+from copilot_dev.emulators.agent_desk import AgentDesk
+from copilot_dev.fakes import MemoryConversationStore, StaticSecretStore
 from tests.integration.test_lambda_handlers import load_function
 
 pytestmark = pytest.mark.integration

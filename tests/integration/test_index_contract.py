@@ -13,10 +13,10 @@ from copilot.adapters.chroma import (
     EmbedderMismatchError,
     collection_name,
 )
-from copilot.adapters.memory import MemoryKnowledgeIndex
-from copilot.chunking import chunk_document
-from copilot.embeddings import WordLlamaEmbeddings
-from copilot.vectors import pack, pack_all
+from copilot.adapters.providers.offline import WordLlamaEmbeddings
+from copilot.ingest.chunking import chunk_document
+from copilot.knowledge.vectors import pack, pack_all
+from copilot_dev.fakes import MemoryKnowledgeIndex
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,12 @@ from typing import Any
 import boto3
 import pytest
 
-from copilot.adapters.s3 import S3BlobStore
+from copilot.adapters.aws.s3 import S3BlobStore
+from copilot.admin.models import CopilotSpec
 from copilot.bootstrap import Container
-from copilot.models import CopilotSpec
+from copilot.config import Settings
+from copilot.ingest.service import IngestService, ObjectEvent
 from copilot.ports import StoredObject
-from copilot.services.ingest import IngestService, ObjectEvent
-from copilot.settings import Settings
 from tests.conftest import provisioned_settings
 
 pytestmark = pytest.mark.integration

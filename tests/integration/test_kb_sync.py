@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
-from copilot.adapters.memory import MemoryBlobStore, MemoryStateStore
-from copilot.adapters.s3 import S3BlobStore
-from copilot.emulators import TickingClock
-from copilot.emulators.salesforce_kb import SalesforceKbEmulator
-from copilot.emulators.servicenow_kb import ServiceNowKbEmulator
+from copilot.adapters.aws.s3 import S3BlobStore
 from copilot.errors import BadRequestError, ForbiddenError, UnavailableError
-from copilot.kb import HttpPolicy
-from copilot.kb.salesforce import SalesforceKnowledge, SalesforceSettings
-from copilot.kb.servicenow import ServiceNowKnowledge, ServiceNowSettings
-from copilot.kb.sync import sync_knowledge_base
+from copilot.sources.kb.base import HttpPolicy
+from copilot.sources.kb.salesforce import SalesforceKnowledge, SalesforceSettings
+from copilot.sources.kb.servicenow import ServiceNowKnowledge, ServiceNowSettings
+from copilot.sources.kb.sync import sync_knowledge_base
+from copilot_dev.emulators import TickingClock
+from copilot_dev.emulators.salesforce_kb import SalesforceKbEmulator
+from copilot_dev.emulators.servicenow_kb import ServiceNowKbEmulator
+from copilot_dev.fakes import MemoryBlobStore, MemoryStateStore
 
 pytestmark = pytest.mark.integration
 

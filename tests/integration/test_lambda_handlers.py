@@ -11,9 +11,9 @@ from typing import Any
 import boto3
 import pytest
 
+from copilot.admin.models import CopilotSpec
 from copilot.bootstrap import Container, set_container
-from copilot.models import CopilotSpec
-from copilot.settings import Settings
+from copilot.config import Settings
 from tests.conftest import REPO_ROOT, load_event, provisioned_settings
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from typing import Any
 import boto3
 import pytest
 
-from copilot.adapters.lexical_store import DynamoS3LexicalStore
-from copilot.adapters.memory import MemoryLexicalStore
+from copilot.adapters.aws.lexical_store import DynamoS3LexicalStore
+from copilot_dev.fakes import MemoryLexicalStore
 from tests.conftest import provisioned_settings
 
 pytestmark = pytest.mark.integration

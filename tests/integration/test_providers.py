@@ -18,11 +18,7 @@ import pytest
 import requests
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from copilot.emulators.bedrock import BedrockEmulator
-from copilot.emulators.openai_api import OpenAiEmulator, hashed_embedding
-from copilot.errors import BadRequestError, UnavailableError
-from copilot.localstack import free_port
-from copilot.providers import (
+from copilot.adapters.providers.factory import (
     OPENAI_EMBED_BATCH,
     ProviderSettings,
     build_chat_model,
@@ -30,6 +26,10 @@ from copilot.providers import (
     call_with_provider_errors,
     embedding_model_id,
 )
+from copilot.errors import BadRequestError, UnavailableError
+from copilot_dev.emulators.bedrock import BedrockEmulator
+from copilot_dev.emulators.openai_api import OpenAiEmulator, hashed_embedding
+from copilot_dev.localstack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +150,7 @@ def test_no_llm_means_no_chat_model() -> None:
 
 def test_importing_providers_loads_no_provider_library() -> None:
     probe = (
-        "import sys, copilot.providers; "
+        "import sys, copilot.adapters.providers.factory; "
         "print([m for m in ('boto3', 'botocore', 'langchain_aws', 'langchain_openai', 'openai', "
         "'langchain_core', 'numpy') if m in sys.modules])"
     )
@@ -547,7 +547,9 @@ def test_openai_timeout_and_unreachable_are_unavailable(openai_api: OpenAiEmulat
 # --- the emulators as processes ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["copilot.emulators.bedrock", "copilot.emulators.openai_api"])
+@pytest.mark.parametrize(
+    "module", ["copilot_dev.emulators.bedrock", "copilot_dev.emulators.openai_api"]
+)
 def test_emulators_run_as_modules(module: str) -> None:
     port = free_port()
     proc = subprocess.Popen(

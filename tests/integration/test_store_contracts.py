@@ -11,25 +11,21 @@ from typing import Any
 import boto3
 import pytest
 
-from copilot.adapters.dynamo import (
+from copilot.adapters.aws.dynamo import (
     DynamoConversationStore,
     DynamoCopilotRegistry,
     DynamoDocumentStore,
     create_tables,
 )
-from copilot.adapters.memory import (
+from copilot.admin.models import Copilot
+from copilot.conversation.models import Conversation, Message
+from copilot.errors import ConflictError
+from copilot.ingest.models import DocumentStatus, DocumentStatusValue
+from copilot.schema import utcnow
+from copilot_dev.fakes import (
     MemoryConversationStore,
     MemoryCopilotRegistry,
     MemoryDocumentStore,
-)
-from copilot.errors import ConflictError
-from copilot.models import (
-    Conversation,
-    Copilot,
-    DocumentStatus,
-    DocumentStatusValue,
-    Message,
-    utcnow,
 )
 
 pytestmark = pytest.mark.integration

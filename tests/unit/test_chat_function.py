@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from functions_framework import create_app
 
-from copilot.adapters.memory import (
+from copilot.bootstrap import Container, set_container
+from copilot.config import Settings
+from copilot_dev.fakes import (
     MemoryConversationStore,
     MemoryCopilotRegistry,
     MemoryDocumentStore,
     MemoryKnowledgeIndex,
 )
-from copilot.bootstrap import Container, set_container
-from copilot.settings import Settings
 from tests.conftest import REPO_ROOT
 
 ADMIN = {"X-Admin-Key": "admin-secret"}

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from copilot.chunking import chunk_document, table_rows
 from copilot.errors import PermanentIngestError
-from copilot.parsing.text import split_markdown
+from copilot.ingest.chunking import chunk_document, table_rows
+from copilot.ingest.parsing.text import split_markdown
 
 MD = b"""# Returns and Refunds
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from copilot.dialog import KNOWLEDGE, MULTIPLE_TOPICS, NO_MATCH, Dialog
-from copilot.models import Answer, Citation, Copilot, DialogContext, Topic, utcnow
-from copilot.topics import ESCALATE, GREETING, START_OVER
+from copilot.admin.models import Copilot, Topic
+from copilot.conversation.dialog import KNOWLEDGE, MULTIPLE_TOPICS, NO_MATCH, Dialog
+from copilot.conversation.models import DialogContext
+from copilot.conversation.topics import ESCALATE, GREETING, START_OVER
+from copilot.knowledge.models import Answer, Citation
+from copilot.schema import utcnow
 
 
 def make_copilot(**kw: object) -> Copilot:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from copilot.dialog import OFFER_HANDOFF, Dialog, HandoffRequest
-from copilot.models import DialogContext, Topic
-from copilot.topics import ESCALATE
+from copilot.admin.models import Topic
+from copilot.conversation.dialog import OFFER_HANDOFF, Dialog, HandoffRequest
+from copilot.conversation.models import DialogContext
+from copilot.conversation.topics import ESCALATE
 from tests.unit.test_dialog import knows_returns, make_copilot
 
 FRAME = Topic(

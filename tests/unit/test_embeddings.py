@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from copilot.embeddings import MiniLMEmbeddings, WordLlamaEmbeddings
+from copilot.adapters.providers.offline import MiniLMEmbeddings, WordLlamaEmbeddings
 
 
 def cos(a: list[float], b: list[float]) -> float:
@@ -55,7 +55,7 @@ def test_the_container_prewarms_the_model_once_in_the_background() -> None:
     import threading
 
     from copilot.bootstrap import Container
-    from copilot.settings import Settings
+    from copilot.config import Settings
 
     container = Container(Settings(embedder="minilm"))
     embedder = container.embedder

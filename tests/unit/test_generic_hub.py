@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from copilot.errors import BadRequestError, ForbiddenError, UnauthorizedError
-from copilot.hubs.generic import (
+from copilot.handoff.hubs.generic import (
     GenericHub,
     signature,
     signed_headers,
     verify_signature,
     wire_payload,
 )
-from copilot.models import HandoffContext, HubCommand, TranscriptEntry
+from copilot.handoff.models import HandoffContext, HubCommand, TranscriptEntry
 from copilot.ports import InboundRequest
 
 SECRET = "shared-secret"

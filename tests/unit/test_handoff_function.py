@@ -13,7 +13,11 @@ from typing import Any
 import pytest
 from functions_framework import create_app
 
-from copilot.adapters.memory import (
+from copilot.bootstrap import Container, set_container
+from copilot.config import Settings
+from copilot.handoff.hubs.generic import GenericHub, signed_headers
+from copilot_dev.collecting_hub import CollectingHub
+from copilot_dev.fakes import (
     MemoryConversationStore,
     MemoryCopilotRegistry,
     MemoryDocumentStore,
@@ -21,10 +25,6 @@ from copilot.adapters.memory import (
     MemoryKnowledgeIndex,
     StaticSecretStore,
 )
-from copilot.bootstrap import Container, set_container
-from copilot.hubs.collecting import CollectingHub
-from copilot.hubs.generic import GenericHub, signed_headers
-from copilot.settings import Settings
 from tests.conftest import REPO_ROOT
 
 ADMIN = {"X-Admin-Key": "admin-secret"}

@@ -9,14 +9,11 @@ from typing import Any
 
 import pytest
 
-from copilot.adapters.memory import (
-    MemoryConversationStore,
-    MemoryCopilotRegistry,
-    MemoryDocumentStore,
-    MemoryHubOutbox,
-    StaticSecretStore,
-)
-from copilot.dialog import OFFER_HANDOFF
+from copilot.admin.models import CopilotSpec
+from copilot.admin.service import AdminService
+from copilot.conversation.dialog import OFFER_HANDOFF
+from copilot.conversation.models import Message
+from copilot.conversation.service import ConversationService
 from copilot.errors import (
     ConflictError,
     ForbiddenError,
@@ -24,11 +21,16 @@ from copilot.errors import (
     NotFoundError,
     UnauthorizedError,
 )
-from copilot.hubs.collecting import CollectingHub
-from copilot.models import Agent, CopilotSpec, HubEvent, Message
-from copilot.services.admin import AdminService
-from copilot.services.conversations import ConversationService
-from copilot.services.handoff import CONNECTING, HandoffConfig, HandoffService, backoff_seconds
+from copilot.handoff.models import Agent, HubEvent
+from copilot.handoff.service import CONNECTING, HandoffConfig, HandoffService, backoff_seconds
+from copilot_dev.collecting_hub import CollectingHub
+from copilot_dev.fakes import (
+    MemoryConversationStore,
+    MemoryCopilotRegistry,
+    MemoryDocumentStore,
+    MemoryHubOutbox,
+    StaticSecretStore,
+)
 
 SECRET = "desk-secret"
 MONDAY_10AM_PARIS = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
@@ -65,7 +67,7 @@ class World:
         return self.admin.create(CopilotSpec.model_validate(body)).copilot_id
 
     def conversation(self, copilot_id: str, **variables: str) -> tuple[str, str]:
-        from copilot.models import StartConversationRequest
+        from copilot.conversation.models import StartConversationRequest
 
         started = self.chat.start(copilot_id, StartConversationRequest(variables=variables))
         return started.conversation_id, started.token
@@ -177,7 +179,7 @@ def test_escalation_carries_the_context_summary_transcript_and_routing(world: Wo
 
 
 def _patch(hub_extra: dict[str, Any]) -> Any:
-    from copilot.models import CopilotPatch
+    from copilot.admin.models import CopilotPatch
 
     hub = {"type": "generic", "url": "http://hub.example/in", "secret_ref": "DESK", **hub_extra}
     return CopilotPatch.model_validate({"hub": hub})

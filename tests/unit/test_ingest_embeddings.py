@@ -7,13 +7,14 @@ from collections.abc import Callable
 import pytest
 from langchain_core.embeddings import Embeddings
 
-from copilot.bootstrap import Container, in_memory_container
-from copilot.embeddings import MiniLMEmbeddings
-from copilot.models import CopilotSpec
-from copilot.services import ingest
-from copilot.services.ingest import IngestResult, ObjectEvent
-from copilot.settings import Settings
-from copilot.vectors import unpack, unpack_all
+from copilot.adapters.providers.offline import MiniLMEmbeddings
+from copilot.admin.models import CopilotSpec
+from copilot.bootstrap import Container
+from copilot.config import Settings
+from copilot.ingest import service as ingest
+from copilot.ingest.service import IngestResult, ObjectEvent
+from copilot.knowledge.vectors import unpack, unpack_all
+from copilot_dev.fakes import in_memory_container
 
 
 class CountingEmbeddings(Embeddings):

@@ -7,18 +7,20 @@ import dataclasses
 
 import pytest
 
-from copilot.bootstrap import Container, in_memory_container
-from copilot.knowledge import (
+from copilot.admin.models import Copilot, CopilotSpec
+from copilot.bootstrap import Container
+from copilot.config import Settings
+from copilot.conversation.models import Message
+from copilot.ingest.service import ObjectEvent
+from copilot.knowledge.answer import (
     THRESHOLDS,
     AnswerPolicy,
     confidence,
     gate_confidence,
     without_pleasantries,
 )
-from copilot.models import Copilot, CopilotSpec, Message
-from copilot.retrieval import condense
-from copilot.services.ingest import ObjectEvent
-from copilot.settings import Settings
+from copilot.knowledge.retrieval import condense
+from copilot_dev.fakes import in_memory_container
 
 LOCKERS = {
     "oskelund.md": "# Oskelund depot\n\n## Pickup locker\n\n"

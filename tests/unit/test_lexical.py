@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from copilot.chunking import chunk_document
-from copilot.lexical import LexicalIndex, analyze
+from copilot.ingest.chunking import chunk_document
+from copilot.knowledge.lexical import LexicalIndex, analyze
 
 DOCS = {
     "returns.md": b"# Returns\n\n## Window\n\nReturn bikes within 30 days for a refund.",
@@ -41,7 +41,7 @@ def test_text_outside_the_snapshot_is_scored_like_indexed_text() -> None:
     indexed = next(
         h.score for h in index.search("refund window", 3) if h.chunk.chunk_id == chunk.chunk_id
     )
-    from copilot.lexical import chunk_text_for_index
+    from copilot.knowledge.lexical import chunk_text_for_index
 
     assert abs(index.score("refund window", chunk_text_for_index(chunk)) - indexed) < 1e-9
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from copilot.models import CopilotPatch, CopilotSpec, PostMessageRequest
+from copilot.admin.models import CopilotPatch, CopilotSpec
+from copilot.conversation.models import PostMessageRequest
 
 
 def test_defaults_cover_all_seven_behaviour_messages() -> None:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from copilot import topics as t
-from copilot.models import Topic
+from copilot.admin.models import Topic
+from copilot.conversation import topics as t
 
 
 @pytest.mark.parametrize(

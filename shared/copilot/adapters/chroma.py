@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from copilot.errors import ConflictError, UnavailableError
-from copilot.models import Chunk, Passage
+from copilot.knowledge.models import Chunk, Passage
 from copilot.ports import KnowledgeIndex
 
 _BATCH = 1000

@@ -1,0 +1,109 @@
+"""Copilot administration: create, read, update, list; knowledge document status."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from collections.abc import Callable
+
+from copilot.admin.models import BehaviourMessages, Copilot, CopilotPatch, CopilotSpec
+from copilot.errors import ConflictError, NotFoundError, UnavailableError
+from copilot.ingest.models import DocumentStatus, DocumentStatusValue, ReindexResult
+from copilot.ingest.service import s3_notification
+from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, EventQueue, KnowledgeIndex
+from copilot.schema import new_id, utcnow
+
+
+class AdminService:
+    def __init__(
+        self,
+        copilots: CopilotRegistry,
+        documents: DocumentStore,
+        *,
+        index: Callable[[], KnowledgeIndex] | None = None,
+        blobs: Callable[[], BlobStore] | None = None,
+        ingest_queue: Callable[[], EventQueue] | None = None,
+        bucket: str = "",
+    ) -> None:
+        self._copilots = copilots
+        self._documents = documents
+        self._index = index
+        self._blobs = blobs
+        self._queue = ingest_queue
+        self._bucket = bucket
+
+    def create(self, spec: CopilotSpec, copilot_id: str | None = None) -> Copilot:
+        now = utcnow()
+        copilot = Copilot(
+            **spec.model_dump(),
+            copilot_id=copilot_id or new_id(),
+            created_at=now,
+            updated_at=now,
+            version=1,
+        )
+        self._copilots.create(copilot)
+        return copilot
+
+    def get(self, copilot_id: str) -> Copilot:
+        copilot = self._copilots.get(copilot_id)
+        if copilot is None:
+            raise NotFoundError(f"no copilot with id '{copilot_id}'")
+        return copilot
+
+    def list(self) -> list[Copilot]:
+        return self._copilots.list()
+
+    def update(self, copilot_id: str, patch: CopilotPatch) -> Copilot:
+        for _ in range(5):
+            current = self.get(copilot_id)
+            # The sent fields as models (not dicts), so the copy below serializes cleanly.
+            changes = {name: getattr(patch, name) for name in patch.model_fields_set - {"messages"}}
+            if patch.messages is not None:
+                merged = current.messages.model_dump() | patch.messages.model_dump(
+                    exclude_unset=True, exclude_none=True
+                )
+                changes["messages"] = BehaviourMessages(**merged)
+            updated = current.model_copy(
+                update={**changes, "version": current.version + 1, "updated_at": utcnow()}
+            )
+            # Re-validate the merged whole (e.g. topic names unique across the new list).
+            updated = Copilot.model_validate(updated.model_dump())
+            try:
+                self._copilots.replace(updated, expected_version=current.version)
+                return updated
+            except ConflictError:
+                continue
+        raise ConflictError("the copilot is being changed by someone else; try again")
+
+    def documents(self, copilot_id: str) -> builtins.list[DocumentStatus]:
+        self.get(copilot_id)
+        return sorted(self._documents.list(copilot_id), key=lambda d: d.doc_key)
+
+    def reindex(self, copilot_id: str) -> ReindexResult:
+        """Rebuild the copilot's index from its files (e.g. with a new embedding model).
+
+        The old index is dropped, every document's status reset, and one re-index event per
+        file is queued for the ingest function, exactly like an upload.
+        """
+        self.get(copilot_id)
+        if self._index is None or self._blobs is None or self._queue is None:
+            raise UnavailableError("re-indexing is not configured here (no ingest queue)")
+        self._index().drop(copilot_id)
+        for status in self._documents.list(copilot_id):
+            # A conflict means it is being indexed right now: that run writes the new index.
+            with contextlib.suppress(ConflictError):
+                self._documents.save(
+                    status.model_copy(
+                        update={
+                            "status": DocumentStatusValue.PENDING,
+                            "version": None,
+                            "chunk_count": 0,
+                            "pending_version": None,
+                            "attempted_version": None,
+                            "updated_at": utcnow(),
+                        }
+                    )
+                )
+        keys = [o.key for o in self._blobs().list(f"{copilot_id}/") if not o.key.endswith("/")]
+        self._queue().send_many([s3_notification(self._bucket, key) for key in keys])
+        return ReindexResult(copilot_id=copilot_id, queued=len(keys))

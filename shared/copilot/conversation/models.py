@@ -1,0 +1,120 @@
+"""Pydantic models of conversation: requests, responses and stored records."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from copilot.handoff.models import Handoff, HandoffEventName, HubOutboxCursor
+from copilot.knowledge.models import Citation
+from copilot.schema import MAX_MESSAGE_CHARS, Role, Strict, utcnow
+
+
+class ConversationState(StrEnum):
+    BOT = "bot"
+    HANDOFF_REQUESTED = "handoff_requested"
+    AGENT = "agent"
+    ENDED = "ended"
+
+
+class Message(BaseModel):
+    seq: int
+    role: Role
+    text: str
+    created_at: datetime = Field(default_factory=utcnow)
+    topic: str | None = Field(None, description="Topic that produced this reply, if any.")
+    citations: list[Citation] = Field(default_factory=list)
+    suggestions: list[str] = Field(
+        default_factory=list, description="Quick replies the client may show as buttons."
+    )
+    event: HandoffEventName | None = Field(
+        None, description="On role 'system': the hand-off event this message reports."
+    )
+    author: str | None = Field(None, description="The agent's display name (role 'agent').")
+    handoff_id: str | None = Field(
+        None, description="The hand-off this message was exchanged in (to or from an agent)."
+    )
+
+
+PendingAction = Literal["confirm_start_over", "choose_topic", "confirm_handoff"]
+
+
+class DialogContext(BaseModel):
+    pending: PendingAction | None = None
+    choices: list[str] = Field(default_factory=list)
+    pending_text: str | None = None
+    no_match_count: int = 0
+    last_topic: str | None = None
+    topics_visited: list[str] = Field(default_factory=list)
+    history_start_seq: int = 0
+    locale: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+class Conversation(BaseModel):
+    conversation_id: str
+    copilot_id: str
+    token_hash: str
+    state: ConversationState = ConversationState.BOT
+    last_seq: int = 0
+    version: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    context: DialogContext = Field(default_factory=DialogContext)
+    handoff: Handoff | None = None
+    hub_outbox: HubOutboxCursor = Field(default_factory=HubOutboxCursor)
+
+
+class StartConversationRequest(Strict):
+    locale: str | None = Field(None, max_length=35)
+    variables: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="What the site knows about the customer (e.g. name, account); passed to "
+        "the agent on hand-off.",
+    )
+
+    @field_validator("variables")
+    @classmethod
+    def _short_variables(cls, variables: dict[str, str]) -> dict[str, str]:
+        for key, value in variables.items():
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_]{0,63}$", key):
+                raise ValueError(f"variable names are letters, digits and _: {key[:64]!r}")
+            if len(value) > 500:
+                raise ValueError(f"variable {key!r} is over 500 characters")
+        return variables
+
+
+class StartConversationResponse(BaseModel):
+    conversation_id: str
+    token: str = Field(description="Send as 'Authorization: Bearer <token>' on later calls.")
+    state: ConversationState
+    messages: list[Message]
+
+
+class PostMessageRequest(Strict):
+    text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("message text must not be blank")
+        return text
+
+
+class TurnResponse(BaseModel):
+    conversation_id: str
+    state: ConversationState
+    messages: list[Message] = Field(description="The customer's message and the replies to it.")
+
+
+class MessagesPage(BaseModel):
+    conversation_id: str
+    state: ConversationState
+    last_seq: int
+    messages: list[Message]

@@ -1,0 +1,82 @@
+"""Hub outbox entry for both runtimes: one SQS record per CloudEvent (functions-framework, fed
+by the local stack's pump) and SQS batches with partial failures (Lambda).
+
+A record's body is ``{"conversation_id", "attempt"}``: "deliver what this conversation's hub
+has not had yet". Raising means "retry": the record comes back after a back-off that grows with
+its attempts (ChangeMessageVisibility), in order behind it on a FIFO queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from copilot.bootstrap import container
+from copilot.errors import UnavailableError
+from copilot.handoff.service import backoff_seconds
+
+log = logging.getLogger(__name__)
+
+
+def _parse(record: dict[str, Any]) -> tuple[str, int, int] | None:
+    """(conversation id, earlier attempts, receives of this record), or None if malformed."""
+    try:
+        body = json.loads(record["body"])
+        conversation_id = str(body["conversation_id"])
+        attempt = int(body.get("attempt", 0))
+        receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return conversation_id, attempt, receives
+
+
+def handle_outbox_record(record: dict[str, Any]) -> None:
+    parsed = _parse(record)
+    if parsed is None:
+        # It can never succeed: record why and let it go (the conversation is the outbox).
+        log.error("dropping malformed hub outbox message %s", record.get("messageId"))
+        return
+    conversation_id, attempt, receives = parsed
+    settings = container().settings
+    container().handoff.process_outbox(
+        conversation_id, attempt + receives, last_delivery=receives >= settings.hub_max_attempts
+    )
+
+
+def handle_outbox_batch(event: dict[str, Any]) -> dict[str, Any]:
+    """Lambda SQS batch. On a FIFO queue a failed record blocks the later records of its
+    conversation (message group): they are reported failed unprocessed, keeping the order."""
+    failures: list[dict[str, str]] = []
+    blocked: set[str] = set()
+    for record in event.get("Records", []):
+        group = record.get("attributes", {}).get("MessageGroupId") or record["messageId"]
+        if group not in blocked:
+            try:
+                handle_outbox_record(record)
+                continue
+            except Exception:
+                log.exception("hub outbox: %s will be retried", record.get("messageId"))
+                blocked.add(group)
+        failures.append({"itemIdentifier": record["messageId"]})
+        retry_later(record)
+    return {"batchItemFailures": failures}
+
+
+def retry_later(record: dict[str, Any]) -> None:
+    """Back off before the record's next delivery (else: the queue's visibility timeout)."""
+    parsed = _parse(record)
+    if parsed is None or not record.get("receiptHandle"):
+        return
+    _, attempt, receives = parsed
+    s = container().settings
+    seconds = backoff_seconds(
+        attempt + receives, s.hub_backoff_base_seconds, s.hub_backoff_max_seconds
+    )
+    try:
+        container().hub_outbox.retry_later(record["receiptHandle"], seconds)
+    except UnavailableError:
+        log.warning(
+            "could not back off %s; it returns after the visibility timeout",
+            record.get("messageId"),
+        )

@@ -1,0 +1,46 @@
+"""Pydantic models of ingest: requests, responses and stored records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from copilot.schema import utcnow
+
+
+class DocumentStatusValue(StrEnum):
+    PENDING = "pending"
+    INDEXED = "indexed"
+    FAILED = "failed"
+
+
+class DocumentStatus(BaseModel):
+    copilot_id: str
+    doc_key: str = Field(description="Path of the file under the copilot's prefix.")
+    status: DocumentStatusValue
+    reason: str | None = None
+    chunk_count: int = Field(0, description="Chunks of the version answers come from.")
+    version: str | None = Field(
+        None, description="The object version (ETag or version id) answers come from, if any."
+    )
+    source_modified: datetime | None = Field(None, description="When that version was uploaded.")
+    pending_version: str | None = Field(None, description="A version being indexed now.")
+    attempted_version: str | None = Field(
+        None, description="The version the last finished attempt (indexed or failed) was about."
+    )
+    size: int | None = None
+    url: str | None = Field(None, description="Source web page, for crawled or synced knowledge.")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    rev: int = Field(0, description="Revision of this record (optimistic concurrency).")
+
+
+class ReindexResult(BaseModel):
+    copilot_id: str
+    queued: int = Field(description="Files queued for indexing.")
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentStatus]

@@ -1,0 +1,354 @@
+"""Indexing of knowledge files: S3 object events -> parse -> chunk -> embed -> copilot's index."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+from copilot.errors import ConflictError, PermanentIngestError, UnavailableError
+from copilot.ingest.chunking import chunk_document, chunk_id, table_rows
+from copilot.ingest.models import DocumentStatus, DocumentStatusValue
+from copilot.knowledge.lexical_snapshots import LexicalMaintainer
+from copilot.knowledge.models import Chunk
+from copilot.knowledge.vectors import pack, pack_all, unpack, unpack_all
+from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, KnowledgeIndex, StoredObject
+from copilot.schema import utcnow
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+log = logging.getLogger(__name__)
+
+# S3 user metadata on crawled pages and synced articles: where the knowledge came from, so
+# citations link to it.
+SOURCE_URL_META = "source-url"
+MAX_CHASES = 5  # re-index rounds while the object keeps changing during indexing
+# Table rows embedded one by one, per document: a price list or opening hours, not a whole
+# product catalogue (each row costs an embedding on top of its chunk's).
+MAX_ROW_VECTORS = 1000
+
+
+@dataclass(frozen=True)
+class ObjectEvent:
+    bucket: str
+    key: str
+    created: bool
+    version: str | None = None
+
+    @property
+    def copilot_id(self) -> str:
+        return self.key.split("/", 1)[0]
+
+    @property
+    def doc_key(self) -> str:
+        return self.key.split("/", 1)[1] if "/" in self.key else ""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    key: str
+    status: str
+    reason: str | None = None
+    chunks: int = 0
+
+
+def s3_notification(bucket: str, key: str, event_name: str = "ObjectCreated:Reindex") -> str:
+    """An S3-notification-shaped message, as the bucket would send (keys URL-encoded)."""
+    from urllib.parse import quote_plus
+
+    record = {
+        "eventSource": "aws:s3",
+        "eventName": event_name,
+        "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key, safe="/")}},
+    }
+    return json.dumps({"Records": [record]})
+
+
+def parse_s3_notification(body: dict[str, Any]) -> list[ObjectEvent]:
+    """Object events of an S3 event notification (``{"Records": [...]}``); test events: none."""
+    events = []
+    for record in body.get("Records") or []:
+        name = str(record.get("eventName", ""))
+        s3 = record.get("s3") or {}
+        bucket = (s3.get("bucket") or {}).get("name")
+        obj = s3.get("object") or {}
+        if (
+            not bucket
+            or "key" not in obj
+            or not name.startswith(("ObjectCreated", "ObjectRemoved"))
+        ):
+            raise ValueError(f"not an S3 object event: {name or record!r}")
+        events.append(
+            ObjectEvent(
+                bucket=bucket,
+                key=unquote_plus(str(obj["key"])),  # S3 URL-encodes keys in notifications
+                created=name.startswith("ObjectCreated"),
+                version=obj.get("versionId") or obj.get("eTag"),
+            )
+        )
+    return events
+
+
+class IngestService:
+    def __init__(
+        self,
+        copilots: CopilotRegistry,
+        documents: DocumentStore,
+        blobs: BlobStore,
+        index: Callable[[], KnowledgeIndex],
+        embedder: Callable[[], Embeddings],
+        max_bytes: int,
+        bucket: str,
+        lexical: LexicalMaintainer | None = None,
+    ) -> None:
+        self._bucket = bucket
+        self._lexical = lexical
+        self._copilots = copilots
+        self._documents = documents
+        self._blobs = blobs
+        self._index = index
+        self._embedder = embedder
+        self._max_bytes = max_bytes
+
+    def handle(self, event: ObjectEvent) -> IngestResult:
+        result = self._handle(event)
+        if self._lexical is not None and result.status in ("indexed", "deleted", "superseded"):
+            self._lexical.changed(event.copilot_id)
+        return result
+
+    def _handle(self, event: ObjectEvent) -> IngestResult:
+        """Apply one object event. Permanent problems are recorded and returned, never raised;
+        transient ones (storage or index unavailable) raise so the queue redelivers."""
+        if event.bucket != self._bucket:
+            log.warning(
+                "dropping event for bucket %s (this deployment reads %s)",
+                event.bucket,
+                self._bucket,
+            )
+            return IngestResult(
+                event.key, "ignored", f"not this deployment's bucket: {event.bucket}"
+            )
+        if not event.doc_key or event.key.endswith("/") or event.key.startswith("_"):
+            return IngestResult(event.key, "ignored", "not a file under a copilot prefix")
+        if self._copilots.get(event.copilot_id) is None:
+            log.warning("dropping event for unknown copilot: %s", event.key)
+            return IngestResult(event.key, "ignored", "no copilot owns this prefix")
+        if not event.created and self._blobs.head(event.key) is not None:
+            # Removed, then uploaded again before this event arrived: index what is there now.
+            return self._index_object(event)
+        if not event.created:
+            return self._remove(event)
+        return self._index_object(event)
+
+    def _remove(self, event: ObjectEvent) -> IngestResult:
+        copilot_id, doc_key = event.copilot_id, event.doc_key
+
+        def forget(current: DocumentStatus | None) -> None:
+            if current is not None:
+                self._documents.delete(copilot_id, doc_key, rev=current.rev)
+
+        self._update(copilot_id, doc_key, forget)
+        removed = self._index().delete_document(copilot_id, doc_key)
+        return IngestResult(event.key, "deleted", chunks=removed)
+
+    def _index_object(self, event: ObjectEvent) -> IngestResult:
+        """Index the object as it is now; repeat while it keeps changing under us.
+
+        Readers only see chunks of the version the document's status names, so switching
+        that one field switches answers from the old version to the new one at once.
+        """
+        copilot_id, doc_key = event.copilot_id, event.doc_key
+        result = IngestResult(event.key, "ignored", "the file no longer exists")
+        for _ in range(MAX_CHASES):
+            obj = (
+                self._blobs.get(event.key, self._max_bytes) if self._blobs.head(event.key) else None
+            )
+            if obj is None:
+                return self._remove(event) if self._documents.get(copilot_id, doc_key) else result
+            result = self._index_version(copilot_id, doc_key, obj)
+            if self._blobs.head(event.key) == obj.version:
+                return result
+        return result
+
+    def _index_version(self, copilot_id: str, doc_key: str, obj: StoredObject) -> IngestResult:
+        current = self._documents.get(copilot_id, doc_key)
+        if (
+            current is not None
+            and current.version == obj.version
+            and current.status == DocumentStatusValue.INDEXED
+        ):
+            return IngestResult(obj.key, "unchanged", chunks=current.chunk_count)
+
+        def mark_pending(status: DocumentStatus | None) -> None:
+            base = status or DocumentStatus(
+                copilot_id=copilot_id, doc_key=doc_key, status=DocumentStatusValue.PENDING
+            )
+            self._documents.save(
+                base.model_copy(
+                    update={
+                        "status": DocumentStatusValue.PENDING,
+                        "pending_version": obj.version,
+                        "updated_at": utcnow(),
+                    }
+                )
+            )
+
+        self._update(copilot_id, doc_key, mark_pending, read=(current,))
+        url = obj.metadata.get(SOURCE_URL_META)
+        try:
+            chunks = chunk_document(copilot_id, doc_key, obj.body, obj.version, url=url)
+        except PermanentIngestError as e:
+            self._finish(copilot_id, doc_key, obj, failure=e.message)
+            return IngestResult(obj.key, "failed", e.message)
+        index = self._index()
+        chunks, embeddings = self._embed(index, copilot_id, doc_key, current, chunks)
+        index.add_chunks(copilot_id, chunks, embeddings)
+        served = self._finish(copilot_id, doc_key, obj, chunks=len(chunks), url=url)
+        if served == obj.version:
+            index.delete_document(copilot_id, doc_key, keep_version=obj.version)
+            return IngestResult(obj.key, "indexed", chunks=len(chunks))
+        # A newer version was already serving: ours must not linger in the index.
+        index.delete_document(copilot_id, doc_key, keep_version=served)
+        return IngestResult(obj.key, "superseded", "a newer version is already indexed")
+
+    def _embed(
+        self,
+        index: KnowledgeIndex,
+        copilot_id: str,
+        doc_key: str,
+        current: DocumentStatus | None,
+        chunks: list[Chunk],
+    ) -> tuple[list[Chunk], list[list[float]]]:
+        """Embeddings for the chunks, and the chunks with their heading's embedding (one per
+        distinct title and section path) and their table rows' (the first MAX_ROW_VECTORS
+        rows of the document). What the new version did not change keeps the vectors its
+        previous version has in the index (re-crawls and edits embed only what changed:
+        embedding is most of the cost of indexing)."""
+        texts = [_embedding_text(c.title, c.section, c.text) for c in chunks]
+        headings = [_heading(c.title, c.section) for c in chunks]
+        rows: list[list[str]] = []
+        budget = MAX_ROW_VECTORS
+        for c in chunks:
+            rows.append(table_rows(c)[:budget] if budget > 0 else [])
+            budget -= len(rows[-1])
+        known: dict[str, list[float]] = {}
+        if current is not None and current.version and current.chunk_count:
+            ids = [
+                chunk_id(copilot_id, doc_key, i, current.version)
+                for i in range(current.chunk_count)
+            ]
+            for old, vector in index.embedded(copilot_id, ids):
+                known[_embedding_text(old.title, old.section, old.text)] = vector
+                if old.heading_vector:
+                    known[_heading(old.title, old.section)] = unpack(old.heading_vector)
+                if old.row_vectors:
+                    known.update(
+                        zip(table_rows(old), unpack_all(old.row_vectors, len(vector)), strict=False)
+                    )
+        wanted = [*texts, *headings, *(r for chunk_rows in rows for r in chunk_rows)]
+        missing = [t for t in dict.fromkeys(wanted) if t not in known]
+        if missing:
+            known.update(zip(missing, self._embedder().embed_documents(missing), strict=True))
+        embedded = [
+            c.model_copy(
+                update={
+                    "heading_vector": pack(known[h]),
+                    "row_vectors": pack_all([known[r] for r in chunk_rows]) if chunk_rows else None,
+                }
+            )
+            for c, h, chunk_rows in zip(chunks, headings, rows, strict=True)
+        ]
+        return embedded, [known[t] for t in texts]
+
+    def _finish(
+        self,
+        copilot_id: str,
+        doc_key: str,
+        obj: StoredObject,
+        *,
+        chunks: int = 0,
+        url: str | None = None,
+        failure: str | None = None,
+    ) -> str | None:
+        """Record the outcome; returns the version answers come from afterwards."""
+        served: list[str | None] = [None]
+
+        def apply(status: DocumentStatus | None) -> None:
+            base = status or DocumentStatus(
+                copilot_id=copilot_id, doc_key=doc_key, status=DocumentStatusValue.PENDING
+            )
+            newer_serving = (
+                base.version is not None
+                and base.source_modified is not None
+                and obj.last_modified is not None
+                and base.source_modified > obj.last_modified
+            )
+            if newer_serving:
+                served[0] = base.version
+                if base.pending_version == obj.version:
+                    self._documents.save(
+                        base.model_copy(
+                            update={"pending_version": None, "attempted_version": obj.version}
+                        )
+                    )
+                return
+            pending = None if base.pending_version == obj.version else base.pending_version
+            if failure is not None:
+                reason = failure
+                if base.version is not None:
+                    reason += "; answers still use the previously indexed version"
+                update: dict[str, object] = {
+                    "status": DocumentStatusValue.FAILED,
+                    "reason": reason,
+                    "pending_version": pending,
+                }
+            else:
+                update = {
+                    "status": DocumentStatusValue.INDEXED,
+                    "reason": None,
+                    "version": obj.version,
+                    "source_modified": obj.last_modified,
+                    "chunk_count": chunks,
+                    "size": obj.size,
+                    "url": url,
+                    "pending_version": pending,
+                }
+            update["attempted_version"] = obj.version
+            saved = self._documents.save(base.model_copy(update={**update, "updated_at": utcnow()}))
+            served[0] = saved.version
+
+        self._update(copilot_id, doc_key, apply)
+        return served[0]
+
+    def _update(
+        self,
+        copilot_id: str,
+        doc_key: str,
+        change: Callable[[DocumentStatus | None], None],
+        read: tuple[DocumentStatus | None] | None = None,
+    ) -> None:
+        """Read-modify-write of a document's status, retried when another writer got there first.
+
+        ``read``: the status just read by the caller, used for the first attempt (one read less).
+        """
+        for _ in range(MAX_CHASES * 4):
+            current = read[0] if read is not None else self._documents.get(copilot_id, doc_key)
+            read = None
+            try:
+                change(current)
+                return
+            except ConflictError:
+                continue
+        raise UnavailableError("the document's status keeps changing; will retry")
+
+
+def _heading(title: str, section: str | None) -> str:
+    return f"{title} — {section}" if section else title
+
+
+def _embedding_text(title: str, section: str | None, text: str) -> str:
+    return f"{_heading(title, section)}\n{text}"

@@ -1,0 +1,51 @@
+"""Pydantic models of knowledge: requests, responses and stored records."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Citation(BaseModel):
+    index: int
+    title: str
+    source: str = Field(description="File name (or URL) the passage comes from.")
+    section: str | None = None
+    page: int | None = Field(None, description="PDF page or slide number.")
+    url: str | None = Field(None, description="Web page the passage comes from, if any.")
+    snippet: str
+
+
+class Chunk(BaseModel):
+    chunk_id: str
+    copilot_id: str
+    doc_key: str
+    position: int
+    text: str
+    title: str
+    section: str | None = None
+    page: int | None = None
+    url: str | None = None
+    version: str | None = None
+    # The embedding of the chunk's title and section path (copilot.knowledge.vectors.pack): a question
+    # can match what a section is about (an FAQ's question, a page's title) better than its
+    # body. None for chunks indexed before headings were embedded.
+    heading_vector: str | None = None
+    # A table chunk ends with this many rows (records, one per paragraph); what comes before
+    # them is the table's caption. 0 for prose.
+    rows: int = 0
+    # The embeddings of those rows, each with the caption (copilot.knowledge.vectors.pack, one after
+    # another): a question about one row ("how much is a tune-up?") matches the row far
+    # better than the several rows of its chunk together. None when not embedded.
+    row_vectors: str | None = None
+
+
+class Passage(BaseModel):
+    """A retrieved chunk with its relevance to the query (cosine similarity, 0..1)."""
+
+    chunk: Chunk
+    score: float
+
+
+class Answer(BaseModel):
+    text: str
+    citations: list[Citation]

@@ -1,0 +1,195 @@
+"""Hybrid retrieval: dense vectors (the copilot's Chroma collection) fused with BM25 (its
+lexical snapshot), both filtered to the version each document currently answers from."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from copilot.conversation.models import Message
+from copilot.knowledge.lexical import LexicalHit, LexicalIndex, analyze, chunk_text_for_index
+from copilot.knowledge.models import Chunk
+from copilot.knowledge.vectors import similarities
+from copilot.ports import DocumentStore, KnowledgeIndex
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+    from copilot.knowledge.lexical_snapshots import LexicalReader
+
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class RetrievalPolicy:
+    k_dense: int = 20
+    k_lexical: int = 20
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+
+
+@dataclass
+class Candidate:
+    chunk: Chunk
+    fused: float
+    cosine: float | None = None
+    bm25: float | None = None
+    coverage: float = 0.0  # IDF-weighted share of the query's terms the passage contains
+    heading: float | None = None  # dense similarity of the query to the title/section path
+    row: float | None = None  # the best dense similarity of the query to one of its table rows
+
+
+@dataclass
+class Retrieval:
+    query: str
+    query_vector: list[float]
+    candidates: list[Candidate]
+    lexical: LexicalIndex | None
+    # A follow-up as the customer asked it, when the query is condensed with the history.
+    asked: str | None = None
+
+
+class HybridRetriever:
+    def __init__(
+        self,
+        index: KnowledgeIndex,
+        embedder: Embeddings,
+        documents: DocumentStore,
+        lexical: LexicalReader | None = None,
+        policy: RetrievalPolicy | None = None,
+    ) -> None:
+        self._index = index
+        self._embedder = embedder
+        self._documents = documents
+        self._lexical = lexical
+        self._policy = policy or RetrievalPolicy()
+
+    def retrieve(self, copilot_id: str, query: str) -> Retrieval:
+        p = self._policy
+        vector = self._embedder.embed_query(query)
+        dense = self._index.query(copilot_id, vector, p.k_dense)
+        lexical = self._lexical.get(copilot_id) if self._lexical else None
+        lexical_hits = lexical.search(query, p.k_lexical) if lexical else []
+        if lexical is not None:
+            # Chunks indexed since the snapshot was built (its rebuild is queued) are scored
+            # with the snapshot's statistics, so a new document ranks on both sides at once.
+            fresh = [d for d in dense if not lexical.contains(d.chunk.chunk_id)]
+            if fresh:
+                extra = [
+                    LexicalHit(d.chunk, lexical.score(query, chunk_text_for_index(d.chunk)))
+                    for d in fresh
+                ]
+                lexical_hits = sorted(
+                    [*lexical_hits, *(h for h in extra if h.score > 0)], key=lambda h: -h.score
+                )[: p.k_lexical]
+
+        by_id: dict[str, Candidate] = {}
+        for rank, passage in enumerate(dense):
+            c = by_id.setdefault(passage.chunk.chunk_id, Candidate(passage.chunk, 0.0))
+            c.cosine = passage.score
+            c.fused += p.dense_weight / (RRF_K + rank + 1)
+        for rank, hit in enumerate(lexical_hits):
+            c = by_id.setdefault(hit.chunk.chunk_id, Candidate(hit.chunk, 0.0))
+            c.bm25 = hit.score
+            c.fused += p.lexical_weight / (RRF_K + rank + 1)
+
+        candidates = sorted(self._live(copilot_id, list(by_id.values())), key=lambda c: -c.fused)
+        # Lexical-only hits get their dense similarity too, so confidence is comparable.
+        # Their stored vectors are read back: re-embedding them would cost more than the
+        # whole rest of the turn with a transformer embedder. (The lexical snapshot's copy of
+        # a chunk has no heading vector; the stored one does.)
+        missing = [c for c in candidates if c.cosine is None]
+        if missing:
+            stored = {
+                chunk.chunk_id: (chunk, v)
+                for chunk, v in self._index.embedded(
+                    copilot_id, [c.chunk.chunk_id for c in missing]
+                )
+            }
+            for c in missing:
+                found = stored.get(c.chunk.chunk_id)
+                if found is None:
+                    c.cosine = 0.0
+                    continue
+                c.chunk, stored_vector = found
+                c.cosine = cosine(vector, stored_vector)
+        headings = similarities(vector, [c.chunk.heading_vector for c in candidates])
+        rows = similarities(vector, [c.chunk.row_vectors for c in candidates])
+        for c, heading, row in zip(candidates, headings, rows, strict=True):
+            c.heading, c.row = heading, row
+        for c in candidates:
+            c.coverage = (
+                lexical.chunk_coverage(query, c.chunk)
+                if lexical is not None
+                else coverage(None, query, chunk_text_for_index(c.chunk))
+            )
+        return Retrieval(query, vector, candidates, lexical)
+
+    def _live(self, copilot_id: str, candidates: list[Candidate]) -> list[Candidate]:
+        """Only chunks of the version each document currently answers from: while a new
+        version is being indexed (or an old one cleaned up) both can sit in an index."""
+        if not candidates:
+            return []
+        keys = sorted({c.chunk.doc_key for c in candidates})
+        active = self._documents.active_versions(copilot_id, keys)
+        return [c for c in candidates if active.get(c.chunk.doc_key) == c.chunk.version]
+
+
+def coverage(
+    lexical: LexicalIndex | None, query: str, text: str, ignore: frozenset[str] = frozenset()
+) -> float:
+    if lexical is not None:
+        return lexical.coverage(query, text, ignore)
+    terms = set(analyze(query)) - ignore  # no lexical index yet: unweighted share of terms
+    return len(terms & set(analyze(text))) / len(terms) if terms else 0.0
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(x * x for x in b))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+# --- follow-up questions ------------------------------------------------------------------
+
+_ANAPHORA = re.compile(
+    r"\b(it|its|it's|that|this|these|those|they|them|their|theirs|he|she|his|her|there|one|ones|"
+    r"same|such|former|latter)\b",
+    re.IGNORECASE,
+)
+_CONTINUATION = re.compile(
+    r"^\s*(and|also|what about|how about|what if|then|but|so|or|plus|besides|more|why|how come)\b",
+    re.IGNORECASE,
+)
+FOLLOW_UP_MAX_TERMS = 4
+
+
+def is_follow_up(question: str) -> bool:
+    """A question that leans on the conversation: few content words of its own, a pronoun
+    standing for something said before, or an opening like "and what about ..."."""
+    terms = analyze(question)
+    if len(terms) <= 1:
+        return True
+    if _CONTINUATION.match(question):
+        return True
+    return bool(_ANAPHORA.search(question)) and len(terms) <= FOLLOW_UP_MAX_TERMS
+
+
+History = Callable[[], Sequence[Message]]
+
+
+def condense(question: str, history: History) -> str:
+    """A standalone query for retrieval, without an LLM: a follow-up borrows the words of the
+    customer's previous question (the topic it continues); a self-contained question stands
+    alone, so a change of subject is not dragged back to the old one. History is only read
+    for follow-ups."""
+    if not is_follow_up(question):
+        return question
+    previous = [
+        m.text for m in history() if m.role == "customer" and m.text.strip() != question.strip()
+    ]
+    return f"{previous[-1]} {question}" if previous else question

@@ -1,0 +1,591 @@
+"""``copilot``: run the local stack, chat, and operate copilots."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Customer-engagement copilot: local stack, chat and administration.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+copilots_app = typer.Typer(help="Create, show, list and update copilots.", no_args_is_help=True)
+app.add_typer(copilots_app, name="copilots")
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="COPILOT_LOCAL_DIR",
+        help="Where the local stack keeps its state and logs.",
+    ),
+]
+DEFAULT_DATA_DIR = Path(".local")
+
+
+def _repo_root() -> Path:
+    here = Path.cwd()
+    for candidate in [here, *here.parents]:
+        if (candidate / "functions" / "chat" / "main.py").exists():
+            return candidate
+    err.print("[red]Run this from the copilot repository (no functions/ folder found).[/red]")
+    raise typer.Exit(2)
+
+
+def _stack_info(data_dir: Path) -> dict[str, Any]:
+    from copilot_dev.localstack import read_stack_file
+
+    info = read_stack_file(data_dir) or {}
+    return info
+
+
+def _client(data_dir: Path, url: str | None = None) -> Any:
+    from copilot_dev.client import CopilotClient
+
+    info = _stack_info(data_dir)
+    base = url or os.environ.get("COPILOT_API_URL") or info.get("chat_url")
+    if not base:
+        err.print(
+            "[red]No API URL: start the local stack with 'copilot up', or set COPILOT_API_URL.[/red]"
+        )
+        raise typer.Exit(2)
+    key = os.environ.get("COPILOT_ADMIN_API_KEY") or info.get("env", {}).get(
+        "COPILOT_ADMIN_API_KEY"
+    )
+    return CopilotClient(base, admin_key=key)
+
+
+def _fail(e: Exception) -> NoReturn:
+    err.print(f"[red]{e}[/red]")
+    raise typer.Exit(1)
+
+
+@app.command()
+def up(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    chat_port: int = typer.Option(8080, help="Port of the chat function (customer + admin API)."),
+    chat: bool = typer.Option(True, help="Open a terminal chat with the demo copilot."),
+    demo: bool = typer.Option(True, help="Create the demo copilot and upload its knowledge."),
+    desk: bool = typer.Option(
+        True, help="Start the agent desk (a generic hub) and hand the demo copilot's chats to it."
+    ),
+    desk_port: int = typer.Option(8090, help="Port of the agent desk (web page + hub)."),
+) -> None:
+    """Start the whole local stack (emulated AWS, Chroma, the three functions) with a demo copilot."""
+    import logging
+    import secrets
+
+    from copilot_dev.emulators.agent_desk import AgentDesk
+    from copilot_dev.localstack import LocalStack, StackConfig, free_port
+
+    root = _repo_root()
+    config = StackConfig(
+        root=root,
+        data_dir=data_dir.resolve(),
+        chat_port=chat_port,
+        moto_port=free_port(),
+        chroma_port=free_port(),
+        ingest_port=free_port(),
+        handoff_port=free_port(),
+        outbox_port=free_port(),
+    )
+    agent_desk = None
+    if desk and demo:
+        # The desk and the functions share a fresh secret; it lives only in these processes.
+        secret = secrets.token_urlsafe(32)
+        config.extra_env[f"COPILOT_HUB_SECRET_{DEMO_DESK_SECRET_REF}"] = secret
+        # The desk shares this terminal with the customer's chat: no per-request log lines.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        try:
+            agent_desk = AgentDesk(secret, port=desk_port).start()
+        except OSError as e:
+            _fail(
+                OSError(f"the agent desk cannot listen on port {desk_port} ({e}): use --desk-port")
+            )
+    stack = LocalStack(config)
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = time.time()
+    try:
+        with console.status("Starting moto (S3, SQS, DynamoDB), Chroma and the three functions..."):
+            stack.start()
+        console.print(
+            f"[green]Local stack up[/green] in {time.time() - started:.1f} s "
+            f"(logs in {config.data_dir / 'logs'})"
+        )
+        copilot_id = None
+        if demo:
+            copilot_id = _seed(stack, root, agent_desk)
+        _print_how_to(config, copilot_id, agent_desk)
+        if chat and copilot_id and sys.stdin.isatty():
+            _chat_loop(_client(config.data_dir), copilot_id)
+        else:
+            console.print("Press Ctrl-C to stop the stack.")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with console.status("Stopping..."):
+            stack.stop()
+            if agent_desk is not None:
+                agent_desk.stop()
+        console.print("Stopped.")
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+DEMO_DESK_SECRET_REF = "DEMO_DESK"
+
+
+def _seed(stack: Any, root: Path, agent_desk: Any = None) -> str:
+    from copilot_dev.client import CopilotClient
+    from copilot_dev.demo import seed_demo
+
+    cfg = stack.config
+    client = CopilotClient(cfg.function_url("chat"), admin_key=cfg.admin_api_key)
+    with console.status("Creating the demo copilot and indexing its knowledge..."):
+        started = time.time()
+        copilot, docs = seed_demo(client, stack.client("s3"), cfg.bucket, root / "infra" / "demo")
+    indexed = sum(d.status == "indexed" for d in docs)
+    console.print(
+        f"Demo copilot [bold]{copilot.name}[/bold] ({copilot.copilot_id}): "
+        f"{indexed}/{len(docs)} files indexed in {time.time() - started:.1f} s"
+    )
+    info_path = cfg.data_dir / "stack.json"
+    info = json.loads(info_path.read_text())
+    info["demo_copilot_id"] = copilot.copilot_id
+    if agent_desk is not None:
+        client.update_copilot(
+            copilot.copilot_id,
+            {
+                "hub": {
+                    "type": "generic",
+                    "url": agent_desk.hub_url,
+                    "secret_ref": DEMO_DESK_SECRET_REF,
+                    "queue": "bike-support",
+                    "agent_note": "Demo customer from the Northwind Helper web chat.",
+                }
+            },
+        )
+        info["desk_url"] = agent_desk.url
+    info_path.write_text(json.dumps(info, indent=2))
+    return copilot.copilot_id
+
+
+def _print_how_to(config: Any, copilot_id: str | None, agent_desk: Any = None) -> None:
+    chat_url = config.function_url("chat")
+    console.print(f"Chat API:    {chat_url}  (OpenAPI: {chat_url}/openapi.json)")
+    console.print(f"Hand-off:    {config.function_url('handoff')}")
+    console.print(f"Admin key:   in {config.data_dir / 'stack.json'} (header X-Admin-Key)")
+    if agent_desk is not None:
+        console.print(
+            f"Agent desk:  {agent_desk.url}  (or in another terminal: .venv/bin/copilot agent-desk)"
+        )
+    if copilot_id:
+        console.print(f"Chat from another terminal:  .venv/bin/copilot chat --copilot {copilot_id}")
+
+
+@app.command()
+def chat(
+    copilot: str = typer.Option(None, "--copilot", help="Copilot id (default: the demo copilot)."),
+    url: str = typer.Option(None, help="Chat API base URL (default: the local stack)."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Chat with a copilot in the terminal."""
+    copilot_id = copilot or _stack_info(data_dir).get("demo_copilot_id")
+    if not copilot_id:
+        _fail(ValueError("no copilot given and no demo copilot running: use --copilot ID"))
+    _chat_loop(_client(data_dir, url), str(copilot_id))
+
+
+def _chat_loop(client: Any, copilot_id: str) -> None:
+    import threading
+
+    from copilot_dev.client import ApiError, CopilotClient
+
+    try:
+        started = client.start(copilot_id)
+    except (ApiError, OSError) as e:
+        _fail(e)
+    conversation, token = started.conversation_id, started.token
+    console.print(
+        "[dim]Type your message; /cancel stops waiting for a person; /quit to leave.[/dim]"
+    )
+    _show(started.messages)
+    seen = [max(m.seq for m in started.messages)]
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def show_new(messages: list[Any]) -> None:
+        with lock:
+            _show([m for m in messages if m.seq > seen[0] and m.role != "customer"])
+            seen[0] = max([seen[0], *(m.seq for m in messages)])
+
+    def poll() -> None:  # an agent's messages arrive between the customer's turns
+        poller = CopilotClient(client.base_url)
+        while not stop.wait(0.5):
+            try:
+                show_new(poller.messages(conversation, token, after=seen[0]).messages)
+            except (ApiError, OSError):
+                continue
+
+    threading.Thread(target=poll, daemon=True).start()
+    try:
+        while True:
+            try:
+                text = console.input("[bold cyan]You:[/bold cyan] ").strip()
+            except (EOFError, KeyboardInterrupt):
+                console.print()
+                return
+            if text in ("/quit", "/exit"):
+                return
+            if not text:
+                continue
+            try:
+                if text == "/cancel":
+                    turn = client.cancel_handoff(conversation, token)
+                else:
+                    turn = client.send(conversation, token, text)
+            except ApiError as e:
+                err.print(f"[red]{e}[/red]")
+                continue
+            show_new(turn.messages)
+    finally:
+        stop.set()
+
+
+def _show(messages: list[Any]) -> None:
+    for m in messages:
+        if m.role == "system":  # hand-off events: joined, typing, left, ended
+            console.print(f"[dim italic]{m.text}[/dim italic]", highlight=False)
+            continue
+        who = {
+            "copilot": "[bold green]Copilot:[/bold green]",
+            "agent": f"[bold magenta]{m.author or 'Agent'}:[/bold magenta]",
+        }.get(m.role, f"[bold]{m.role}:[/bold]")
+        console.print(who, m.text, highlight=False)
+        if m.suggestions:
+            console.print("  [dim]" + " | ".join(m.suggestions) + "[/dim]")
+
+
+@app.command("agent-desk")
+def agent_desk(
+    url: str = typer.Option(None, help="The desk's URL (default: the one `copilot up` started)."),
+    agent: str = typer.Option("Alex", help="Your name, as the customer sees it."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Be the live agent: take the demo copilot's hand-offs in this terminal."""
+    from copilot_dev.desk_console import run
+
+    base = url or _stack_info(data_dir).get("desk_url")
+    if not base:
+        _fail(ValueError("no agent desk running: start it with 'copilot up' (or pass --url)"))
+    run(str(base), console, agent)
+
+
+@copilots_app.command("create")
+def copilots_create(
+    file: Path = typer.Argument(..., exists=True, help="JSON file with the copilot's settings."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Create a copilot from a JSON file."""
+    from copilot_dev.client import ApiError
+
+    try:
+        created = _client(data_dir).create_copilot(json.loads(file.read_text()))
+    except (ApiError, json.JSONDecodeError) as e:
+        _fail(e)
+    console.print_json(created.model_dump_json())
+
+
+@copilots_app.command("show")
+def copilots_show(copilot_id: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Show a copilot's settings."""
+    from copilot_dev.client import ApiError
+
+    try:
+        console.print_json(_client(data_dir).get_copilot(copilot_id).model_dump_json())
+    except ApiError as e:
+        _fail(e)
+
+
+@copilots_app.command("list")
+def copilots_list(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """List copilots."""
+    from copilot_dev.client import ApiError
+
+    try:
+        items = _client(data_dir).list_copilots()
+    except ApiError as e:
+        _fail(e)
+    table = Table("id", "name", "language", "topics", "no-match threshold")
+    for c in items:
+        table.add_row(
+            c.copilot_id, c.name, c.language, str(len(c.topics)), str(c.no_match_threshold)
+        )
+    console.print(table)
+
+
+@copilots_app.command("update")
+def copilots_update(
+    copilot_id: str,
+    file: Path = typer.Argument(..., exists=True, help="JSON file with the fields to change."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Update a copilot: only the fields in the file change (behaviour messages merge)."""
+    from copilot_dev.client import ApiError
+
+    try:
+        updated = _client(data_dir).update_copilot(copilot_id, json.loads(file.read_text()))
+    except (ApiError, json.JSONDecodeError) as e:
+        _fail(e)
+    console.print_json(updated.model_dump_json())
+
+
+def _aws_settings(data_dir: Path) -> Any:
+    """Settings for talking to the bucket: the environment, else the running local stack."""
+    from copilot.config import Settings
+
+    info = _stack_info(data_dir)
+    os.environ.update({k: v for k, v in info.get("env", {}).items() if k not in os.environ})
+    return Settings()
+
+
+@app.command()
+def upload(
+    paths: list[Path] = typer.Argument(..., exists=True, help="Files or folders to upload."),
+    copilot: str = typer.Option(..., "--copilot", help="Copilot id."),
+    wait: bool = typer.Option(True, help="Wait until every file is indexed or failed."),
+    timeout: float = typer.Option(600, help="Seconds to wait for indexing."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Upload knowledge files to a copilot (through the bucket, as on AWS)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from copilot.adapters.aws.session import aws_client
+    from copilot_dev.demo import knowledge_files, upload_files, wait_indexed
+
+    settings = _aws_settings(data_dir)
+    client = _client(data_dir)
+    try:
+        client.get_copilot(copilot)
+    except Exception as e:
+        _fail(e)
+    batches = [(knowledge_files(p), p) if p.is_dir() else ([p], p.parent) for p in paths]
+    total = sum(len(files) for files, _ in batches)
+    s3 = aws_client(settings, "s3")
+    versions: dict[str, str] = {}
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        sent = progress.add_task("Uploading", total=total)
+        for files, base in batches:
+            versions |= upload_files(
+                s3,
+                settings.bucket,
+                copilot,
+                files,
+                base,
+                on_upload=lambda _key: progress.advance(sent),
+            )
+        if wait:
+            indexed = progress.add_task("Indexing", total=len(versions))
+            statuses = wait_indexed(
+                client,
+                copilot,
+                versions,
+                timeout=timeout,
+                on_progress=lambda n: progress.update(indexed, completed=n),
+            )
+    if wait:
+        _docs_table(statuses)
+        failed = sum(d.status == "failed" for d in statuses)
+        console.print(f"{len(statuses) - failed} indexed, {failed} failed.")
+        if failed:
+            raise typer.Exit(1)
+    else:
+        console.print(f"Uploaded {len(versions)} file(s).")
+
+
+def _sources(data_dir: Path) -> Any:
+    from copilot.bootstrap import Container
+
+    return Container(_aws_settings(data_dir)).sources
+
+
+@app.command()
+def crawl(
+    urls: list[str] = typer.Argument(..., help="Start URL(s) of one website."),
+    copilot: str = typer.Option(..., "--copilot", help="Copilot id."),
+    max_depth: int = typer.Option(3, help="Links to follow from the start URLs."),
+    max_pages: int = typer.Option(200, help="Pages to fetch at most."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Crawl a public website into a copilot's knowledge (changed pages only; gone pages removed)."""
+    from pydantic import ValidationError
+
+    from copilot.admin.models import WebsiteSource
+    from copilot.errors import CopilotError
+
+    try:
+        site = WebsiteSource(start_urls=urls, max_depth=max_depth, max_pages=max_pages)
+        with console.status(f"Crawling {urls[0]}..."):
+            report = _sources(data_dir).crawl(copilot, site)
+    except (CopilotError, ValidationError, ValueError) as e:
+        _fail(e)
+    console.print(report.summary())
+
+
+@app.command()
+def sync(
+    hub: str = typer.Argument(..., help="servicenow or salesforce"),
+    copilot: str = typer.Option(..., "--copilot", help="Copilot id."),
+    full: bool = typer.Option(False, help="Re-read every published article, not only changes."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Sync published knowledge-base articles (credentials: COPILOT_SERVICENOW_* / COPILOT_SALESFORCE_*)."""
+    from copilot.errors import CopilotError
+    from copilot.sources.service import _kb_summary
+
+    try:
+        with console.status(f"Syncing {hub}..."):
+            report = _sources(data_dir).sync_kb(copilot, hub, full=full)
+    except CopilotError as e:
+        _fail(e)
+    console.print(_kb_summary(report))
+
+
+@app.command()
+def refresh(
+    copilot: str = typer.Option(None, "--copilot", help="One copilot (default: all)."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Re-crawl the configured websites and sync the configured knowledge bases (as the schedule does)."""
+    from copilot.errors import CopilotError
+
+    try:
+        lines = _sources(data_dir).refresh(copilot)
+    except CopilotError as e:
+        _fail(e)
+    for line in lines or ["No websites or knowledge bases are configured."]:
+        console.print(line, highlight=False)
+
+
+@app.command()
+def reindex(
+    copilot: str = typer.Option(..., "--copilot", help="Copilot id."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Rebuild a copilot's index from its files (after changing the embedding model)."""
+    from copilot_dev.client import ApiError
+
+    try:
+        result = _client(data_dir).reindex(copilot)
+    except ApiError as e:
+        _fail(e)
+    console.print(
+        f"Queued {result['queued']} file(s) for indexing; follow with `copilot docs --copilot {copilot}`."
+    )
+
+
+@app.command()
+def docs(
+    copilot: str = typer.Option(..., "--copilot"), data_dir: DataDir = DEFAULT_DATA_DIR
+) -> None:
+    """Knowledge documents of a copilot and their indexing status."""
+    from copilot_dev.client import ApiError
+
+    try:
+        _docs_table(_client(data_dir).documents(copilot))
+    except ApiError as e:
+        _fail(e)
+
+
+def _docs_table(documents: list[Any]) -> None:
+    table = Table("document", "status", "chunks", "reason")
+    for d in documents:
+        color = {"indexed": "green", "failed": "red"}.get(d.status, "yellow")
+        table.add_row(
+            d.doc_key, f"[{color}]{d.status}[/{color}]", str(d.chunk_count), d.reason or ""
+        )
+    console.print(table)
+
+
+@app.command("eval")
+def eval_pack(
+    pack: Path = typer.Argument(..., help="Evaluation pack: docs/ + questions.jsonl."),
+    url: str = typer.Option(None, help="Chat API base URL (default: the local stack)."),
+    local: bool = typer.Option(False, "--local", help="Start a private local stack, then stop it."),
+    limit: int = typer.Option(None, min=1, help="Replay N questions spread over the pack."),
+    json_out: Path = typer.Option(None, "--json", help="Write the full report to this file."),
+    concurrency: int = typer.Option(4, min=1, help="Conversations replayed in parallel."),
+    copilot_settings: Path = typer.Option(
+        None, exists=True, help="JSON file of extra settings for the fresh copilot."
+    ),
+    index_timeout: float = typer.Option(1800, help="Seconds to wait for indexing."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Evaluate a fresh copilot on a pack: ingest its docs, replay its questions, score them."""
+    import requests
+
+    from copilot_dev import evaluation as ev
+    from copilot_dev.client import ApiError
+
+    try:
+        if local and url:
+            raise ev.EvalError("--local starts its own stack: leave out --url")
+        the_pack = ev.load_pack(pack)
+        options = ev.EvalOptions(
+            limit, concurrency, ev.load_copilot_settings(copilot_settings), index_timeout
+        )
+        if local:
+            report = ev.run_local(the_pack, options, console=console)
+        else:
+            from copilot.adapters.aws.session import aws_client
+
+            settings = _aws_settings(data_dir)
+            s3 = aws_client(settings, "s3")
+            report = ev.run_eval(
+                _client(data_dir, url), s3, settings.bucket, the_pack, options, console
+            )
+    except (ev.EvalError, ApiError, requests.RequestException) as e:
+        _fail(e)
+    ev.print_report(report, console)
+    if json_out:
+        ev.write_json(report, json_out)
+        console.print(f"Report written to {json_out}")
+
+
+@app.command()
+def openapi(out: Path = typer.Option(None, help="Write to this file instead of stdout.")) -> None:
+    """Print (or write) the chat API's OpenAPI document."""
+    from copilot.entrypoints.http.chat_routes import chat_api
+    from copilot.entrypoints.http.openapi import build_openapi
+
+    text = json.dumps(build_openapi(chat_api()), indent=2) + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def main() -> None:
+    app()

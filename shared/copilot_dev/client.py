@@ -1,0 +1,108 @@
+"""HTTP client of the chat function's API, for the CLI, the end-to-end tests and benchmarks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from copilot.admin.models import Copilot
+from copilot.conversation.models import MessagesPage, StartConversationResponse, TurnResponse
+from copilot.ingest.models import DocumentStatus
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        message = body.get("error", {}).get("message") if isinstance(body, dict) else body
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.body = body
+
+
+class CopilotClient:
+    def __init__(self, base_url: str, admin_key: str | None = None, timeout: float = 30) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.admin_key = admin_key
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        admin: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if admin and self.admin_key:
+            headers["X-Admin-Key"] = self.admin_key
+        response = self.http.request(
+            method, self.base_url + path, headers=headers, timeout=self.timeout, **kwargs
+        )
+        body = response.json() if response.content else None
+        if not response.ok:
+            raise ApiError(response.status_code, body)
+        return body
+
+    # admin
+    def create_copilot(self, spec: dict[str, Any]) -> Copilot:
+        return Copilot.model_validate(self._call("POST", "/admin/copilots", admin=True, json=spec))
+
+    def get_copilot(self, copilot_id: str) -> Copilot:
+        return Copilot.model_validate(
+            self._call("GET", f"/admin/copilots/{copilot_id}", admin=True)
+        )
+
+    def update_copilot(self, copilot_id: str, patch: dict[str, Any]) -> Copilot:
+        return Copilot.model_validate(
+            self._call("PATCH", f"/admin/copilots/{copilot_id}", admin=True, json=patch)
+        )
+
+    def list_copilots(self) -> list[Copilot]:
+        body = self._call("GET", "/admin/copilots", admin=True)
+        return [Copilot.model_validate(c) for c in body["copilots"]]
+
+    def documents(self, copilot_id: str) -> list[DocumentStatus]:
+        body = self._call("GET", f"/admin/copilots/{copilot_id}/documents", admin=True)
+        return [DocumentStatus.model_validate(d) for d in body["documents"]]
+
+    def reindex(self, copilot_id: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/admin/copilots/{copilot_id}/reindex", admin=True))
+
+    # conversations
+    def start(
+        self, copilot_id: str, variables: dict[str, str] | None = None
+    ) -> StartConversationResponse:
+        body = {"variables": variables} if variables else {}
+        return StartConversationResponse.model_validate(
+            self._call("POST", f"/copilots/{copilot_id}/conversations", json=body)
+        )
+
+    def send(self, conversation_id: str, token: str, text: str) -> TurnResponse:
+        return TurnResponse.model_validate(
+            self._call(
+                "POST",
+                f"/conversations/{conversation_id}/messages",
+                token=token,
+                json={"text": text},
+            )
+        )
+
+    def messages(self, conversation_id: str, token: str, after: int = 0) -> MessagesPage:
+        return MessagesPage.model_validate(
+            self._call(
+                "GET",
+                f"/conversations/{conversation_id}/messages",
+                token=token,
+                params={"after": after},
+            )
+        )
+
+    def cancel_handoff(self, conversation_id: str, token: str) -> TurnResponse:
+        return TurnResponse.model_validate(
+            self._call("POST", f"/conversations/{conversation_id}/handoff/cancel", token=token)
+        )

@@ -1,0 +1,101 @@
+"""Loopback emulators of the external hubs the copilot talks to, for tests and the local stack.
+
+Each emulator is a small threaded HTTP server speaking the hub's real wire shapes::
+
+    from copilot_dev.emulators.servicenow_kb import ServiceNowKbEmulator
+
+    with ServiceNowKbEmulator() as hub:      # or hub = ServiceNowKbEmulator().start()
+        hub.add_article("Reset your password", "<p>...</p>")
+        source = ServiceNowKnowledge(hub.url, username=hub.username, password=hub.password)
+
+They keep their data in memory, record the requests they answered (``hub.requests``), and have
+switches for failure modes: ``fail_with`` (answer every request with that HTTP status, e.g. 503),
+``delay`` (seconds to wait before answering) and token expiry.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    args: dict[str, str]  # query string
+    auth: str | None = None  # the Authorization scheme used: "Basic", "Bearer" or None
+    form: dict[str, str] = field(default_factory=dict)  # form fields, secrets left out
+    status: int = 0  # the status the emulator answered with
+
+
+class TickingClock:
+    """A deterministic clock for tests: each reading is ``step`` later than the previous."""
+
+    def __init__(self, start: datetime | None = None, step: timedelta = timedelta(minutes=1)):
+        self._now = start or datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+        self._step = step
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            self._now += self._step
+            return self._now
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class LoopbackServer:
+    """Start/stop plumbing: a werkzeug threaded server on 127.0.0.1 (free port by default)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        if self._server is not None:
+            return self
+        self._server = make_server(self._host, self._port, self.wsgi, threaded=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{type(self).__name__}:{self._server.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(5)
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return f"http://{self._host}:{self._server.port}"
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = ["LoopbackServer", "RecordedRequest", "TickingClock", "wall_clock"]

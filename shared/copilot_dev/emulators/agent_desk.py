@@ -1,0 +1,429 @@
+"""The agent desk: a generic hub (docs/handoff-generic-hub.md) on loopback, with a person at it.
+
+It receives the copilot's signed hand-off events (``POST /handoff``: ``handoff.initiate``, the
+customer's messages, ``handoff.end``), keeps one session per hand-off, and sends the agent's
+events back to the copilot's webhook (signed, with the hub's per-hand-off sequence numbers,
+retried like a hub retries). Three ways to drive it:
+
+* a web page at ``/`` (sessions, context, summary, transcript, reply box, join/end buttons);
+* ``copilot agent-desk`` in a terminal (copilot_dev.desk_console), over the JSON API below;
+* its Python API, for tests: ``desk.join(conversation_id)``, ``desk.say(...)``, ``desk.end(...)``,
+  ``desk.event(...)`` + ``desk.deliver(...)`` to send crafted (duplicate, out-of-order, forged,
+  stale) deliveries, and the switches ``fail_with`` (answer the copilot with e.g. 503) and
+  ``reject_with`` (decline hand-offs, e.g. "no_agents").
+
+JSON API (loopback only; POSTs must be application/json, so a web page elsewhere cannot post):
+``GET /api/sessions``, ``GET /api/sessions/<handoff_id>``,
+``POST /api/sessions/<handoff_id>/{join,say,typing,leave,end}`` with ``{"agent", "text"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from copilot.errors import CopilotError
+from copilot.handoff.hubs.generic import TOLERANCE_SECONDS, signed_headers, verify_signature
+from copilot_dev.emulators import LoopbackServer, RecordedRequest
+
+ACTIONS = ("join", "say", "typing", "leave", "end")
+
+
+@dataclass
+class DeskSession:
+    handoff_id: str
+    conversation_id: str
+    copilot_id: str
+    reply_to: str | None
+    initiate: dict[str, Any]  # the handoff.initiate event as received
+    status: str = "waiting"  # waiting | active | ended
+    agent: str | None = None
+    log: list[dict[str, Any]] = field(default_factory=list)  # what both sides said, in order
+    customer: list[dict[str, Any]] = field(default_factory=list)  # by the copilot's sequence
+    next_sequence: int = 1  # the hub's own numbering of the events it sends back
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return dict(self.initiate.get("value") or {})
+
+    @property
+    def transcript(self) -> list[dict[str, Any]]:
+        for attachment in self.initiate.get("attachments") or []:
+            if attachment.get("name") == "Transcript":
+                return list(attachment.get("content", {}).get("activities", []))
+        return []
+
+    @property
+    def customer_texts(self) -> list[str]:
+        return [m["text"] for m in self.customer]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "handoff_id": self.handoff_id,
+            "conversation_id": self.conversation_id,
+            "status": self.status,
+            "agent": self.agent,
+            "bot_name": self.context.get("va_BotName"),
+            "last_topic": self.context.get("va_LastTopic"),
+            "waiting_since": self.created_at,
+            "messages": len(self.log),
+        }
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "context": self.context,
+            "summary": self.initiate.get("summary"),
+            "unanswered_questions": self.initiate.get("unanswered_questions", []),
+            "routing": self.initiate.get("routing", {}),
+            "transcript": self.transcript,
+            "log": list(self.log),
+        }
+
+
+class AgentDesk(LoopbackServer):
+    def __init__(
+        self,
+        secret: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        webhook_url: str | None = None,
+        agent_name: str = "Alex",
+        tolerance: int = TOLERANCE_SECONDS,
+        retries: int = 3,
+    ) -> None:
+        super().__init__(host, port)
+        self.secret = secret
+        self.webhook_url = webhook_url  # base URL of the hand-off function, if not in reply_to
+        self.agent_name = agent_name
+        self.tolerance = tolerance
+        self.retries = retries  # deliveries of one agent event when the copilot answers 5xx
+        self.fail_with: int | None = None  # answer the copilot's calls with this status
+        self.reject_with: str | None = None  # decline new hand-offs with this reason
+        self.requests: list[RecordedRequest] = []  # the copilot's calls and our answers
+        self.received: list[dict[str, Any]] = []  # accepted events, once each
+        self.duplicates = 0
+        self._seen: set[str] = set()
+        self._sessions: dict[str, DeskSession] = {}
+        self._lock = threading.RLock()
+        self._http = threading.local()
+        self._map = Map(
+            [
+                Rule("/", endpoint="page", methods=["GET"]),
+                Rule("/healthz", endpoint="health", methods=["GET"]),
+                Rule("/handoff", endpoint="hub", methods=["POST"]),
+                Rule("/api/sessions", endpoint="sessions", methods=["GET"]),
+                Rule("/api/sessions/<handoff_id>", endpoint="session", methods=["GET"]),
+                Rule("/api/sessions/<handoff_id>/<action>", endpoint="act", methods=["POST"]),
+            ]
+        )
+
+    @property
+    def hub_url(self) -> str:
+        """What the copilot's hub settings point at."""
+        return f"{self.url}/handoff"
+
+    # --- sessions --------------------------------------------------------------------------
+
+    def sessions(self) -> list[DeskSession]:
+        with self._lock:
+            return sorted(self._sessions.values(), key=lambda s: s.created_at)
+
+    def session(self, key: str) -> DeskSession:
+        """By hand-off id, or the latest hand-off of a conversation id."""
+        with self._lock:
+            if key in self._sessions:
+                return self._sessions[key]
+            found = [s for s in self._sessions.values() if s.conversation_id == key]
+        if not found:
+            raise KeyError(f"no session for {key}")
+        return max(found, key=lambda s: s.created_at)
+
+    def wait_for_session(self, conversation_id: str, timeout: float = 10) -> DeskSession:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                return self.session(conversation_id)
+            except KeyError:
+                if time.time() > deadline:
+                    raise TimeoutError(
+                        f"no hand-off of {conversation_id} reached the desk"
+                    ) from None
+            time.sleep(0.02)
+
+    def wait_for_customer(self, key: str, count: int, timeout: float = 10) -> list[str]:
+        """The customer's first ``count`` messages in this hand-off, once they all arrived."""
+        deadline = time.time() + timeout
+        while True:
+            texts = self.session(key).customer_texts
+            if len(texts) >= count:
+                return texts
+            if time.time() > deadline:
+                raise TimeoutError(f"{len(texts)} of {count} customer messages arrived: {texts}")
+            time.sleep(0.02)
+
+    # --- the agent's actions ---------------------------------------------------------------
+
+    def join(self, key: str, agent: str | None = None) -> requests.Response:
+        return self._act(key, "agent.joined", agent)
+
+    def say(self, key: str, text: str, agent: str | None = None) -> requests.Response:
+        if self.session(key).status == "waiting":
+            self.join(key, agent)
+        return self._act(key, "agent.message", agent, text=text)
+
+    def typing(self, key: str, agent: str | None = None) -> requests.Response:
+        return self._act(key, "agent.typing", agent)
+
+    def leave(self, key: str, agent: str | None = None) -> requests.Response:
+        return self._act(key, "agent.left", agent)
+
+    def end(self, key: str, agent: str | None = None) -> requests.Response:
+        return self._act(key, "handoff.ended", agent)
+
+    def _act(self, key: str, kind: str, agent: str | None, **fields: Any) -> requests.Response:
+        session = self.session(key)
+        event = self.event(session, kind, agent=agent, **fields)
+        response = self.deliver(session, event)
+        if response.ok:
+            self._record_agent(session, event)
+        return response
+
+    def event(
+        self, session: DeskSession, kind: str, *, agent: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """The next agent event of the session (its sequence taken), not yet sent."""
+        with self._lock:
+            sequence = session.next_sequence
+            session.next_sequence += 1
+        name = agent or session.agent or self.agent_name
+        return {
+            "id": f"desk-{uuid.uuid4().hex}",
+            "type": kind,
+            "conversation_id": session.conversation_id,
+            "handoff_id": session.handoff_id,
+            "sequence": sequence,
+            "agent": {"id": name.lower(), "name": name},
+            **fields,
+        }
+
+    def webhook_for(self, session: DeskSession) -> str:
+        if session.reply_to:
+            return session.reply_to
+        if not self.webhook_url:
+            raise RuntimeError("the hand-off carried no reply_to and the desk has no webhook_url")
+        return f"{self.webhook_url.rstrip('/')}/hooks/generic/{session.copilot_id}"
+
+    def deliver(
+        self,
+        session: DeskSession,
+        event: dict[str, Any] | bytes,
+        *,
+        timestamp: int | None = None,
+        secret: str | None = None,
+        headers: dict[str, str] | None = None,
+        retries: int | None = None,
+    ) -> requests.Response:
+        """POST one event to the copilot, signed (or as told), retrying 5xx like a hub does."""
+        body = event if isinstance(event, bytes) else json.dumps(event).encode()
+        sent = (
+            headers
+            if headers is not None
+            else signed_headers(
+                self.secret if secret is None else secret, body, timestamp=timestamp
+            )
+        )
+        url = self.webhook_for(session)
+        attempts = self.retries if retries is None else retries
+        for attempt in range(attempts):
+            try:
+                response = self._session().post(url, data=body, headers=sent, timeout=10)
+            except requests.RequestException:
+                if attempt == attempts - 1:
+                    raise
+            else:
+                if response.status_code < 500 or attempt == attempts - 1:
+                    return response
+            time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _record_agent(self, session: DeskSession, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        name = event["agent"]["name"]
+        with self._lock:
+            if kind == "agent.joined":
+                session.status, session.agent = "active", name
+            elif kind == "agent.left":
+                session.status, session.agent = "waiting", None
+            elif kind == "handoff.ended":
+                session.status = "ended"
+            if kind != "agent.typing":
+                session.log.append(
+                    {"from": "agent", "type": kind, "agent": name, "text": event.get("text")}
+                )
+
+    def _session(self) -> requests.Session:
+        http: requests.Session | None = getattr(self._http, "session", None)
+        if http is None:
+            http = self._http.session = requests.Session()
+        return http
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        try:
+            endpoint, args = self._map.bind_to_environ(environ).match()
+            response = getattr(self, f"_on_{endpoint}")(request, **args)
+        except HTTPException as e:
+            response = _json({"error": e.description}, e.code or 500)
+        except KeyError as e:
+            response = _json({"error": str(e)}, 404)
+        return response(environ, start_response)
+
+    def _on_health(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    def _on_hub(self, request: Request) -> Response:
+        """A call from the copilot: verify, de-duplicate, then apply it to its session."""
+        body = request.get_data()
+        status, answer = self._hub_call(request, body)
+        with self._lock:
+            self.requests.append(RecordedRequest("POST", request.path, {}, status=status))
+        return _json(answer, status)
+
+    def _hub_call(self, request: Request, body: bytes) -> tuple[int, dict[str, Any]]:
+        if self.fail_with is not None:
+            return self.fail_with, {"error": "the desk is unavailable"}
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            verify_signature(headers, body, self.secret, time.time(), self.tolerance)
+        except CopilotError as e:
+            return e.status, {"error": e.message}
+        try:
+            event = json.loads(body)
+            name, event_id = event["name"], event["id"]
+            handoff_id, conversation_id = event["handoff_id"], event["conversation"]["id"]
+        except (ValueError, KeyError, TypeError):
+            return 400, {"error": "not a hand-off event"}
+        with self._lock:
+            if event_id in self._seen:
+                self.duplicates += 1
+                return 200, {"state": "accepted", "duplicate": True}
+            if name == "handoff.initiate":
+                if self.reject_with:
+                    return 200, {"state": "failed", "reason": self.reject_with}
+                self._sessions[handoff_id] = DeskSession(
+                    handoff_id=handoff_id,
+                    conversation_id=conversation_id,
+                    copilot_id=str(event.get("from", {}).get("id", "")),
+                    reply_to=event.get("reply_to"),
+                    initiate=event,
+                )
+            elif handoff_id not in self._sessions:
+                return 404, {"error": "no such hand-off"}
+            session = self._sessions[handoff_id]
+            if name == "conversation.message":
+                entry = {"sequence": event["sequence"], "id": event_id, "text": event["text"]}
+                session.customer.append(entry)
+                session.customer.sort(key=lambda m: m["sequence"])
+                session.log.append({"from": "customer", "type": "message", "text": event["text"]})
+            elif name == "handoff.end":
+                session.status = "ended"
+                session.log.append({"from": "customer", "type": "ended", "text": None})
+            self._seen.add(event_id)
+            self.received.append(event)
+        return 200, {"state": "accepted"}
+
+    def _on_sessions(self, request: Request) -> Response:
+        return _json({"sessions": [s.summary() for s in self.sessions()]})
+
+    def _on_session(self, request: Request, handoff_id: str) -> Response:
+        return _json(self.session(handoff_id).detail())
+
+    def _on_act(self, request: Request, handoff_id: str, action: str) -> Response:
+        if action not in ACTIONS:
+            raise NotFound(f"no action {action!r}")
+        if request.mimetype != "application/json":
+            return _json({"error": "send application/json"}, 415)
+        data = request.get_json(silent=True) or {}
+        agent = data.get("agent") or None
+        if action == "say":
+            text = str(data.get("text") or "").strip()
+            if not text:
+                return _json({"error": "text is required"}, 400)
+            response = self.say(handoff_id, text, agent)
+        else:
+            response = getattr(self, action)(handoff_id, agent)
+        return _json({"status": response.status_code}, 200 if response.ok else 502)
+
+    def _on_page(self, request: Request) -> Response:
+        return Response(_PAGE, mimetype="text/html")
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Agent desk</title>
+<style>
+body{font:14px system-ui,sans-serif;margin:0;display:flex;height:100vh}
+#list{width:260px;border-right:1px solid #ddd;overflow:auto}
+#list div{padding:8px 10px;border-bottom:1px solid #eee;cursor:pointer}
+#list div.sel{background:#eef}
+#main{flex:1;display:flex;flex-direction:column;padding:10px;overflow:hidden}
+#ctx{font-size:12px;color:#333;white-space:pre-wrap;max-height:35%;overflow:auto;
+background:#fafafa;border:1px solid #eee;padding:6px}
+#log{flex:1;overflow:auto;margin:8px 0}
+.customer{color:#064}.agent{color:#506}.bot{color:#777}
+form{display:flex;gap:6px}#text{flex:1}
+</style></head><body>
+<div id="list"></div>
+<div id="main"><div id="ctx">Waiting for a hand-off...</div><div id="log"></div>
+<form id="f"><input id="text" placeholder="Reply to the customer" autocomplete="off">
+<button>Send</button><button type="button" id="join">Join</button>
+<button type="button" id="end">End</button></form></div>
+<script>
+let sel=null;
+const post=(a,b)=>fetch(`/api/sessions/${sel}/${a}`,{method:"POST",
+  headers:{"Content-Type":"application/json"},body:JSON.stringify(b||{})});
+const esc=s=>String(s??"").replace(/[&<>]/g,c=>({"&":"&amp;","<":"&lt;",">":"&gt;"}[c]));
+async function tick(){
+  const r=await fetch("/api/sessions");const {sessions}=await r.json();
+  if(!sel&&sessions.length)sel=sessions[sessions.length-1].handoff_id;
+  document.getElementById("list").innerHTML=sessions.map(s=>
+    `<div class="${s.handoff_id===sel?"sel":""}" onclick="sel='${s.handoff_id}';tick()">
+    ${esc(s.bot_name)} &middot; ${esc(s.status)}<br><small>${esc(s.last_topic)}</small></div>`).join("");
+  if(!sel)return;
+  const d=await (await fetch(`/api/sessions/${sel}`)).json();
+  document.getElementById("ctx").textContent=
+    `Summary:\\n${d.summary}\\n\\nNote to agent: ${d.context.va_AgentMessage??"-"}\\n`+
+    `Routing: ${JSON.stringify(d.routing)}\\nContext: ${JSON.stringify(d.context)}`;
+  const t=d.transcript.map(a=>`<div class="${a.from.role==="user"?"customer":"bot"}">`+
+    `${a.from.role==="user"?"Customer":"Copilot"}: ${esc(a.text)}</div>`).join("");
+  const l=d.log.map(e=>`<div class="${e.from}">${e.from==="customer"?"Customer":esc(e.agent)}: `+
+    `${esc(e.text??e.type)}</div>`).join("");
+  const log=document.getElementById("log");log.innerHTML=t+"<hr>"+l;
+}
+document.getElementById("f").onsubmit=async e=>{e.preventDefault();
+  const i=document.getElementById("text");if(!i.value.trim())return;
+  await post("say",{text:i.value});i.value="";tick()};
+document.getElementById("join").onclick=()=>post("join").then(tick);
+document.getElementById("end").onclick=()=>post("end").then(tick);
+let typed=0;document.getElementById("text").oninput=()=>{
+  if(sel&&Date.now()-typed>3000){typed=Date.now();post("typing")}};
+setInterval(tick,1000);tick();
+</script></body></html>
+"""

@@ -1,0 +1,522 @@
+"""The local stack: emulated AWS (moto server), a Chroma server, the three functions under
+functions-framework (plus the hand-off function's outbox target), and the pumps that carry the
+bucket's SQS notifications to ingest and the hub outbox's messages to the outbox target.
+
+Everything listens on loopback and speaks the same wire protocols as production.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+STACK_FILE = "stack.json"
+OUTBOX_POLLERS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class StackConfig:
+    root: Path  # the repository (holds functions/)
+    data_dir: Path
+    moto_port: int = 5050
+    chroma_port: int = 8000
+    chat_port: int = 8080
+    ingest_port: int = 8082
+    handoff_port: int = 8083
+    outbox_port: int = 8084  # the hand-off function's outbox target (CloudEvents)
+    region: str = "us-east-1"
+    bucket: str = "copilot-knowledge"
+    queue: str = "copilot-ingest"
+    admin_api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    receive_wait_seconds: int = 1
+    visibility_timeout: int = 5
+    max_receive_count: int = 3
+    outbox_queue: str = "copilot-hub-outbox.fifo"
+    outbox_visibility_timeout: int = 30
+    hub_max_attempts: int = 5  # also the outbox queue's maxReceiveCount, as in serverless.yml
+    hub_backoff_base: int = 2
+    hub_backoff_max: int = 60
+    handoff_reorder_window: float = 10
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. hub credentials
+
+    @classmethod
+    def with_free_ports(cls, root: Path, data_dir: Path) -> StackConfig:
+        return cls(
+            root=root,
+            data_dir=data_dir,
+            moto_port=free_port(),
+            chroma_port=free_port(),
+            chat_port=free_port(),
+            ingest_port=free_port(),
+            handoff_port=free_port(),
+            outbox_port=free_port(),
+        )
+
+    @property
+    def aws_url(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def chroma_url(self) -> str:
+        return f"http://127.0.0.1:{self.chroma_port}"
+
+    def function_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{getattr(self, f'{name}_port')}"
+
+    def env(self) -> dict[str, str]:
+        """Environment for the functions, the CLI and tests: the functions' own settings."""
+        return {
+            "COPILOT_REGION": self.region,
+            "COPILOT_AWS_ENDPOINT_URL": self.aws_url,
+            "COPILOT_BUCKET": self.bucket,
+            "COPILOT_CHROMA_URL": self.chroma_url,
+            # moto's queue URLs are predictable: the stack creates this queue at start.
+            "COPILOT_INGEST_QUEUE_URL": f"{self.aws_url}/123456789012/{self.queue}",
+            "COPILOT_HUB_OUTBOX_QUEUE_URL": f"{self.aws_url}/123456789012/{self.outbox_queue}",
+            "COPILOT_HANDOFF_PUBLIC_URL": self.function_url("handoff"),
+            "COPILOT_HUB_MAX_ATTEMPTS": str(self.hub_max_attempts),
+            "COPILOT_HUB_BACKOFF_BASE_SECONDS": str(self.hub_backoff_base),
+            "COPILOT_HUB_BACKOFF_MAX_SECONDS": str(self.hub_backoff_max),
+            "COPILOT_HANDOFF_REORDER_WINDOW_SECONDS": str(self.handoff_reorder_window),
+            "COPILOT_ADMIN_API_KEY": self.admin_api_key,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": self.region,
+            **self.extra_env,
+        }
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop = threading.Event()
+        self._pump: threading.Thread | None = None
+        self._outbox_pumps: list[threading.Thread] = []
+        self.queue_url = ""
+        self.dlq_url = ""
+        self.outbox_url = ""
+        self.outbox_dlq_url = ""
+        self.pumped = 0
+        self.outbox_pumped = 0
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.config
+        busy = [
+            p
+            for p in (
+                cfg.moto_port,
+                cfg.chroma_port,
+                cfg.chat_port,
+                cfg.ingest_port,
+                cfg.handoff_port,
+                cfg.outbox_port,
+            )
+            if _port_in_use(p)
+        ]
+        if busy:
+            raise RuntimeError(
+                f"port(s) {busy} already in use: is another local stack running? "
+                "Stop it, or choose another port (copilot up --chat-port N)."
+            )
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        logs = cfg.data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        chroma_dir = cfg.data_dir / "chroma"
+        shutil.rmtree(chroma_dir, ignore_errors=True)  # moto starts empty: so does the index
+        bin_dir = Path(sys.executable).parent
+        env = {**os.environ, **cfg.env()}
+        try:
+            self._spawn(
+                "moto",
+                [sys.executable, "-m", "copilot_dev.localaws", "--port", str(cfg.moto_port)],
+                env,
+                logs,
+            )
+            self._spawn(
+                "chroma",
+                [
+                    str(bin_dir / "chroma"),
+                    "run",
+                    "--path",
+                    str(chroma_dir),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(cfg.chroma_port),
+                ],
+                env,
+                logs,
+            )
+            # (target, its function's folder, signature type); the outbox is handoff's 2nd target
+            targets = [
+                ("chat", "chat", "http"),
+                ("ingest", "ingest", "cloudevent"),
+                ("handoff", "handoff", "http"),
+                ("outbox", "handoff", "cloudevent"),
+            ]
+            for name, folder, signature_type in targets:
+                self._spawn(
+                    name,
+                    [
+                        str(bin_dir / "functions-framework"),
+                        "--target",
+                        name,
+                        "--source",
+                        str(cfg.root / "functions" / folder / "main.py"),
+                        "--signature-type",
+                        signature_type,
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(getattr(cfg, f"{name}_port")),
+                    ],
+                    {**env, "THREADS": "8"},
+                    logs,
+                )
+            self._wait_http(cfg.aws_url + "/moto-api/", "moto")
+            self.provision()
+            self._wait_http(cfg.chroma_url + "/api/v2/heartbeat", "chroma")
+            self._wait_http(cfg.function_url("chat") + "/healthz", "chat")
+            self._wait_http(cfg.function_url("handoff") + "/healthz", "handoff")
+            self._wait_port(cfg.ingest_port, "ingest")
+            self._wait_port(cfg.outbox_port, "outbox")
+            self._pump = threading.Thread(target=self._pump_loop, name="s3-sqs-pump", daemon=True)
+            self._pump.start()
+            self._outbox_pumps = [
+                threading.Thread(target=self._outbox_loop, name=f"outbox-pump-{i}", daemon=True)
+                for i in range(OUTBOX_POLLERS)
+            ]
+            for pump in self._outbox_pumps:
+                pump.start()
+            self._write_stack_file()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self._stop.set()
+        for pump in [self._pump, *self._outbox_pumps]:
+            if pump is not None:
+                pump.join(timeout=5)
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 8
+        for proc in self._procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs.clear()
+        (self.config.data_dir / STACK_FILE).unlink(missing_ok=True)
+
+    def kill(self, name: str) -> None:
+        """Stop one service abruptly (outage tests)."""
+        proc = self._procs[name]
+        proc.kill()
+        proc.wait()
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- resources ------------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.session.Session().client(
+            service,
+            endpoint_url=self.config.aws_url,
+            region_name=self.config.region,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    def provision(self) -> None:
+        """Tables, bucket, queues and the bucket's notification, as serverless.yml creates them."""
+        from copilot.adapters.aws.dynamo import create_tables
+        from copilot.config import Settings
+
+        cfg = self.config
+        s = Settings()  # table names: the defaults the functions use too
+        create_tables(
+            self.client("dynamodb"),
+            copilots=s.copilots_table,
+            conversations=s.conversations_table,
+            documents=s.documents_table,
+        )
+        sqs = self.client("sqs")
+        self.dlq_url = sqs.create_queue(QueueName=f"{cfg.queue}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self.queue_url = sqs.create_queue(
+            QueueName=cfg.queue,
+            Attributes={
+                "VisibilityTimeout": str(cfg.visibility_timeout),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(cfg.max_receive_count)}
+                ),
+            },
+        )["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self.outbox_dlq_url = sqs.create_queue(
+            QueueName=cfg.outbox_queue.removesuffix(".fifo") + "-dlq.fifo",
+            Attributes={"FifoQueue": "true"},
+        )["QueueUrl"]
+        outbox_dlq_arn = sqs.get_queue_attributes(
+            QueueUrl=self.outbox_dlq_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        self.outbox_url = sqs.create_queue(
+            QueueName=cfg.outbox_queue,
+            Attributes={
+                "FifoQueue": "true",
+                "VisibilityTimeout": str(cfg.outbox_visibility_timeout),
+                "RedrivePolicy": json.dumps(
+                    {
+                        "deadLetterTargetArn": outbox_dlq_arn,
+                        "maxReceiveCount": str(cfg.hub_max_attempts),
+                    }
+                ),
+            },
+        )["QueueUrl"]
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=cfg.bucket)
+        s3.put_bucket_notification_configuration(
+            Bucket=cfg.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+                ]
+            },
+        )
+
+    # --- the pump: SQS -> ingest function, as Lambda's event source mapping would --------
+
+    def _pump_loop(self) -> None:
+        sqs = self.client("sqs")
+        session = requests.Session()
+        url = self.config.function_url("ingest")
+        while not self._stop.is_set():
+            try:
+                batch = sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=self.config.receive_wait_seconds,
+                ).get("Messages", [])
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("pump: receive failed")
+                time.sleep(0.5)
+                continue
+            for message in batch:
+                if _post_cloud_event(
+                    session, url, message["Body"], "aws:s3", "com.amazonaws.s3.notification"
+                ):
+                    sqs.delete_message(
+                        QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+                    self.pumped += 1
+                # else: left on the queue; it comes back after the visibility timeout and goes
+                # to the dead-letter queue after max_receive_count attempts.
+
+    # --- the outbox pump: SQS FIFO -> the outbox target, as Lambda's event source would ----
+
+    def _outbox_loop(self) -> None:
+        """One of OUTBOX_POLLERS pollers, like Lambda's: each delivers what it received before
+        polling again, so a slow hub holds up one poller, not every conversation."""
+        sqs = self.client("sqs")
+        session = requests.Session()
+        while not self._stop.is_set():
+            try:
+                batch = sqs.receive_message(
+                    QueueUrl=self.outbox_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=self.config.receive_wait_seconds,
+                    AttributeNames=["All"],
+                ).get("Messages", [])
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("outbox pump: receive failed")
+                time.sleep(0.5)
+                continue
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for message in batch:
+                group = message.get("Attributes", {}).get("MessageGroupId", message["MessageId"])
+                groups.setdefault(group, []).append(message)
+            # Each conversation's messages in order; FIFO keeps its later messages from being
+            # received (by any poller) while these are in flight.
+            for messages in groups.values():
+                self._deliver_outbox_group(sqs, session, messages)
+
+    def _deliver_outbox_group(
+        self, sqs: Any, session: requests.Session, messages: list[dict[str, Any]]
+    ) -> None:
+        from copilot.handoff.service import backoff_seconds
+
+        url = self.config.function_url("outbox")
+        for i, message in enumerate(messages):
+            record = {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+            }
+            body = json.dumps(record)
+            if _post_cloud_event(session, url, body, "aws:sqs", "com.amazonaws.sqs.message"):
+                sqs.delete_message(QueueUrl=self.outbox_url, ReceiptHandle=message["ReceiptHandle"])
+                self.outbox_pumped += 1
+                continue
+            # Back off (growing with the attempts), this message and the ones behind it alike.
+            attempts = _attempts(record)
+            cfg = self.config
+            delay = backoff_seconds(attempts, cfg.hub_backoff_base, cfg.hub_backoff_max)
+            for later in messages[i:]:
+                try:
+                    sqs.change_message_visibility(
+                        QueueUrl=self.outbox_url,
+                        ReceiptHandle=later["ReceiptHandle"],
+                        VisibilityTimeout=delay,
+                    )
+                except Exception:
+                    log.warning("outbox pump: could not back off a message", exc_info=True)
+            return
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str], logs: Path) -> None:
+        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self._procs[name] = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=self.config.root,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    def _check_alive(self, name: str) -> None:
+        proc = self._procs.get(name)
+        if proc is not None and proc.poll() is not None:
+            tail = (self.config.data_dir / "logs" / f"{name}.log").read_text(errors="replace")[
+                -2000:
+            ]
+            raise RuntimeError(f"{name} exited with code {proc.returncode}:\n{tail}")
+
+    def _wait_http(self, url: str, name: str, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self._check_alive(name)
+            try:
+                if requests.get(url, timeout=2).status_code < 500:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} did not answer at {url} within {timeout:.0f} s")
+
+    def _wait_port(self, port: int, name: str, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self._check_alive(name)
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} did not listen on port {port} within {timeout:.0f} s")
+
+    def _write_stack_file(self) -> None:
+        cfg = self.config
+        info = {
+            "chat_url": cfg.function_url("chat"),
+            "ingest_url": cfg.function_url("ingest"),
+            "handoff_url": cfg.function_url("handoff"),
+            "env": cfg.env(),
+            "pid": os.getpid(),
+        }
+        path = cfg.data_dir / STACK_FILE
+        path.write_text(json.dumps(info, indent=2))
+        path.chmod(0o600)
+
+
+def _post_cloud_event(
+    session: requests.Session, url: str, body: str, source: str, kind: str
+) -> bool:
+    """POST one event to a functions-framework CloudEvent target; True if it was handled."""
+    headers = {
+        "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": str(uuid.uuid4()),
+        "ce-source": source,
+        "ce-type": kind,
+    }
+    try:
+        return session.post(url, data=body, headers=headers, timeout=300).ok
+    except requests.RequestException:
+        return False
+
+
+def _attempts(record: dict[str, Any]) -> int:
+    try:
+        earlier = int(json.loads(record["body"]).get("attempt", 0))
+    except (ValueError, AttributeError, TypeError):
+        earlier = 0
+    return earlier + int(record["attributes"].get("ApproximateReceiveCount", 1))
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the stack's process dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def read_stack_file(data_dir: Path) -> dict[str, Any] | None:
+    path = data_dir / STACK_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+__all__ = ["LocalStack", "StackConfig", "asdict", "read_stack_file"]
