@@ -9,6 +9,10 @@ from pydantic import BaseModel, Field
 
 from copilot.schema import utcnow
 
+# S3 user metadata on crawled pages and synced articles: where the knowledge came from, so
+# citations link to it. Written by the sources, read by ingest.
+SOURCE_URL_META = "source-url"
+
 
 class DocumentStatusValue(StrEnum):
     PENDING = "pending"

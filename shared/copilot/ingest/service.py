@@ -11,7 +11,7 @@ from urllib.parse import unquote_plus
 
 from copilot.errors import ConflictError, PermanentIngestError, UnavailableError
 from copilot.ingest.chunking import chunk_document, chunk_id, table_rows
-from copilot.ingest.models import DocumentStatus, DocumentStatusValue
+from copilot.ingest.models import SOURCE_URL_META, DocumentStatus, DocumentStatusValue
 from copilot.knowledge.lexical_snapshots import LexicalMaintainer
 from copilot.knowledge.models import Chunk
 from copilot.knowledge.vectors import pack, pack_all, unpack, unpack_all
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# S3 user metadata on crawled pages and synced articles: where the knowledge came from, so
-# citations link to it.
-SOURCE_URL_META = "source-url"
 MAX_CHASES = 5  # re-index rounds while the object keeps changing during indexing
 # Table rows embedded one by one, per document: a price list or opening hours, not a whole
 # product catalogue (each row costs an embedding on top of its chunk's).

@@ -25,7 +25,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field
 
 from copilot.errors import BadRequestError, CopilotError, UnavailableError
-from copilot.ingest.service import SOURCE_URL_META
+from copilot.ingest.models import SOURCE_URL_META
 from copilot.ports import BlobStore, StateStore
 from copilot.schema import utcnow
 from copilot.sources.kb.base import Article, KbSource, utc

@@ -30,7 +30,7 @@ import requests
 from bs4 import BeautifulSoup, Tag, XMLParsedAsHTMLWarning
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from copilot.ingest.service import SOURCE_URL_META
+from copilot.ingest.models import SOURCE_URL_META
 from copilot.ports import BlobStore, StateStore
 from copilot.sources.websites.urls import (
     SiteScope,
