@@ -1,9 +1,82 @@
+"""Typed settings from ``COPILOT_*`` environment variables.
+
+The model-provider part (which embedder and LLM, and the id an index records for the
+embedder's vectors) lives here too, not beside the provider adapters: configuration is read
+by every layer and depends on none of them.
+"""
+
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from typing import Literal
 
-from copilot.adapters.providers.factory import ProviderSettings
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from copilot.errors import BadRequestError
+
+# The offline embedders' ids (copilot.adapters.providers.offline), as an index records them.
+MINILM_MODEL_ID = "all-minilm-l6-v2-int8"
+WORDLLAMA_MODEL_ID = "wordllama-l2-supercat-256"
+
+
+class ProviderSettings(BaseSettings):
+    """Which models answer, from ``COPILOT_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="COPILOT_", extra="ignore")
+
+    embedder: Literal["minilm", "wordllama", "bedrock", "openai"] = "minilm"
+    llm: Literal["none", "bedrock", "openai"] = "none"
+    region: str = "us-east-1"
+
+    bedrock_embed_model: str = "amazon.titan-embed-text-v2:0"
+    bedrock_chat_model: str = "anthropic.claude-3-haiku-20240307-v1:0"
+    bedrock_endpoint_url: str | None = Field(
+        default=None, description="Bedrock Runtime endpoint: a VPC endpoint or an emulator."
+    )
+
+    openai_base_url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible API (Ollama, vLLM, a gateway), with its /v1.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        description="Falls back to OPENAI_API_KEY; may be left out with a local openai_base_url.",
+    )
+    openai_embed_model: str = "text-embedding-3-small"
+    openai_chat_model: str = "gpt-4o-mini"
+
+    embed_dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Shorter vectors where the model allows it (Titan v2: 256/512/1024; "
+        "text-embedding-3-*). Part of the embedding model id.",
+    )
+    llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    llm_timeout_seconds: float = Field(
+        default=20.0, gt=0, description="Per request (embeddings too); per read when streaming."
+    )
+    llm_max_tokens: int = Field(default=512, ge=1)
+    provider_max_retries: int = Field(
+        default=1, ge=0, description="Retries of a throttled/failed provider request."
+    )
+
+
+def embedding_model_id(settings: ProviderSettings) -> str:
+    """A stable name for the vectors ``build_embeddings(settings)`` makes: an index records
+    it, and is never queried with vectors from another model."""
+    # Named here, not read off the classes: copilot.adapters.providers.offline imports
+    # langchain_core, which the index client (the chat function's cold path) does not need.
+    if settings.embedder == "minilm":
+        return MINILM_MODEL_ID
+    if settings.embedder == "wordllama":
+        return WORDLLAMA_MODEL_ID
+    if settings.embedder == "bedrock":
+        name = f"bedrock:{settings.bedrock_embed_model}"
+    elif settings.embedder == "openai":
+        name = f"openai:{settings.openai_embed_model}"
+    else:  # pragma: no cover - the Literal type rules it out
+        raise BadRequestError(f"unknown embedder '{settings.embedder}'", field="embedder")
+    return f"{name}@{settings.embed_dimensions}" if settings.embed_dimensions else name
 
 
 class Settings(ProviderSettings):

@@ -20,12 +20,11 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from copilot.adapters.providers.factory import (
     OPENAI_EMBED_BATCH,
-    ProviderSettings,
     build_chat_model,
     build_embeddings,
     call_with_provider_errors,
-    embedding_model_id,
 )
+from copilot.config import ProviderSettings, embedding_model_id
 from copilot.errors import BadRequestError, UnavailableError
 from copilot_dev.emulators.bedrock import BedrockEmulator
 from copilot_dev.emulators.openai_api import OpenAiEmulator, hashed_embedding

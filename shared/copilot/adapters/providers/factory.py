@@ -2,9 +2,9 @@
 
 ::
 
-    settings = ProviderSettings()                  # COPILOT_EMBEDDER, COPILOT_LLM, ...
+    settings = ProviderSettings()                  # copilot.config: COPILOT_EMBEDDER, ...
     embeddings = build_embeddings(settings)        # langchain_core Embeddings
-    index_model = embedding_model_id(settings)     # "bedrock:amazon.titan-embed-text-v2:0"
+    index_model = embedding_model_id(settings)     # copilot.config: "bedrock:amazon.titan-..."
     chat = build_chat_model(settings)              # BaseChatModel, or None for COPILOT_LLM=none
 
 Providers: ``minilm`` (the offline default: all-MiniLM-L6-v2, int8 ONNX, in-process),
@@ -28,16 +28,16 @@ Importing this module is cheap: ``langchain_aws``, ``langchain_openai``, ``boto3
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr
 
 from copilot.adapters.providers.errors import (
     call_with_provider_errors,
     map_provider_error,
     provider_errors,
 )
+from copilot.config import ProviderSettings, embedding_model_id
 from copilot.errors import BadRequestError
 
 if TYPE_CHECKING:
@@ -47,70 +47,8 @@ if TYPE_CHECKING:
 # Bedrock's InvokeModel embeds one text per request (Titan): a batch is spread over this many
 # concurrent requests. OpenAI's endpoint takes a list: this many texts per request (the API
 # allows 2048 inputs and 300k tokens per request; local servers often less).
-MINILM_MODEL_ID = "all-minilm-l6-v2-int8"
-WORDLLAMA_MODEL_ID = "wordllama-l2-supercat-256"
 BEDROCK_EMBED_PARALLELISM = 4
 OPENAI_EMBED_BATCH = 128
-
-
-class ProviderSettings(BaseSettings):
-    """Which models answer, from ``COPILOT_*`` environment variables."""
-
-    model_config = SettingsConfigDict(env_prefix="COPILOT_", extra="ignore")
-
-    embedder: Literal["minilm", "wordllama", "bedrock", "openai"] = "minilm"
-    llm: Literal["none", "bedrock", "openai"] = "none"
-    region: str = "us-east-1"
-
-    bedrock_embed_model: str = "amazon.titan-embed-text-v2:0"
-    bedrock_chat_model: str = "anthropic.claude-3-haiku-20240307-v1:0"
-    bedrock_endpoint_url: str | None = Field(
-        default=None, description="Bedrock Runtime endpoint: a VPC endpoint or an emulator."
-    )
-
-    openai_base_url: str | None = Field(
-        default=None,
-        description="An OpenAI-compatible API (Ollama, vLLM, a gateway), with its /v1.",
-    )
-    openai_api_key: SecretStr | None = Field(
-        default=None,
-        description="Falls back to OPENAI_API_KEY; may be left out with a local openai_base_url.",
-    )
-    openai_embed_model: str = "text-embedding-3-small"
-    openai_chat_model: str = "gpt-4o-mini"
-
-    embed_dimensions: int | None = Field(
-        default=None,
-        ge=1,
-        description="Shorter vectors where the model allows it (Titan v2: 256/512/1024; "
-        "text-embedding-3-*). Part of the embedding model id.",
-    )
-    llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    llm_timeout_seconds: float = Field(
-        default=20.0, gt=0, description="Per request (embeddings too); per read when streaming."
-    )
-    llm_max_tokens: int = Field(default=512, ge=1)
-    provider_max_retries: int = Field(
-        default=1, ge=0, description="Retries of a throttled/failed provider request."
-    )
-
-
-def embedding_model_id(settings: ProviderSettings) -> str:
-    """A stable name for the vectors ``build_embeddings(settings)`` makes: an index records
-    it, and is never queried with vectors from another model."""
-    # Named here, not read off the classes: copilot.adapters.providers.offline imports langchain_core, which
-    # the index client (the chat function's cold path) does not otherwise need.
-    if settings.embedder == "minilm":
-        return MINILM_MODEL_ID
-    if settings.embedder == "wordllama":
-        return WORDLLAMA_MODEL_ID
-    if settings.embedder == "bedrock":
-        name = f"bedrock:{settings.bedrock_embed_model}"
-    elif settings.embedder == "openai":
-        name = f"openai:{settings.openai_embed_model}"
-    else:  # pragma: no cover - the Literal type rules it out
-        raise _unknown("embedder", settings.embedder)
-    return f"{name}@{settings.embed_dimensions}" if settings.embed_dimensions else name
 
 
 def build_embeddings(settings: ProviderSettings) -> Embeddings:
@@ -235,11 +173,9 @@ def _unknown(field: str, value: str) -> BadRequestError:
 
 
 __all__ = [
-    "ProviderSettings",
     "build_chat_model",
     "build_embeddings",
     "call_with_provider_errors",
-    "embedding_model_id",
     "map_provider_error",
     "provider_errors",
 ]

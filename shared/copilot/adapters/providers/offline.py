@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from copilot.adapters.providers.factory import MINILM_MODEL_ID, WORDLLAMA_MODEL_ID
+from copilot.config import MINILM_MODEL_ID, WORDLLAMA_MODEL_ID
 
 
 class WordLlamaEmbeddings(Embeddings):
