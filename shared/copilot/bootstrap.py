@@ -109,7 +109,7 @@ class Container:
     def index(self) -> KnowledgeIndex:
         def build() -> KnowledgeIndex:
             from copilot.adapters.chroma import ChromaKnowledgeIndex
-            from copilot.adapters.providers.factory import embedding_model_id
+            from copilot.config import embedding_model_id
 
             token = self.settings.chroma_token
             return ChromaKnowledgeIndex(
