@@ -134,7 +134,7 @@ def instrument_chunking(clock: StageClock) -> None:
     """Time parse and chunk separately where IngestService calls ``chunk_document``."""
     import copilot.ingest.service as ingest_module
     from copilot.ingest.chunking import chunk_parsed
-    from copilot.ingest.parsing.document import parse
+    from copilot.ingest.parsing.registry import parse
 
     def chunk_document(
         copilot_id: str,

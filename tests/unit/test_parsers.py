@@ -14,7 +14,8 @@ import pytest
 
 from copilot.errors import PermanentIngestError
 from copilot.ingest.chunking import chunk_document
-from copilot.ingest.parsing.document import ParseLimits, parse, supported_extensions
+from copilot.ingest.parsing.document import ParseLimits
+from copilot.ingest.parsing.registry import parse, supported_extensions
 
 # ----- builders -----
 
@@ -143,7 +144,7 @@ def test_every_common_type_is_registered() -> None:
 
 def test_importing_parsing_does_not_import_heavy_libraries() -> None:
     code = (
-        "import sys, copilot.ingest.parsing.document as p; p.supported_extensions(); "
+        "import sys, copilot.ingest.parsing.registry as p; p.supported_extensions(); "
         "print(sorted(m for m in ('pypdfium2', 'docx', 'pptx', 'openpyxl', 'lxml') "
         "if m in sys.modules))"
     )

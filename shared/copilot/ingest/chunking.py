@@ -6,7 +6,8 @@ import hashlib
 import re
 from dataclasses import replace
 
-from copilot.ingest.parsing.document import ParsedDocument, ParseLimits, Section, parse
+from copilot.ingest.parsing.document import ParsedDocument, ParseLimits, Section
+from copilot.ingest.parsing.registry import parse
 from copilot.knowledge.models import Chunk
 
 # Sized for the default embedder: all-MiniLM-L6-v2 reads at most 256 word pieces (about

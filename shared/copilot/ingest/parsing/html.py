@@ -11,7 +11,8 @@ from typing import Any
 
 from copilot.errors import PermanentIngestError
 from copilot.ingest.parsing.document import ParsedDocument, ParseLimits, Section, title_from_key
-from copilot.ingest.parsing.tabular import table_records
+from copilot.ingest.parsing.records import records_section, table_records
+from copilot.ingest.parsing.text import decode_text
 
 _BLOCK, _LINE = "\x1e", "\x1f"  # paragraph / line break markers while walking the tree
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4}
@@ -169,7 +170,7 @@ class _Walker:
                 records = _table(element)
                 if records:
                     path = [h for _, h in self.stack]
-                    self.sections.append(Section("\n\n".join(records), path, records=True))
+                    self.sections.append(records_section(records, path))
                 walker.skip_subtree()
             else:
                 if tag == "br":
@@ -244,8 +245,6 @@ def _scrub(text: str) -> str:
 
 
 def _decode(body: bytes) -> str:
-    from copilot.ingest.parsing.text import decode_text
-
     if body[:3] == b"\xef\xbb\xbf" or body[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return _scrub(decode_text(body))
     if b"\x00" in body[:8192]:

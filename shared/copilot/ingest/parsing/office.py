@@ -19,7 +19,7 @@ from copilot.ingest.parsing.document import (
     Section,
     title_from_key,
 )
-from copilot.ingest.parsing.tabular import records_section, table_records
+from copilot.ingest.parsing.records import records_section, table_records
 
 MAX_RATIO = 100  # uncompressed : compressed, checked on members over RATIO_MIN_BYTES
 RATIO_MIN_BYTES = 1024 * 1024

@@ -1,21 +1,21 @@
-"""CSV tables and FAQ exports (CSV or JSON), plus the row -> record helpers spreadsheets share.
+"""CSV tables and FAQ exports (CSV or JSON).
 
-A table row becomes one record, "Header: value; Header2: value2", so every chunk carries its
-column names. An FAQ pair becomes one atomic section, "Q: ...\\nA: ...", titled by its question.
+A table row becomes one record (``copilot.ingest.parsing.records``). An FAQ pair becomes one
+atomic section, "Q: ...\\nA: ...", titled by its question.
 """
 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 from copilot.errors import PermanentIngestError
 from copilot.ingest.parsing.document import ParsedDocument, ParseLimits, Section, title_from_key
+from copilot.ingest.parsing.html import fragment_text
+from copilot.ingest.parsing.records import records_section, table_records
 from copilot.ingest.parsing.text import decode_text
 
 QUESTION_KEYS = ("question", "q", "title")
@@ -25,54 +25,6 @@ FAQ_LIST_KEYS = ("faqs", "items", "questions")
 ATOMIC_MAX_CHARS = 4000
 _NOT_FAQ = "JSON files must be an FAQ export: a list of {question, answer} objects"
 _TAG = re.compile(r"<(?:[a-zA-Z][a-zA-Z0-9]*|/[a-zA-Z][a-zA-Z0-9]*)(?:\s[^<>]*)?/?>")
-
-
-# ----- records -----
-
-
-def cell_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ", timespec="minutes").removesuffix(" 00:00")
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    return " ".join(str(value).split())
-
-
-def table_records(rows: Iterable[Sequence[Any]], max_records: int | None = None) -> list[str]:
-    """The first non-empty row is the header; every later row becomes one record."""
-    header: list[str] | None = None
-    records: list[str] = []
-    for raw in rows:
-        row = [cell_text(v) for v in raw]
-        if not any(row):
-            continue
-        if header is None:
-            header = row
-            continue
-        pairs = [
-            f"{header[i] if i < len(header) and header[i] else f'Column {i + 1}'}: {value}"
-            for i, value in enumerate(row)
-            if value
-        ]
-        records.append("; ".join(pairs))
-        if max_records is not None and len(records) > max_records:
-            raise PermanentIngestError(
-                f"the table has more than {max_records} rows in all: split it into smaller files"
-            )
-    if header is not None and not records:  # a header-only table still says something
-        records.append("; ".join(h for h in header if h))
-    return records
-
-
-def records_section(records: list[str], path: list[str]) -> Section:
-    # Blank lines between records let chunking pack whole records into each chunk.
-    return Section(text="\n\n".join(records), path=path, records=True)
 
 
 # ----- FAQ -----
@@ -89,8 +41,6 @@ def _clean(value: Any) -> str:
         return ""
     text = str(value).strip()
     if _TAG.search(text):  # help-centre exports often carry HTML answers
-        from copilot.ingest.parsing.html import fragment_text
-
         text = fragment_text(text)
     return text
 

@@ -6,6 +6,7 @@ import re
 
 from copilot.errors import PermanentIngestError
 from copilot.ingest.parsing.document import ParsedDocument, ParseLimits, Section, title_from_key
+from copilot.ingest.parsing.records import table_records
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
@@ -75,8 +76,6 @@ def split_pipe_tables(lines: list[str]) -> list[tuple[str, bool]]:
     """Text and GitHub-style pipe tables, in order; a table becomes one "Header: value; ..."
     record per row (paragraphs), as tables from HTML, Excel and CSV do: a row read on its own,
     by a person or an embedding model, keeps what each value means."""
-    from copilot.ingest.parsing.tabular import table_records  # tabular imports this module
-
     parts: list[tuple[str, bool]] = []
     text: list[str] = []
     i = 0
