@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from copilot.adapters.providers.factory import (
 )
 from copilot.config import ProviderSettings, embedding_model_id
 from copilot.errors import BadRequestError, UnavailableError
+from copilot.knowledge.vectors import cosine
 from copilot_dev.emulators.bedrock import BedrockEmulator
 from copilot_dev.emulators.openai_api import OpenAiEmulator, hashed_embedding
 from copilot_dev.localstack import free_port
@@ -103,11 +103,6 @@ def openai_settings(emulator: OpenAiEmulator, **values: Any) -> ProviderSettings
         "openai_api_key": emulator.api_key,
     }
     return ProviderSettings(**(base | values))
-
-
-def cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
 
 def ranking(vectors: list[list[float]], query: list[float]) -> list[int]:

@@ -3,7 +3,6 @@ lexical snapshot), both filtered to the version each document currently answers 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 from copilot.conversation.models import Message
 from copilot.knowledge.lexical import LexicalHit, LexicalIndex, analyze, chunk_text_for_index
 from copilot.knowledge.models import Chunk
-from copilot.knowledge.vectors import similarities
+from copilot.knowledge.vectors import cosine, similarities
 from copilot.ports import DocumentStore, KnowledgeIndex
 
 if TYPE_CHECKING:
@@ -145,13 +144,6 @@ def coverage(
         return lexical.coverage(query, text, ignore)
     terms = set(analyze(query)) - ignore  # no lexical index yet: unweighted share of terms
     return len(terms & set(analyze(text))) / len(terms) if terms else 0.0
-
-
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(x * x for x in b))
-    return dot / (na * nb) if na and nb else 0.0
 
 
 # --- follow-up questions ------------------------------------------------------------------
