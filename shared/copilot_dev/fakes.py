@@ -16,7 +16,7 @@ from copilot.conversation.models import Conversation, Message
 from copilot.errors import ConflictError, DuplicateError, PermanentIngestError
 from copilot.ingest.models import DocumentStatus
 from copilot.knowledge.models import Chunk, Passage
-from copilot.knowledge.retrieval import cosine
+from copilot.knowledge.vectors import cosine
 from copilot.ports import (
     BlobStore,
     ConversationStore,
