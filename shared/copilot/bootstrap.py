@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from copilot.admin.service import AdminService
@@ -32,7 +31,13 @@ from copilot.ports import (
 from copilot.sources.service import SourcesService
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from langchain_core.embeddings import Embeddings
+
+    from copilot.entrypoints.http.router import Api
+    from copilot.entrypoints.ingest import IngestHandler
+    from copilot.entrypoints.outbox import OutboxHandler
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +61,10 @@ class Container:
             return self._built[name]
 
     def _client(self, service: str) -> Any:
-        from copilot.adapters.aws.session import aws_client
+        from copilot.adapters.aws.session import aws_client, new_session
 
-        return self._get(f"{service}_client", lambda: aws_client(self.settings, service))
+        session = self._get("aws_session", new_session)
+        return self._get(f"{service}_client", lambda: aws_client(self.settings, service, session))
 
     @property
     def copilots(self) -> CopilotRegistry:
@@ -154,15 +160,18 @@ class Container:
 
         return self._get("answerer", build)
 
-    @cached_property
+    @property
     def chat(self) -> ConversationService:
-        return ConversationService(
-            self.copilots,
-            self.conversations,
-            lambda: self.answerer,
-            handoff=self.handoff,
-            prewarm=self.prewarm_models,
-        )
+        def build() -> ConversationService:
+            return ConversationService(
+                self.copilots,
+                self.conversations,
+                lambda: self.answerer,
+                handoff=self.handoff,
+                prewarm=self.prewarm_models,
+            )
+
+        return self._get("chat", build)
 
     def prewarm_models(self) -> None:
         """Load the embedding model on a background thread, once per container (onnxruntime
@@ -212,21 +221,24 @@ class Container:
             ),
         )
 
-    @cached_property
+    @property
     def handoff(self) -> HandoffService:
-        s = self.settings
-        return HandoffService(
-            self.copilots,
-            self.conversations,
-            outbox=lambda: self.hub_outbox,
-            secrets=lambda: self.hub_secrets,
-            hubs=self.hub,
-            config=HandoffConfig(
-                reorder_window=s.handoff_reorder_window_seconds,
-                max_attempts=s.hub_max_attempts,
-                reply_to=s.handoff_public_url,
-            ),
-        )
+        def build() -> HandoffService:
+            s = self.settings
+            return HandoffService(
+                self.copilots,
+                self.conversations,
+                outbox=lambda: self.hub_outbox,
+                secrets=lambda: self.hub_secrets,
+                hubs=self.hub,
+                config=HandoffConfig(
+                    reorder_window=s.handoff_reorder_window_seconds,
+                    max_attempts=s.hub_max_attempts,
+                    reply_to=s.handoff_public_url,
+                ),
+            )
+
+        return self._get("handoff", build)
 
     @property
     def ingest_queue(self) -> EventQueue:
@@ -239,16 +251,19 @@ class Container:
 
         return self._get("ingest_queue", build)
 
-    @cached_property
+    @property
     def admin(self) -> AdminService:
-        return AdminService(
-            self.copilots,
-            self.documents,
-            index=lambda: self.index,
-            blobs=lambda: self.blobs,
-            ingest_queue=lambda: self.ingest_queue,
-            bucket=self.settings.bucket,
-        )
+        def build() -> AdminService:
+            return AdminService(
+                self.copilots,
+                self.documents,
+                index=lambda: self.index,
+                blobs=lambda: self.blobs,
+                ingest_queue=lambda: self.ingest_queue,
+                bucket=self.settings.bucket,
+            )
+
+        return self._get("admin", build)
 
     @property
     def lexical_store(self) -> LexicalStore:
@@ -264,35 +279,110 @@ class Container:
             ),
         )
 
-    @cached_property
+    @property
     def lexical(self) -> LexicalMaintainer:
-        def queue() -> EventQueue | None:
-            if "ingest_queue" in self._overrides or self.settings.ingest_queue_url:
-                return self.ingest_queue
-            return None
+        def build() -> LexicalMaintainer:
+            def queue() -> EventQueue | None:
+                if "ingest_queue" in self._overrides or self.settings.ingest_queue_url:
+                    return self.ingest_queue
+                return None
 
-        return LexicalMaintainer(self.lexical_store, lambda: self.index, self.documents, queue)
+            return LexicalMaintainer(self.lexical_store, lambda: self.index, self.documents, queue)
 
-    @cached_property
+        return self._get("lexical", build)
+
+    @property
     def lexical_reader(self) -> LexicalReader:
-        return LexicalReader(self.lexical_store)
+        def build() -> LexicalReader:
+            return LexicalReader(self.lexical_store)
 
-    @cached_property
+        return self._get("lexical_reader", build)
+
+    @property
     def ingest(self) -> IngestService:
-        return IngestService(
-            self.copilots,
-            self.documents,
-            self.blobs,
-            index=lambda: self.index,
-            embedder=lambda: self.embedder,
-            max_bytes=self.settings.max_upload_bytes,
-            bucket=self.settings.bucket,
-            lexical=self.lexical,
-        )
+        def build() -> IngestService:
+            return IngestService(
+                self.copilots,
+                self.documents,
+                self.blobs,
+                index=lambda: self.index,
+                embedder=lambda: self.embedder,
+                max_bytes=self.settings.max_upload_bytes,
+                bucket=self.settings.bucket,
+                lexical=self.lexical,
+            )
 
-    @cached_property
+        return self._get("ingest", build)
+
+    @property
     def sources(self) -> SourcesService:
-        return SourcesService(self.copilots, self.blobs, self.state)
+        def build() -> SourcesService:
+            return SourcesService(self.copilots, self.blobs, self.state)
+
+        return self._get("sources", build)
+
+    # --- what the functions serve: routes and event handlers, given their services ----------
+
+    @property
+    def chat_api(self) -> Api:
+        def build() -> Api:
+            from copilot.entrypoints.http.chat_routes import ChatRoutes
+
+            routes = ChatRoutes(
+                chat=lambda: self.chat,
+                admin=lambda: self.admin,
+                admin_api_key=self.admin_api_key,
+            )
+            return routes.api
+
+        return self._get("chat_api", build)
+
+    @property
+    def handoff_api(self) -> Api:
+        def build() -> Api:
+            from copilot.entrypoints.http.handoff_routes import HandoffRoutes
+
+            return HandoffRoutes(handoff=lambda: self.handoff).api
+
+        return self._get("handoff_api", build)
+
+    @property
+    def ingest_handler(self) -> IngestHandler:
+        def build() -> IngestHandler:
+            from copilot.entrypoints.ingest import IngestHandler
+
+            return IngestHandler(
+                ingest=lambda: self.ingest,
+                lexical=lambda: self.lexical,
+                sources=lambda: self.sources,
+            )
+
+        return self._get("ingest_handler", build)
+
+    @property
+    def outbox_handler(self) -> OutboxHandler:
+        def build() -> OutboxHandler:
+            from copilot.entrypoints.outbox import OutboxHandler, OutboxPolicy
+
+            s = self.settings
+            policy = OutboxPolicy(
+                s.hub_max_attempts, s.hub_backoff_base_seconds, s.hub_backoff_max_seconds
+            )
+            return OutboxHandler(
+                handoff=lambda: self.handoff, outbox=lambda: self.hub_outbox, policy=policy
+            )
+
+        return self._get("outbox_handler", build)
+
+    def lambda_http(self, api: Api) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        """The Lambda handler (API Gateway HTTP API v2 events) of one of the HTTP APIs."""
+
+        def build() -> Any:
+            from copilot.entrypoints.http.lambda_adapter import lambda_handler_for
+
+            return lambda_handler_for(api)
+
+        return self._get(f"lambda:{api.title}", build)
 
     def admin_api_key(self) -> str | None:
         def load() -> str | None:
@@ -328,7 +418,8 @@ _container_lock = threading.Lock()
 
 
 def container() -> Container:
-    """The process-wide container (warm invocations reuse its clients)."""
+    """The process-wide container (warm invocations reuse its clients). Only the functions'
+    entry files (functions/*/main.py) call this; everything below gets what it needs injected."""
     global _container
     with _container_lock:
         if _container is None:

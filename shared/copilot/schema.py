@@ -1,12 +1,18 @@
-"""Pydantic models of schema: requests, responses and stored records."""
+"""What every capability's models share: the strict request base, ids and times, the API's
+error body, and one way to turn a JSON payload into a model (or a 400 that names the field)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from copilot.errors import BadRequestError
+
+M = TypeVar("M", bound=BaseModel)
 
 MAX_MESSAGE_CHARS = 4000
 
@@ -36,3 +42,20 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+def parse_object(raw: bytes, model: type[M], *, what: str = "the request body") -> M:
+    """A JSON object validated as ``model``; BadRequestError naming the first bad field."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadRequestError(f"{what} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise BadRequestError(f"{what} must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or None
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise BadRequestError(f"{where}: {message}" if where else message, field=where) from None

@@ -577,10 +577,12 @@ def eval_pack(
 @app.command()
 def openapi(out: Path = typer.Option(None, help="Write to this file instead of stdout.")) -> None:
     """Print (or write) the chat API's OpenAPI document."""
-    from copilot.entrypoints.http.chat_routes import chat_api
+    from copilot.bootstrap import Container
+    from copilot.config import Settings
     from copilot.entrypoints.http.openapi import build_openapi
 
-    text = json.dumps(build_openapi(chat_api()), indent=2) + "\n"
+    api = Container(Settings()).chat_api  # builds no service: the routes only
+    text = json.dumps(build_openapi(api), indent=2) + "\n"
     if out:
         out.write_text(text)
     else:

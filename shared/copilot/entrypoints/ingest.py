@@ -1,62 +1,104 @@
-"""Ingest entry logic for both runtimes: CloudEvents (functions-framework) and SQS batches (Lambda)."""
+"""The ingest function's work, for both runtimes.
+
+Every message names its work the same way, by an ``action`` key in its body:
+
+- no ``action``: an S3 event notification (a knowledge file was created or removed);
+- ``"rebuild-lexical"``: rebuild a copilot's lexical snapshot (queued by the index maintainer);
+- ``"refresh"``: re-crawl websites and sync knowledge bases (the daily schedule's input).
+
+functions-framework delivers one message as a CloudEvent (its data is the body; the refresh
+CloudEvent type is accepted as a refresh too); Lambda delivers SQS batches of them, or the
+schedule's input. A raised exception means "retry".
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from copilot.bootstrap import container
 from copilot.ingest.service import IngestResult, parse_s3_notification
 from copilot.knowledge.lexical_snapshots import REBUILD_ACTION
 
+if TYPE_CHECKING:
+    from copilot.ingest.service import IngestService
+    from copilot.knowledge.lexical_snapshots import LexicalMaintainer
+    from copilot.sources.service import SourcesService
+
 log = logging.getLogger(__name__)
 
-
-def handle_notification(body: dict[str, Any]) -> list[IngestResult]:
-    """One S3 event notification. Raises on transient failure (the queue redelivers)."""
-    if body.get("action") == REBUILD_ACTION and isinstance(body.get("copilot_id"), str):
-        count = container().lexical.rebuild(body["copilot_id"])
-        return [IngestResult(f"lexical:{body['copilot_id']}", "rebuilt", chunks=count)]
-    try:
-        events = parse_s3_notification(body)
-    except ValueError as e:
-        # A malformed message can never succeed: record why and let it go.
-        log.error("dropping malformed storage event: %s", e)
-        return [IngestResult("", "ignored", str(e))]
-    results = [container().ingest.handle(event) for event in events]
-    for r in results:
-        log.info("ingest %s: %s %s", r.key, r.status, r.reason or "")
-    return results
+REFRESH_ACTION = "refresh"
+REFRESH_EVENT = "com.copilot.sources.refresh"
 
 
-def handle_refresh(copilot_id: str | None = None) -> list[str]:
-    """Scheduled re-crawl of websites and sync of knowledge bases (changed pages only)."""
-    lines = container().sources.refresh(copilot_id)
-    for line in lines:
-        log.info("refresh: %s", line)
-    return lines
+class IngestHandler:
+    def __init__(
+        self,
+        ingest: Callable[[], IngestService],
+        lexical: Callable[[], LexicalMaintainer],
+        sources: Callable[[], SourcesService],
+    ) -> None:
+        self._ingest = ingest
+        self._lexical = lexical
+        self._sources = sources
 
+    def handle_cloud_event(self, event_type: str, data: Any) -> None:
+        body = data if isinstance(data, dict) else {}
+        if event_type == REFRESH_EVENT:
+            body = {**body, "action": REFRESH_ACTION}
+        self.handle(body)
 
-def handle_lambda_event(event: dict[str, Any]) -> dict[str, Any]:
-    """Lambda entry: SQS batches of storage events, or the EventBridge refresh schedule."""
-    if event.get("source") == "aws.events" or event.get("action") == "refresh":
-        return {"refreshed": handle_refresh(event.get("copilot_id"))}
-    return handle_sqs_batch(event)
+    def handle_lambda_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """SQS batches of messages, or the schedule's ``{"action": "refresh"}``."""
+        if "Records" in event:
+            return self._handle_sqs_batch(event)
+        if event.get("action") == REFRESH_ACTION:
+            return {"refreshed": self._refresh(event.get("copilot_id"))}
+        log.error("dropping an event that is neither an SQS batch nor a refresh: %s", list(event))
+        return {"ignored": True}
 
+    def handle(self, body: dict[str, Any]) -> list[Any]:
+        """One message, whatever its work."""
+        action = body.get("action")
+        if action == REFRESH_ACTION:
+            return self._refresh(body.get("copilot_id"))
+        if action == REBUILD_ACTION and isinstance(body.get("copilot_id"), str):
+            count = self._lexical().rebuild(body["copilot_id"])
+            return [IngestResult(f"lexical:{body['copilot_id']}", "rebuilt", chunks=count)]
+        return self._storage_events(body)
 
-def handle_sqs_batch(event: dict[str, Any]) -> dict[str, Any]:
-    """Lambda SQS batch with partial failure reporting: only failed messages are retried."""
-    failures = []
-    for record in event.get("Records", []):
+    def _storage_events(self, body: dict[str, Any]) -> list[IngestResult]:
         try:
-            body = json.loads(record["body"])
-            if isinstance(body, dict) and "Message" in body and "Records" not in body:
-                body = json.loads(body["Message"])  # delivered through SNS
-            handle_notification(body if isinstance(body, dict) else {})
-        except json.JSONDecodeError:
-            log.error("dropping SQS message that is not JSON: %s", record.get("messageId"))
-        except Exception:
-            log.exception("ingest failed for %s; it will be retried", record.get("messageId"))
-            failures.append({"itemIdentifier": record["messageId"]})
-    return {"batchItemFailures": failures}
+            events = parse_s3_notification(body)
+        except ValueError as e:
+            # A malformed message can never succeed: record why and let it go.
+            log.error("dropping malformed storage event: %s", e)
+            return [IngestResult("", "ignored", str(e))]
+        results = [self._ingest().handle(event) for event in events]
+        for r in results:
+            log.info("ingest %s: %s %s", r.key, r.status, r.reason or "")
+        return results
+
+    def _refresh(self, copilot_id: str | None) -> list[str]:
+        """Scheduled re-crawl of websites and sync of knowledge bases (changed pages only)."""
+        lines = self._sources().refresh(copilot_id)
+        for line in lines:
+            log.info("refresh: %s", line)
+        return lines
+
+    def _handle_sqs_batch(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Partial failure reporting: only failed messages are retried."""
+        failures = []
+        for record in event.get("Records", []):
+            try:
+                body = json.loads(record["body"])
+                if isinstance(body, dict) and "Message" in body and "Records" not in body:
+                    body = json.loads(body["Message"])  # delivered through SNS
+                self.handle(body if isinstance(body, dict) else {})
+            except json.JSONDecodeError:
+                log.error("dropping SQS message that is not JSON: %s", record.get("messageId"))
+            except Exception:
+                log.exception("ingest failed for %s; it will be retried", record.get("messageId"))
+                failures.append({"itemIdentifier": record["messageId"]})
+        return {"batchItemFailures": failures}

@@ -10,13 +10,84 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from copilot.bootstrap import container
 from copilot.errors import UnavailableError
 from copilot.handoff.service import backoff_seconds
 
+if TYPE_CHECKING:
+    from copilot.handoff.service import HandoffService
+    from copilot.ports import HubOutbox
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutboxPolicy:
+    max_attempts: int
+    backoff_base_seconds: int
+    backoff_max_seconds: int
+
+
+class OutboxHandler:
+    def __init__(
+        self,
+        handoff: Callable[[], HandoffService],
+        outbox: Callable[[], HubOutbox],
+        policy: OutboxPolicy,
+    ) -> None:
+        self._handoff = handoff
+        self._outbox = outbox
+        self._policy = policy
+
+    def handle_record(self, record: dict[str, Any]) -> None:
+        parsed = _parse(record)
+        if parsed is None:
+            # It can never succeed: record why and let it go (the conversation is the outbox).
+            log.error("dropping malformed hub outbox message %s", record.get("messageId"))
+            return
+        conversation_id, attempt, receives = parsed
+        self._handoff().process_outbox(
+            conversation_id,
+            attempt + receives,
+            last_delivery=receives >= self._policy.max_attempts,
+        )
+
+    def handle_batch(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Lambda SQS batch. On a FIFO queue a failed record blocks the later records of its
+        conversation (message group): they are reported failed unprocessed, keeping the order."""
+        failures: list[dict[str, str]] = []
+        blocked: set[str] = set()
+        for record in event.get("Records", []):
+            group = record.get("attributes", {}).get("MessageGroupId") or record["messageId"]
+            if group not in blocked:
+                try:
+                    self.handle_record(record)
+                    continue
+                except Exception:
+                    log.exception("hub outbox: %s will be retried", record.get("messageId"))
+                    blocked.add(group)
+            failures.append({"itemIdentifier": record["messageId"]})
+            self._retry_later(record)
+        return {"batchItemFailures": failures}
+
+    def _retry_later(self, record: dict[str, Any]) -> None:
+        """Back off before the record's next delivery (else: the queue's visibility timeout)."""
+        parsed = _parse(record)
+        if parsed is None or not record.get("receiptHandle"):
+            return
+        _, attempt, receives = parsed
+        p = self._policy
+        seconds = backoff_seconds(attempt + receives, p.backoff_base_seconds, p.backoff_max_seconds)
+        try:
+            self._outbox().retry_later(record["receiptHandle"], seconds)
+        except UnavailableError:
+            log.warning(
+                "could not back off %s; it returns after the visibility timeout",
+                record.get("messageId"),
+            )
 
 
 def _parse(record: dict[str, Any]) -> tuple[str, int, int] | None:
@@ -29,54 +100,3 @@ def _parse(record: dict[str, Any]) -> tuple[str, int, int] | None:
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return conversation_id, attempt, receives
-
-
-def handle_outbox_record(record: dict[str, Any]) -> None:
-    parsed = _parse(record)
-    if parsed is None:
-        # It can never succeed: record why and let it go (the conversation is the outbox).
-        log.error("dropping malformed hub outbox message %s", record.get("messageId"))
-        return
-    conversation_id, attempt, receives = parsed
-    settings = container().settings
-    container().handoff.process_outbox(
-        conversation_id, attempt + receives, last_delivery=receives >= settings.hub_max_attempts
-    )
-
-
-def handle_outbox_batch(event: dict[str, Any]) -> dict[str, Any]:
-    """Lambda SQS batch. On a FIFO queue a failed record blocks the later records of its
-    conversation (message group): they are reported failed unprocessed, keeping the order."""
-    failures: list[dict[str, str]] = []
-    blocked: set[str] = set()
-    for record in event.get("Records", []):
-        group = record.get("attributes", {}).get("MessageGroupId") or record["messageId"]
-        if group not in blocked:
-            try:
-                handle_outbox_record(record)
-                continue
-            except Exception:
-                log.exception("hub outbox: %s will be retried", record.get("messageId"))
-                blocked.add(group)
-        failures.append({"itemIdentifier": record["messageId"]})
-        retry_later(record)
-    return {"batchItemFailures": failures}
-
-
-def retry_later(record: dict[str, Any]) -> None:
-    """Back off before the record's next delivery (else: the queue's visibility timeout)."""
-    parsed = _parse(record)
-    if parsed is None or not record.get("receiptHandle"):
-        return
-    _, attempt, receives = parsed
-    s = container().settings
-    seconds = backoff_seconds(
-        attempt + receives, s.hub_backoff_base_seconds, s.hub_backoff_max_seconds
-    )
-    try:
-        container().hub_outbox.retry_later(record["receiptHandle"], seconds)
-    except UnavailableError:
-        log.warning(
-            "could not back off %s; it returns after the visibility timeout",
-            record.get("messageId"),
-        )

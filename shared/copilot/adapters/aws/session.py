@@ -7,15 +7,20 @@ from typing import Any
 
 from copilot.config import Settings
 
-_session: Any = None
 _lock = threading.Lock()
 
 
-def aws_client(settings: Settings, service: str) -> Any:
+def new_session() -> Any:
+    """One botocore session per process (the composition root keeps it): its clients share
+    the parsed service models and credentials."""
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+def aws_client(settings: Settings, service: str, session: Any = None) -> Any:
     # botocore directly, not boto3: boto3's S3 customizations import s3transfer (~0.14 s of a
     # cold start) and the adapters use none of boto3's extras. Lazily: botocore is not free.
-    global _session
-    import botocore.session
     from botocore.config import Config
 
     config = Config(
@@ -24,10 +29,9 @@ def aws_client(settings: Settings, service: str) -> Any:
         read_timeout=10,
         tcp_keepalive=True,
     )
+    session = session or new_session()
     with _lock:  # a botocore session is not safe to create clients from concurrently
-        if _session is None:
-            _session = botocore.session.get_session()
-        return _session.create_client(
+        return session.create_client(
             service,
             region_name=settings.region,
             endpoint_url=settings.aws_endpoint_url,

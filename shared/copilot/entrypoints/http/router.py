@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from copilot.errors import BadRequestError, CopilotError, PayloadTooLargeError
+from copilot.schema import parse_object
 
 log = logging.getLogger(__name__)
 
@@ -117,32 +118,24 @@ class Api:
         return response
 
 
-def _parse_body(request: Request, model: type[BaseModel], optional: bool) -> BaseModel:
-    length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
-        raise PayloadTooLargeError(f"the request body is over {MAX_BODY_BYTES // 1024} KB")
+def raw_body(request: Request) -> bytes:
+    """The request body, refused past MAX_BODY_BYTES whether or not it declares its length."""
+    too_large = PayloadTooLargeError(f"the request body is over {MAX_BODY_BYTES // 1024} KB")
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise too_large
     raw = request.get_data(cache=True)
     if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLargeError(f"the request body is over {MAX_BODY_BYTES // 1024} KB")
+        raise too_large
+    return raw
+
+
+def _parse_body(request: Request, model: type[BaseModel], optional: bool) -> BaseModel:
+    raw = raw_body(request)
     if not raw.strip():
         if optional:
             return model()
         raise BadRequestError("the request body is empty; send a JSON object")
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadRequestError(f"the request body is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise BadRequestError("the request body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or None
-        message = first["msg"]
-        if first["type"] == "extra_forbidden":
-            message = "unknown field"
-        raise BadRequestError(f"{where}: {message}" if where else message, field=where) from None
+    return parse_object(raw, model)
 
 
 def _json(status: int, payload: Any) -> Response:

@@ -16,10 +16,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from copilot.errors import (
-    BadRequestError,
     ForbiddenError,
     HubRejectedError,
     HubUnavailableError,
@@ -34,7 +33,7 @@ from copilot.handoff.models import (
     TranscriptEntry,
 )
 from copilot.ports import HubAdapter, InboundRequest
-from copilot.schema import MAX_MESSAGE_CHARS
+from copilot.schema import MAX_MESSAGE_CHARS, parse_object
 
 TIMESTAMP_HEADER = "X-Copilot-Timestamp"
 SIGNATURE_HEADER = "X-Copilot-Signature"
@@ -156,20 +155,7 @@ class GenericHub(HubAdapter):
         verify_signature(request.headers, request.body, secret, now.timestamp(), self._tolerance)
 
     def parse(self, request: InboundRequest) -> list[HubEvent]:
-        try:
-            data = json.loads(request.body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise BadRequestError("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise BadRequestError("the body must be one event (a JSON object)")
-        try:
-            event = InboundEvent.model_validate(data)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or None
-            raise BadRequestError(
-                f"{where}: {first['msg']}" if where else first["msg"], field=where
-            ) from None
+        event = parse_object(request.body, InboundEvent, what="the body (one event)")
         return [event.neutral()]
 
     # --- outbound: start, customer messages, end -------------------------------------------
