@@ -30,7 +30,7 @@ def test_markdown_chunks_keep_title_and_section_path() -> None:
     chunks = chunk_document("c1", "help/returns.md", MD, "v1")
     assert {c.title for c in chunks} == {"Returns and Refunds"}
     sections = [c.section for c in chunks]
-    assert sections == [None, "Return window", "Return window > Exceptions", "Refund timing"]
+    assert sections == [None, "Return window", "Return window › Exceptions", "Refund timing"]
     assert chunks[1].text == "You can return items within **30 days**."
     assert [c.position for c in chunks] == [0, 1, 2, 3]
 

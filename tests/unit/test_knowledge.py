@@ -17,8 +17,11 @@ from copilot.knowledge.answer import (
     AnswerPolicy,
     confidence,
     gate_confidence,
+    render_sources,
     without_pleasantries,
 )
+from copilot.knowledge.lexical import chunk_text_for_index
+from copilot.knowledge.models import Chunk, Citation
 from copilot.knowledge.retrieval import condense
 from copilot_dev.fakes import in_memory_container
 
@@ -309,3 +312,30 @@ def test_a_follow_up_gets_the_row_it_asks_about_not_the_earlier_questions(
     text = answer.text.split("\n\nSources:")[0]
     assert text.startswith("**Portland Workshop**") and "Day: Sunday; Hours: Closed" in text
     assert "Saturday" not in text
+
+
+def test_a_source_is_cited_and_indexed_by_its_title_and_section_path() -> None:
+    citations = [
+        Citation(
+            index=1,
+            title="Returns",
+            section="Window › Exceptions",
+            page=3,
+            source="r.pdf",
+            snippet="...",
+        ),
+        Citation(index=2, title="Shipping", source="shipping.md", snippet="..."),
+    ]
+    assert render_sources(citations) == (
+        "Sources:\n[1] Returns › Window › Exceptions, p. 3 (r.pdf)\n[2] Shipping (shipping.md)"
+    )
+    chunk = Chunk(
+        chunk_id="c",
+        copilot_id="b",
+        doc_key="r.pdf",
+        position=0,
+        text="Body.",
+        title="Returns",
+        section="Window › Exceptions",
+    )
+    assert chunk_text_for_index(chunk) == "Returns › Window › Exceptions\nBody."

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from copilot.ingest.parsing.document import ParsedDocument, ParseLimits, Section
 from copilot.ingest.parsing.registry import parse
-from copilot.knowledge.models import Chunk
+from copilot.knowledge.models import Chunk, title_path
 
 # Sized for the default embedder: all-MiniLM-L6-v2 reads at most 256 word pieces (about
 # 1,000 characters of English) and was trained on passages of up to 128; text past its window
@@ -63,7 +63,7 @@ def chunk_parsed(
                     position=position,
                     text=piece,
                     title=document.title,
-                    section=" > ".join(section.path) or None,
+                    section=title_path(*section.path) or None,
                     page=section.page,
                     url=url,
                     version=version,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from copilot.admin.models import Copilot
 from copilot.errors import UnavailableError
 from copilot.ingest.chunking import table_caption
-from copilot.knowledge.lexical import analyze, chunk_heading
-from copilot.knowledge.models import Answer, Chunk, Citation
+from copilot.knowledge.lexical import analyze
+from copilot.knowledge.models import Answer, Chunk, Citation, title_path
 from copilot.knowledge.retrieval import (
     Candidate,
     History,
@@ -206,7 +206,7 @@ class KnowledgeAnswerer:
         candidates = [s for s in sentences(chunk.text) if len(s) > 2]
         if not candidates:
             return [chunk.text.strip()]
-        heading = frozenset(analyze(chunk_heading(chunk)))
+        heading = frozenset(analyze(title_path(chunk.title, chunk.section)))
         # "How long", "how much": the question's phrasing, not words an answer repeats.
         heading |= frozenset(analyze(" ".join(_HOW_MUCH.findall(retrieval.query))))
         scores = [
@@ -276,7 +276,7 @@ def join_sentences(picked: Sequence[str]) -> str:
 def render_sources(citations: Sequence[Citation]) -> str:
     lines = ["Sources:"]
     for c in citations:
-        where = f"{c.title} › {c.section}" if c.section else c.title
+        where = title_path(c.title, c.section)
         if c.page:
             where += f", p. {c.page}"
         lines.append(f"[{c.index}] {where} ({c.url or c.source})")

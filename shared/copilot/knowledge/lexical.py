@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any
 
-from copilot.knowledge.models import Chunk
+from copilot.knowledge.models import Chunk, title_path
 from copilot.text import STOPWORDS
 
 K1 = 1.2
@@ -49,13 +49,9 @@ def _query_terms(query: str) -> frozenset[str]:
     return frozenset(analyze(query))
 
 
-def chunk_heading(chunk: Chunk) -> str:
-    return " ".join(p for p in (chunk.title, chunk.section) if p)
-
-
 def chunk_text_for_index(chunk: Chunk) -> str:
     """Title and section path count as text of the chunk: they name what it is about."""
-    return f"{chunk_heading(chunk)}\n{chunk.text}"
+    return f"{title_path(chunk.title, chunk.section)}\n{chunk.text}"
 
 
 @dataclass

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+TITLE_PATH_SEPARATOR = " › "
+
+
+def title_path(*parts: str | None) -> str:
+    """A title and section path as one line ("Returns › Refund timing"): a chunk's section
+    path, the heading BM25 counts as the chunk's text, a cited source's place."""
+    return TITLE_PATH_SEPARATOR.join(p for p in parts if p)
+
 
 class Citation(BaseModel):
     index: int
