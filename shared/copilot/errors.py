@@ -34,10 +34,25 @@ class NotFoundError(CopilotError):
 
 
 class ConflictError(CopilotError):
-    """An optimistic write lost a race; the caller may retry with fresh state."""
+    """The request conflicts with the stored state (e.g. no hand-off to cancel), or the service
+    gave up after losing every race to concurrent writers; the client may try again.
+
+    Stores signal a lost conditional write with copilot.conflicts.WriteConflict, never this.
+    """
 
     status = 409
     code = "conflict"
+
+
+class EmbedderMismatchError(CopilotError):
+    """The copilot's knowledge was embedded with another model than the one configured.
+
+    Retrying cannot help (the index stays as it is until the copilot is re-indexed), so it is
+    no write conflict; 409 because the request conflicts with the stored index.
+    """
+
+    status = 409
+    code = "embedder_mismatch"
 
 
 class PayloadTooLargeError(CopilotError):

@@ -17,7 +17,8 @@ from copilot.knowledge.models import Chunk, Passage
 
 class CopilotRegistry(abc.ABC):
     @abc.abstractmethod
-    def create(self, copilot: Copilot) -> None: ...
+    def create(self, copilot: Copilot) -> None:
+        """Store a new copilot; WriteConflict if its id is taken."""
 
     @abc.abstractmethod
     def get(self, copilot_id: str) -> Copilot | None: ...
@@ -26,7 +27,7 @@ class CopilotRegistry(abc.ABC):
     def replace(self, copilot: Copilot, *, expected_version: int) -> None:
         """Store ``copilot`` if the stored version is still ``expected_version``.
 
-        Raises ConflictError otherwise.
+        Raises WriteConflict otherwise.
         """
 
     @abc.abstractmethod
@@ -52,7 +53,7 @@ class ConversationStore(abc.ABC):
 
         ``conversation.version`` is the version that was read; the write succeeds only if it is
         still current, and returns the conversation at its new version. Message sequence numbers
-        must continue from the stored ``last_seq``. Raises ConflictError when another writer won.
+        must continue from the stored ``last_seq``. Raises WriteConflict when another writer won.
 
         ``claims`` (e.g. a hub's message ids) are recorded in the same write, which fails with
         DuplicateError if any of them was claimed before: an event is applied exactly once.
@@ -75,7 +76,7 @@ class DocumentStore(abc.ABC):
     def save(self, status: DocumentStatus) -> DocumentStatus:
         """Store ``status`` if the stored revision is still ``status.rev`` (0: none stored).
 
-        Returns the stored record (revision + 1); raises ConflictError otherwise.
+        Returns the stored record (revision + 1); raises WriteConflict otherwise.
         """
 
     @abc.abstractmethod
@@ -86,7 +87,7 @@ class DocumentStore(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, copilot_id: str, doc_key: str, *, rev: int) -> None:
-        """Delete if the stored revision is still ``rev``; ConflictError otherwise."""
+        """Delete if the stored revision is still ``rev``; WriteConflict otherwise."""
 
     @abc.abstractmethod
     def active_versions(self, copilot_id: str, doc_keys: Sequence[str]) -> dict[str, str]:

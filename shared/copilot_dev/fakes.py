@@ -12,8 +12,9 @@ from typing import Any
 from copilot.admin.models import Copilot
 from copilot.bootstrap import Container
 from copilot.config import Settings
+from copilot.conflicts import WriteConflict
 from copilot.conversation.models import Conversation, Message
-from copilot.errors import ConflictError, DuplicateError, PermanentIngestError
+from copilot.errors import DuplicateError, PermanentIngestError
 from copilot.ingest.models import DocumentStatus
 from copilot.knowledge.models import Chunk, Passage
 from copilot.knowledge.vectors import cosine
@@ -41,7 +42,7 @@ class MemoryCopilotRegistry(CopilotRegistry):
     def create(self, copilot: Copilot) -> None:
         with self._lock:
             if copilot.copilot_id in self._items:
-                raise ConflictError("copilot exists")
+                raise WriteConflict("copilot exists")
             self._items[copilot.copilot_id] = copilot.model_dump_json()
 
     def get(self, copilot_id: str) -> Copilot | None:
@@ -52,7 +53,7 @@ class MemoryCopilotRegistry(CopilotRegistry):
         with self._lock:
             current = self.get(copilot.copilot_id)
             if current is None or current.version != expected_version:
-                raise ConflictError("copilot changed")
+                raise WriteConflict("copilot changed")
             self._items[copilot.copilot_id] = copilot.model_dump_json()
 
     def list(self) -> list[Copilot]:
@@ -72,7 +73,7 @@ class MemoryConversationStore(ConversationStore):
     def create(self, conversation: Conversation, messages: Sequence[Message]) -> Conversation:
         with self._lock:
             if conversation.conversation_id in self._meta:
-                raise ConflictError("conversation exists")
+                raise WriteConflict("conversation exists")
             stored = conversation.model_copy(
                 update={"version": 1, "last_seq": conversation.last_seq + len(messages)}
             )
@@ -96,7 +97,7 @@ class MemoryConversationStore(ConversationStore):
                 raise DuplicateError("already applied")
             current = self.get(conversation.conversation_id)
             if current is None or current.version != conversation.version:
-                raise ConflictError("conversation changed")
+                raise WriteConflict("conversation changed")
             expected = list(range(current.last_seq + 1, current.last_seq + 1 + len(messages)))
             if [m.seq for m in messages] != expected:
                 raise ValueError(f"message sequence numbers must be {expected}")
@@ -135,7 +136,7 @@ class MemoryDocumentStore(DocumentStore):
             key = (status.copilot_id, status.doc_key)
             current = self._items.get(key)
             if (current.rev if current else 0) != status.rev:
-                raise ConflictError("document status changed")
+                raise WriteConflict("document status changed")
             stored = status.model_copy(update={"rev": status.rev + 1})
             self._items[key] = stored
             return stored
@@ -154,7 +155,7 @@ class MemoryDocumentStore(DocumentStore):
             if current is None:
                 return
             if current.rev != rev:
-                raise ConflictError("document status changed")
+                raise WriteConflict("document status changed")
             del self._items[(copilot_id, doc_key)]
 
     def active_versions(self, copilot_id: str, doc_keys: Sequence[str]) -> dict[str, str]:

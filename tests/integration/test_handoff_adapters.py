@@ -18,8 +18,9 @@ from copilot.adapters.aws.sqs import SqsHubOutbox
 from copilot.admin.models import CopilotSpec
 from copilot.bootstrap import Container, set_container
 from copilot.config import Settings
+from copilot.conflicts import WriteConflict
 from copilot.conversation.models import Conversation, Message
-from copilot.errors import ConflictError, DuplicateError
+from copilot.errors import DuplicateError
 from copilot_dev.emulators.agent_desk import AgentDesk
 from copilot_dev.fakes import MemoryConversationStore, StaticSecretStore
 from tests.integration.test_lambda_handlers import load_function
@@ -65,7 +66,7 @@ def test_a_claim_applies_once_and_a_duplicate_writes_nothing(store: Any) -> None
         store.append(first, [Message(seq=3, role="agent", text="one")], claims=["hub#c#generic#e1"])
     assert store.get(conversation.conversation_id) == first
     assert [m.text for m in store.messages_after(conversation.conversation_id, 0)] == ["hi", "one"]
-    with pytest.raises(ConflictError):  # a stale version is still a conflict, not a duplicate
+    with pytest.raises(WriteConflict):  # a stale version is still a conflict, not a duplicate
         store.append(conversation, [Message(seq=2, role="agent", text="x")], claims=["e2"])
     second = store.append(first, [], claims=["hub#c#generic#e2"])  # a held event: no message
     assert second.version == first.version + 1 and second.last_seq == first.last_seq
@@ -86,7 +87,7 @@ def test_racing_writers_with_one_claim_apply_it_once(store: Any) -> None:
             except DuplicateError:
                 results.append("duplicate")
                 return
-            except ConflictError:
+            except WriteConflict:
                 continue
 
     threads = [threading.Thread(target=apply) for _ in range(8)]

@@ -18,8 +18,8 @@ from copilot.adapters.aws.dynamo import (
     create_tables,
 )
 from copilot.admin.models import Copilot
+from copilot.conflicts import WriteConflict
 from copilot.conversation.models import Conversation, Message
-from copilot.errors import ConflictError
 from copilot.ingest.models import DocumentStatus, DocumentStatusValue
 from copilot.schema import utcnow
 from copilot_dev.fakes import (
@@ -71,12 +71,12 @@ def test_copilot_registry_round_trip_and_optimistic_replace(stores: tuple[Any, A
     copilot = make_copilot()
     registry.create(copilot)
     assert registry.get(copilot.copilot_id) == copilot
-    with pytest.raises(ConflictError):
+    with pytest.raises(WriteConflict):
         registry.create(copilot)
     renamed = copilot.model_copy(update={"name": "New", "version": 2})
     registry.replace(renamed, expected_version=1)
     assert registry.get(copilot.copilot_id).name == "New"  # type: ignore[union-attr]
-    with pytest.raises(ConflictError):
+    with pytest.raises(WriteConflict):
         registry.replace(renamed.model_copy(update={"version": 3}), expected_version=1)
     assert registry.get("missing") is None
     assert copilot.copilot_id in {c.copilot_id for c in registry.list()}
@@ -88,7 +88,7 @@ def test_conversation_append_is_conditional_on_version(stores: tuple[Any, Any, A
     assert (created.version, created.last_seq) == (1, 1)
     after = conversations.append(created, [msg(2), msg(3)])
     assert (after.version, after.last_seq) == (2, 3)
-    with pytest.raises(ConflictError):
+    with pytest.raises(WriteConflict):
         conversations.append(created, [msg(2, "stale writer")])  # read version 1: lost the race
     assert [m.text for m in conversations.messages_after(created.conversation_id, 0)] == [
         "start",
@@ -113,7 +113,7 @@ def test_concurrent_appends_lose_and_duplicate_nothing(stores: tuple[Any, Any, A
                 try:
                     conversations.append(current, [msg(current.last_seq + 1, f"{name}-{i}")])
                     break
-                except ConflictError:
+                except WriteConflict:
                     continue
 
     threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(writers)]
@@ -138,12 +138,12 @@ def test_document_status_revisions_and_active_versions(stores: tuple[Any, Any, A
     )
     saved = documents.save(status)
     assert saved.rev == 1 and documents.get(copilot_id, "a.md") == saved
-    with pytest.raises(ConflictError):
+    with pytest.raises(WriteConflict):
         documents.save(status)  # rev 0 again: it exists already
     indexed = documents.save(
         saved.model_copy(update={"status": DocumentStatusValue.INDEXED, "version": "e1"})
     )
-    with pytest.raises(ConflictError):
+    with pytest.raises(WriteConflict):
         documents.save(saved.model_copy(update={"version": "stale"}))
     b = documents.save(
         DocumentStatus(copilot_id=copilot_id, doc_key="b.md", status=DocumentStatusValue.PENDING)
@@ -152,7 +152,7 @@ def test_document_status_revisions_and_active_versions(stores: tuple[Any, Any, A
     assert documents.list("other-copilot") == []
     assert documents.active_versions(copilot_id, ["a.md", "b.md", "missing.md"]) == {"a.md": "e1"}
     assert documents.active_versions("other-copilot", ["a.md"]) == {}
-    with pytest.raises(ConflictError):
+    with pytest.raises(WriteConflict):
         documents.delete(copilot_id, "a.md", rev=1)
     documents.delete(copilot_id, "a.md", rev=indexed.rev)
     documents.delete(copilot_id, "b.md", rev=b.rev)

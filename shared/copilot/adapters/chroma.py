@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from copilot.errors import ConflictError, UnavailableError
+from copilot.errors import EmbedderMismatchError, UnavailableError
 from copilot.knowledge.models import Chunk, Passage
 from copilot.ports import KnowledgeIndex
 
@@ -33,10 +33,6 @@ def collection_name(copilot_id: str) -> str:
 
 class _CollectionGone(Exception):
     """The cached collection id no longer exists (dropped and rebuilt by another process)."""
-
-
-class EmbedderMismatchError(ConflictError):
-    """The copilot's knowledge was embedded with another model than the one configured."""
 
 
 class ChromaKnowledgeIndex(KnowledgeIndex):

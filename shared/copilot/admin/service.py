@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable
 
 from copilot.admin.models import BehaviourMessages, Copilot, CopilotPatch, CopilotSpec
+from copilot.conflicts import WriteConflict, retry_on_conflict
 from copilot.errors import ConflictError, NotFoundError, UnavailableError
 from copilot.ingest.models import DocumentStatus, DocumentStatusValue, ReindexResult
 from copilot.ingest.service import s3_notification
@@ -41,7 +42,12 @@ class AdminService:
             updated_at=now,
             version=1,
         )
-        self._copilots.create(copilot)
+        try:
+            self._copilots.create(copilot)
+        except WriteConflict:
+            raise ConflictError(
+                f"a copilot with id '{copilot.copilot_id}' exists already"
+            ) from None
         return copilot
 
     def get(self, copilot_id: str) -> Copilot:
@@ -54,7 +60,7 @@ class AdminService:
         return self._copilots.list()
 
     def update(self, copilot_id: str, patch: CopilotPatch) -> Copilot:
-        for _ in range(5):
+        def change() -> Copilot:
             current = self.get(copilot_id)
             # The sent fields as models (not dicts), so the copy below serializes cleanly.
             changes = {name: getattr(patch, name) for name in patch.model_fields_set - {"messages"}}
@@ -68,12 +74,10 @@ class AdminService:
             )
             # Re-validate the merged whole (e.g. topic names unique across the new list).
             updated = Copilot.model_validate(updated.model_dump())
-            try:
-                self._copilots.replace(updated, expected_version=current.version)
-                return updated
-            except ConflictError:
-                continue
-        raise ConflictError("the copilot is being changed by someone else; try again")
+            self._copilots.replace(updated, expected_version=current.version)
+            return updated
+
+        return retry_on_conflict(change, what=f"the copilot '{copilot_id}'")
 
     def documents(self, copilot_id: str) -> builtins.list[DocumentStatus]:
         self.get(copilot_id)
@@ -91,7 +95,7 @@ class AdminService:
         self._index().drop(copilot_id)
         for status in self._documents.list(copilot_id):
             # A conflict means it is being indexed right now: that run writes the new index.
-            with contextlib.suppress(ConflictError):
+            with contextlib.suppress(WriteConflict):
                 self._documents.save(
                     status.model_copy(
                         update={

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable
 
 from copilot.admin.models import Copilot
-from copilot.conflicts import MAX_ATTEMPTS, pause_after_conflict
+from copilot.conflicts import retry_on_conflict
 from copilot.conversation.dialog import Dialog, Reply
 from copilot.conversation.models import (
     Conversation,
@@ -99,24 +99,24 @@ class ConversationService:
                 )
             return answers[question]
 
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                response, stored, nudge = self._turn(copilot, conversation, text, answer)
-            except ConflictError:
-                if attempt == MAX_ATTEMPTS - 1:
-                    raise
-                # Another writer appended first: back off (jittered, growing), re-read, and run
-                # the turn on the fresh state so nothing is lost or duplicated.
-                pause_after_conflict(attempt)
+        first = True
+
+        def turn() -> tuple[TurnResponse, Conversation, bool]:
+            nonlocal conversation, first
+            if not first:
+                # Another writer appended first: run the turn again on the fresh state, so
+                # nothing is lost or duplicated.
                 fresh = self._conversations.get(conversation_id)
                 if fresh is None:
-                    raise NotFoundError("no such conversation") from None
+                    raise NotFoundError("no such conversation")
                 conversation = fresh
-                continue
-            if nudge and self._handoff is not None:
-                self._handoff.nudge(stored)  # the hub has something new: the outbox delivers it
-            return response
-        raise AssertionError("unreachable")
+            first = False
+            return self._turn(copilot, conversation, text, answer)
+
+        response, stored, nudge = retry_on_conflict(turn, what="the conversation")
+        if nudge and self._handoff is not None:
+            self._handoff.nudge(stored)  # the hub has something new: the outbox delivers it
+        return response
 
     def _turn(
         self,

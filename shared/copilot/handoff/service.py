@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Literal
 
 from copilot.admin.models import Copilot
-from copilot.conflicts import MAX_ATTEMPTS, pause_after_conflict
+from copilot.conflicts import retry_on_conflict
 from copilot.conversation import topics as t
 from copilot.conversation.dialog import HandoffRequest
 from copilot.conversation.models import Conversation, ConversationState, Message, TurnResponse
@@ -606,19 +606,19 @@ class HandoffService:
         claims: Sequence[str] = (),
     ) -> tuple[Conversation, _Change | None]:
         """Read, change, append conditionally; on a lost race, again with the fresh state."""
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt() -> tuple[Conversation, _Change | None]:
             conversation = self._conversations.get(conversation_id)
             if conversation is None:
                 raise NotFoundError("no such conversation")
             done = change(conversation)
             if done is None:
                 return conversation, None
-            try:
-                stored = self._conversations.append(done.conversation, done.messages, claims=claims)
-                return stored, done
-            except ConflictError:
-                pause_after_conflict(attempt)
-        raise UnavailableError("the conversation is too busy right now; try again")
+            stored = self._conversations.append(done.conversation, done.messages, claims=claims)
+            return stored, done
+
+        # Giving up is a 503: a hub redelivers a webhook on 5xx, and the outbox retries anyway.
+        return retry_on_conflict(attempt, what="the conversation", give_up=UnavailableError)
 
 
 def redelivery_id(conversation_id: str) -> str:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from copilot.errors import ConflictError, PermanentIngestError, UnavailableError
+from copilot.conflicts import retry_on_conflict
+from copilot.errors import PermanentIngestError
 from copilot.ingest.chunking import chunk_document, chunk_id, table_rows
 from copilot.ingest.models import SOURCE_URL_META, DocumentStatus, DocumentStatusValue
 from copilot.knowledge.lexical_snapshots import LexicalMaintainer
@@ -332,15 +333,14 @@ class IngestService:
 
         ``read``: the status just read by the caller, used for the first attempt (one read less).
         """
-        for _ in range(MAX_CHASES * 4):
+
+        def attempt() -> None:
+            nonlocal read
             current = read[0] if read is not None else self._documents.get(copilot_id, doc_key)
             read = None
-            try:
-                change(current)
-                return
-            except ConflictError:
-                continue
-        raise UnavailableError("the document's status keeps changing; will retry")
+            change(current)
+
+        retry_on_conflict(attempt, what=f"the status of '{doc_key}'")
 
 
 def _heading(title: str, section: str | None) -> str:

@@ -10,19 +10,20 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from copilot.admin.models import Copilot
+from copilot.conflicts import WriteConflict
 from copilot.conversation.models import Conversation, Message
-from copilot.errors import ConflictError, CopilotError, DuplicateError, UnavailableError
+from copilot.errors import DuplicateError, UnavailableError
 from copilot.ingest.models import DocumentStatus
 from copilot.ports import ConversationStore, CopilotRegistry, DocumentStore, StateStore
 
 _META_SK = 0
 
 
-def _translate(error: Exception) -> CopilotError:
+def _translate(error: Exception) -> WriteConflict | UnavailableError:
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")
         if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
-            return ConflictError("the record changed while it was being written")
+            return WriteConflict("the record changed while it was being written")
     return UnavailableError("the conversation store is unavailable")
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from copilot.conflicts import WriteConflict
 from copilot.errors import UnavailableError
 from copilot.ports import LexicalStore
 
@@ -36,7 +37,7 @@ class DynamoS3LexicalStore(LexicalStore):
                 condition="attribute_not_exists(scheduled) OR scheduled = :no",
                 returns="NONE",
             )
-        except _ConditionFailed:
+        except WriteConflict:
             return False
         return True
 
@@ -60,7 +61,7 @@ class DynamoS3LexicalStore(LexicalStore):
                 condition="attribute_not_exists(built_gen) OR built_gen < :g",
                 returns="UPDATED_OLD",
             )
-        except _ConditionFailed:
+        except WriteConflict:
             self._delete(key)  # a newer snapshot is already published
             return False
         previous = old.get("snapshot_key", {}).get("S")
@@ -116,12 +117,8 @@ class DynamoS3LexicalStore(LexicalStore):
             )
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise _ConditionFailed from e
+                raise WriteConflict("the lexical bookkeeping changed") from e
             raise UnavailableError("the document store is unavailable") from e
         except BotoCoreError as e:
             raise UnavailableError("the document store is unavailable") from e
         return dict(response.get("Attributes", {}))
-
-
-class _ConditionFailed(Exception):
-    pass
