@@ -329,6 +329,8 @@ def test_artifact_contents(packaged: Path) -> None:
     assert not outside, f"unexpected files in the Lambda zip: {outside[:20]}"
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert "shared/copilot/__init__.py" in names
+    tooling = [n for n in names if "copilot_dev" in n or "/emulators/" in n or n.endswith("cli.py")]
+    assert not tooling, f"development tooling in the Lambda zip: {tooling[:20]}"
     missing = [
         f"functions/{fn}/main.py"
         for fn in ("chat", "handoff", "ingest")

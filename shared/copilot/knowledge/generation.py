@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from copilot.admin.models import Copilot
-from copilot.conversation.models import Message
-from copilot.knowledge.models import Answer, Citation
+from copilot.knowledge.models import Answer, Citation, Utterance
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -121,7 +120,7 @@ class LlmCondenser:
     def __init__(self, model: BaseChatModel) -> None:
         self._model = model
 
-    def __call__(self, question: str, history: Callable[[], Sequence[Message]]) -> str:
+    def __call__(self, question: str, history: Callable[[], Sequence[Utterance]]) -> str:
         from langchain_core.messages import HumanMessage, SystemMessage
 
         from copilot.errors import UnavailableError

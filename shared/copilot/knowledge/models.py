@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from pydantic import BaseModel, Field
 
 TITLE_PATH_SEPARATOR = " › "
@@ -57,3 +59,15 @@ class Passage(BaseModel):
 class Answer(BaseModel):
     text: str
     citations: list[Citation]
+
+
+class Utterance(Protocol):
+    """One earlier message of the conversation, as knowledge reads it for follow-ups: who said
+    it and what (``copilot.conversation.models.Message`` is one; knowledge does not depend on
+    the conversation's storage model)."""
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
