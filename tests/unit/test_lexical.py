@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from copilot.ingest.chunking import chunk_document
-from copilot.knowledge.lexical import LexicalIndex, analyze
+from copilot.knowledge.lexical import LexicalIndex
+from copilot.text import analyze
 
 DOCS = {
     "returns.md": b"# Returns\n\n## Window\n\nReturn bikes within 30 days for a refund.",
@@ -50,3 +51,11 @@ def test_coverage_weights_rare_terms() -> None:
     index = build()
     assert index.coverage("battery charge", "Store e-bike batteries at 40 percent charge.") == 1.0
     assert 0 < index.coverage("battery shipping", "Store e-bike batteries.") < 1.0
+
+
+def test_one_analyzer_joins_hyphens_and_apostrophes_and_folds_accents() -> None:
+    assert analyze("Wi-Fi at the Café") == analyze("wifi at the cafe") == ["wifi", "cafe"]
+    assert analyze("Don’t") == analyze("dont") == ["dont"]
+    assert analyze("that is all") == []
+    assert analyze("that is all", keep_stopwords=True) == ["that", "is", "all"]
+    assert analyze("x" * 40 + " key") == ["key"]  # ids and hashes are not words

@@ -72,3 +72,14 @@ def test_pick_choice_by_number_name_or_words() -> None:
 def test_yes_and_no() -> None:
     assert t.is_yes("Yes!") and t.is_yes("yep") and not t.is_yes("no")
     assert t.is_no("No thanks") and t.is_no("cancel") and not t.is_no("yes")
+
+
+def test_yes_and_no_whatever_the_punctuation_case_or_apostrophe() -> None:
+    assert t.is_yes("Yes, please!") and t.is_yes("Confirmed.") and t.is_yes("OK")
+    assert t.is_no("Don’t") and t.is_no("don't") and t.is_no("Never mind.")
+    assert not t.is_yes("yes, but what about returns?")
+
+
+def test_a_negation_is_a_word_not_a_stopword() -> None:
+    assert t.match_system("I don't need an agent") is None
+    assert t.match_system("I need an agent") is not None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from copilot.admin.models import Topic
-from copilot.text import content_tokens, tokens
+from copilot.text import analyze
 
 # System topics, as Copilot Studio names them. Phrases are matched like custom trigger phrases
 # but must cover nearly the whole message, so "hi, how do I reset my password?" is a question,
@@ -90,22 +91,26 @@ SYSTEM_MIN_SCORE = 0.8
 CUSTOM_MIN_SCORE = 0.6
 AMBIGUITY_MARGIN = 0.1
 
-YES = {
-    "yes",
-    "y",
-    "yeah",
-    "yep",
-    "sure",
-    "ok",
-    "okay",
-    "confirm",
-    "please do",
-    "yes please",
-    "correct",
-    "do it",
-    "absolutely",
-}
-NO = {"no", "n", "nope", "cancel", "no thanks", "don't", "never mind", "nevermind", "not now"}
+YES = frozenset(
+    {
+        "yes",
+        "y",
+        "yeah",
+        "yep",
+        "sure",
+        "ok",
+        "okay",
+        "confirm",
+        "please do",
+        "yes please",
+        "correct",
+        "do it",
+        "absolutely",
+    }
+)
+NO = frozenset(
+    {"no", "n", "nope", "cancel", "no thanks", "don't", "never mind", "nevermind", "not now"}
+)
 NONE_OF_THESE = "None of these"
 # While waiting for an agent, only these stop the wait ("no" may be an answer for the agent).
 CANCEL_HANDOFF = {
@@ -130,8 +135,8 @@ class TopicMatch:
 
 def phrase_score(message: str, phrase: str) -> float:
     """F1 of the phrase's words against the message's words (content words where there are any)."""
-    msg = content_tokens(message) or tokens(message)
-    phr = content_tokens(phrase) or tokens(phrase)
+    msg = analyze(message) or analyze(message, keep_stopwords=True)
+    phr = analyze(phrase) or analyze(phrase, keep_stopwords=True)
     if not msg or not phr:
         return 0.0
     msg_set, phr_set = set(msg), set(phr)
@@ -169,11 +174,21 @@ def match_custom(message: str, topics: list[Topic]) -> list[TopicMatch]:
 
 
 def is_yes(message: str) -> bool:
-    return " ".join(tokens(message)) in YES or message.strip().lower().rstrip("!.") in YES
+    return _as_said(message) in _said(YES)
 
 
 def is_no(message: str) -> bool:
-    return " ".join(tokens(message)) in NO or message.strip().lower().rstrip("!.") in NO
+    return _as_said(message) in _said(NO)
+
+
+def _as_said(message: str) -> str:
+    """A short reply as its words, whatever its punctuation and case ("Yes, please!")."""
+    return " ".join(analyze(message, keep_stopwords=True))
+
+
+@cache
+def _said(replies: frozenset[str]) -> frozenset[str]:
+    return frozenset(_as_said(r) for r in replies)
 
 
 def is_cancel(message: str) -> bool:

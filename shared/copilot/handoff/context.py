@@ -10,7 +10,7 @@ from copilot.conversation import topics as t
 from copilot.conversation.dialog import NO_MATCH
 from copilot.conversation.models import Conversation, Message
 from copilot.handoff.models import HandoffContext, HubSettings, TranscriptEntry
-from copilot.text import content_tokens, sentences
+from copilot.text import analyze, sentences
 
 MAX_PHRASES = 20
 MAX_KEY_SENTENCES = 3
@@ -103,7 +103,7 @@ def _substantive(text: str) -> bool:
 def _key_sentences(texts: Sequence[str]) -> list[str]:
     candidates = [s for text in texts for s in sentences(text) or [text]]
     scored = [
-        (len(set(content_tokens(s))) + (2 if s.rstrip().endswith("?") else 0), i, s)
+        (len(set(analyze(s))) + (2 if s.rstrip().endswith("?") else 0), i, s)
         for i, s in enumerate(candidates)
     ]
     best = sorted(scored, key=lambda x: (-x[0], x[1]))[:MAX_KEY_SENTENCES]

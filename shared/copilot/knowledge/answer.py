@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from copilot.admin.models import Copilot
 from copilot.errors import UnavailableError
 from copilot.ingest.chunking import table_caption
-from copilot.knowledge.lexical import analyze
 from copilot.knowledge.models import Answer, Chunk, Citation, title_path
 from copilot.knowledge.retrieval import (
     Candidate,
@@ -24,7 +23,7 @@ from copilot.knowledge.retrieval import (
     condense,
     coverage,
 )
-from copilot.text import LIST_MARKER, sentences
+from copilot.text import LIST_MARKER, analyze, sentences
 
 log = logging.getLogger(__name__)
 

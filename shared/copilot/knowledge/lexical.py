@@ -10,38 +10,17 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
-from typing import Any
+from functools import lru_cache
 
 from copilot.knowledge.models import Chunk, title_path
-from copilot.text import STOPWORDS
+from copilot.text import analyze
 
 K1 = 1.2
 B = 0.75
 FORMAT = 1
-
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-@cache
-def _stemmer() -> Any:
-    import Stemmer  # PyStemmer: Snowball stemmers in C, ~1 ms to import
-
-    return Stemmer.Stemmer("english")
-
-
-def analyze(text: str) -> list[str]:
-    """Lower-case, fold accents, drop stopwords, Snowball-stem: the terms BM25 counts."""
-    text = unicodedata.normalize("NFKD", text.lower())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    text = re.sub(r"(?<=\w)['’-](?=\w)", "", text)  # e-bike -> ebike, don't -> dont
-    words = [w for w in _WORD.findall(text) if w not in STOPWORDS and len(w) < 40]
-    return list(_stemmer().stemWords(words))
 
 
 @lru_cache(maxsize=256)

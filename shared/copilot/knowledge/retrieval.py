@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from copilot.conversation.models import Message
-from copilot.knowledge.lexical import LexicalHit, LexicalIndex, analyze, chunk_text_for_index
-from copilot.knowledge.models import Chunk
+from copilot.knowledge.lexical import LexicalHit, LexicalIndex, chunk_text_for_index
+from copilot.knowledge.models import Chunk, Utterance
 from copilot.knowledge.vectors import cosine, similarities
 from copilot.ports import DocumentStore, KnowledgeIndex
+from copilot.text import analyze
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -171,7 +171,7 @@ def is_follow_up(question: str) -> bool:
     return bool(_ANAPHORA.search(question)) and len(terms) <= FOLLOW_UP_MAX_TERMS
 
 
-History = Callable[[], Sequence[Message]]
+History = Callable[[], Sequence[Utterance]]
 
 
 def condense(question: str, history: History) -> str:
