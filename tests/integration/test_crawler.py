@@ -18,7 +18,8 @@ import boto3
 import pytest
 
 from copilot.adapters.aws.s3 import S3BlobStore
-from copilot.sources.websites.crawler import CrawlOptions, CrawlResult, crawl, sync_site
+from copilot.sources.websites.crawler import crawl, sync_site
+from copilot.sources.websites.models import CrawlOptions, CrawlResult
 from copilot.sources.websites.urls import SiteScope, normalize_url, read_metadata_text
 from copilot_dev.fakes import MemoryBlobStore, MemoryStateStore
 from copilot_dev.localstack import free_port
@@ -173,6 +174,36 @@ def test_honours_robots_txt(crawled: CrawlResult, fixture_site: Site) -> None:
     assert skipped[fixture_site.url("/private/listed.html")].reason == "robots"
     assert not [p for p, _ in fixture_site.requests if p.startswith("/private/")]
     assert fixture_site.hits("/robots.txt") == 1
+
+
+def test_robots_txt_longest_match_and_wildcards() -> None:
+    """RFC 9309: an Allow more specific than a Disallow wins, and * matches any characters."""
+    site = Site()
+    site.page(
+        "/robots.txt",
+        "User-agent: *\nDisallow: /private/\nAllow: /private/listed.html\nDisallow: /*?session=\n",
+        content_type="text/plain",
+    )
+    site.page(
+        "/",
+        '<html><body><a href="/private/listed.html">Listed</a> '
+        '<a href="/private/secret.html">Secret</a> <a href="/cart?session=42">Cart</a> '
+        '<a href="/cart?view=full">Full cart</a></body></html>',
+    )
+    for path, title in (("/private/listed.html", "Listed"), ("/cart", "Cart")):
+        site.page(path, f"<html><title>{title}</title><body>{title} of {path}</body></html>")
+    site.page("/private/secret.html", "<html><body>Secret</body></html>")
+    try:
+        result = crawl(CrawlOptions(start_urls=[site.url("/")], timeout_seconds=2))
+    finally:
+        site.stop()
+    fetched = {p.url for p in result.pages}
+    assert site.url("/private/listed.html") in fetched
+    assert site.url("/cart?view=full") in fetched
+    robots = {s.url for s in result.skipped if s.reason == "robots"}
+    assert robots == {site.url("/private/secret.html"), site.url("/cart?session=42")}
+    requested = {p for p, _ in site.requests}
+    assert "/private/secret.html" not in requested and "/cart?session=42" not in requested
 
 
 def test_reads_sitemap_index_and_gzipped_sitemap(crawled: CrawlResult, fixture_site: Site) -> None:

@@ -47,7 +47,8 @@ class SourcesService:
         self._kb_source = kb_source
 
     def crawl(self, copilot_id: str, website: WebsiteSource) -> SiteSyncReport:
-        from copilot.sources.websites.crawler import CrawlOptions, sync_site
+        from copilot.sources.websites.crawler import sync_site
+        from copilot.sources.websites.models import CrawlOptions
 
         self._copilot(copilot_id)
         options = CrawlOptions(

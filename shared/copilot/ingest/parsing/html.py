@@ -7,6 +7,7 @@ per page, and every page of a crawl goes through here.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from copilot.errors import PermanentIngestError
@@ -37,9 +38,8 @@ _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
 def parse_html(doc_key: str, body: bytes, limits: ParseLimits) -> ParsedDocument:
-    text = _decode(body)
     try:
-        return _parse(doc_key, text)
+        return main_content(load_html(body), title_from_key(doc_key))
     except PermanentIngestError:
         raise
     except Exception as e:
@@ -47,6 +47,48 @@ def parse_html(doc_key: str, body: bytes, limits: ParseLimits) -> ParsedDocument
             f"the HTML could not be parsed ({type(e).__name__}: {e}): save the page again and "
             "upload it"
         ) from e
+
+
+@dataclass
+class HtmlPage:
+    """A page parsed once: the crawler reads its links from ``root``, then its main content."""
+
+    root: Any  # the lxml element of the whole document
+    source: str  # the decoded markup, for cheap regex pre-checks before tree scans
+
+
+def load_html(body: bytes, charset: str | None = None) -> HtmlPage:
+    """Decode as browsers do (byte-order mark, then ``charset`` from the HTTP header, then
+    ``<meta charset>``, UTF-8, cp1252) and parse. Raises PermanentIngestError."""
+    from lxml import etree
+
+    text = _decode(body, charset)
+    try:
+        root = etree.fromstring(text, _parser())
+    except etree.XMLSyntaxError as e:  # e.g. "Document is empty"
+        raise PermanentIngestError("the HTML page has no content") from e
+    if root is None:
+        raise PermanentIngestError("the HTML page has no content")
+    return HtmlPage(root, text)
+
+
+def main_content(page: HtmlPage, fallback_title: str) -> ParsedDocument:
+    """The page's main content (no navigation boilerplate), sectioned by h1-h4 headings.
+    Boilerplate is removed from ``page.root`` in place."""
+    root, text = page.root, page.source
+    head = root.find("head")
+    title = _norm(_text(head.find("title"))) if head is not None else ""
+    content = _content_root(root, text)
+    if content is None:
+        raise PermanentIngestError("the HTML page has no body content")
+    if content.tag == "body":
+        _drop(content, list(content.iter("header")))
+    else:  # inside <main>/<article> a <header> usually holds the page's own heading
+        _drop(content, [h for h in content.iter("header") if not _holds(h, "h1", "h2", "h3")])
+    _drop_boilerplate(content, text)
+    title = title or _norm(_text(next(content.iter("h1"), None))) or fallback_title
+    sections = _Walker(sectioned=True, skip_heading=title).walk(content)
+    return ParsedDocument(title=title, sections=sections)
 
 
 def fragment_text(html: str) -> str:
@@ -62,30 +104,6 @@ def fragment_text(html: str) -> str:
         return " ".join(re.sub(r"<[^>]+>", " ", html).split())
     _drop_boilerplate(body, text)
     return "\n\n".join(s.text for s in _Walker(sectioned=False).walk(body))
-
-
-def _parse(doc_key: str, text: str) -> ParsedDocument:
-    from lxml import etree
-
-    try:
-        root = etree.fromstring(text, _parser())
-    except etree.XMLSyntaxError as e:  # e.g. "Document is empty"
-        raise PermanentIngestError("the HTML page has no content") from e
-    if root is None:
-        raise PermanentIngestError("the HTML page has no content")
-    head = root.find("head")
-    title = _norm(_text(head.find("title"))) if head is not None else ""
-    content = _content_root(root, text)
-    if content is None:
-        raise PermanentIngestError("the HTML page has no body content")
-    if content.tag == "body":
-        _drop(content, list(content.iter("header")))
-    else:  # inside <main>/<article> a <header> usually holds the page's own heading
-        _drop(content, [h for h in content.iter("header") if not _holds(h, "h1", "h2", "h3")])
-    _drop_boilerplate(content, text)
-    title = title or _norm(_text(next(content.iter("h1"), None))) or title_from_key(doc_key)
-    sections = _Walker(sectioned=True, skip_heading=title).walk(content)
-    return ParsedDocument(title=title, sections=sections)
 
 
 def _content_root(root: Any, text: str) -> Any:
@@ -244,13 +262,13 @@ def _scrub(text: str) -> str:
     return _XML_DECL.sub("", text.replace(_BLOCK, " ").replace(_LINE, " ").replace("\x00", ""))
 
 
-def _decode(body: bytes) -> str:
+def _decode(body: bytes, charset: str | None = None) -> str:
     if body[:3] == b"\xef\xbb\xbf" or body[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return _scrub(decode_text(body))
     if b"\x00" in body[:8192]:
         decode_text(body)  # raises: the file looks binary
     match = _CHARSET.search(body[:4096])
-    for encoding in (match.group(1).decode("ascii") if match else None, "utf-8"):
+    for encoding in (charset, match.group(1).decode("ascii") if match else None, "utf-8"):
         if encoding:
             try:
                 return _scrub(body.decode(encoding))
