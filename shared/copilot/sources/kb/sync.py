@@ -24,11 +24,12 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from copilot.errors import BadRequestError, CopilotError, UnavailableError
+from copilot.errors import BadRequestError
 from copilot.ingest.models import SOURCE_URL_META
 from copilot.ports import BlobStore, StateStore
 from copilot.schema import utcnow
 from copilot.sources.kb.base import Article, KbSource, utc
+from copilot.sources.mirror import MirroredDocument, PrefixMirror
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def sync_knowledge_base(
 
     changes = source.changes(None if full else before)
     prefix = source_prefix(copilot_id, source)
-    existing = {o.key: o.etag.strip('"') for o in blobs.list(prefix)}
+    mirror = PrefixMirror.open(blobs, prefix)  # fingerprints: the ETag, the body's MD5
 
     current: dict[str, Article] = {}
     for article in sorted(changes.published, key=lambda a: a.updated):
@@ -148,22 +149,19 @@ def sync_knowledge_base(
             continue
         published_keys.add(key)
         body = render_article(article)
-        if existing.get(key) == hashlib.md5(body).hexdigest():
-            report.unchanged += 1
-            continue
-        try:
-            blobs.put(key, body, CONTENT_TYPE, article_metadata(article))
-        except CopilotError as e:
-            _fail(report, article.article_id, key, e.message, isinstance(e, UnavailableError))
-            continue
-        report.written.append(key)
-        if key in existing:
-            report.updated += 1
-        else:
-            report.added += 1
+        mirror.write(
+            MirroredDocument(
+                name=article.article_id,
+                key=key,
+                body=body,
+                content_type=CONTENT_TYPE,
+                metadata=article_metadata(article),
+                fingerprint=hashlib.md5(body).hexdigest(),
+            )
+        )
 
     if full:
-        gone = sorted(k for k in existing if k not in published_keys)
+        gone = sorted(mirror.stored - published_keys)
         if gone and not current and not allow_empty:
             _fail(
                 report,
@@ -179,16 +177,15 @@ def sync_knowledge_base(
         doomed = []
         for retirement in changes.retired:
             key = article_key(copilot_id, source, retirement.article_id)
-            if key and key in existing and key not in published_keys:
+            if key and key not in published_keys:
                 doomed.append((key, retirement.article_id))
-    for key, article_id in doomed:
-        try:
-            blobs.delete(key)
-        except CopilotError as e:
-            _fail(report, article_id, key, e.message, isinstance(e, UnavailableError))
-            continue
-        report.deleted.append(key)
-        report.removed += 1
+    mirror.remove(doomed)
+    for failure in mirror.failures:
+        _fail(report, failure.name, failure.key, failure.reason, failure.transient)
+    report.written = mirror.added + mirror.updated
+    report.deleted = mirror.removed
+    report.added, report.updated = len(mirror.added), len(mirror.updated)
+    report.removed, report.unchanged = len(mirror.removed), len(mirror.unchanged)
 
     if any(f.transient for f in report.failures):
         log.warning(
