@@ -6,9 +6,10 @@ import builtins
 import contextlib
 from collections.abc import Callable
 
+from copilot.admin.lookup import require_copilot
 from copilot.admin.models import BehaviourMessages, Copilot, CopilotPatch, CopilotSpec
 from copilot.conflicts import WriteConflict, retry_on_conflict
-from copilot.errors import ConflictError, NotFoundError, UnavailableError
+from copilot.errors import ConflictError, UnavailableError
 from copilot.ingest.models import DocumentStatus, DocumentStatusValue, ReindexResult
 from copilot.ingest.service import s3_notification
 from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, EventQueue, KnowledgeIndex
@@ -51,10 +52,7 @@ class AdminService:
         return copilot
 
     def get(self, copilot_id: str) -> Copilot:
-        copilot = self._copilots.get(copilot_id)
-        if copilot is None:
-            raise NotFoundError(f"no copilot with id '{copilot_id}'")
-        return copilot
+        return require_copilot(self._copilots, copilot_id)
 
     def list(self) -> list[Copilot]:
         return self._copilots.list()

@@ -7,6 +7,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 
+from copilot.admin.lookup import require_copilot
 from copilot.admin.models import Copilot
 from copilot.conflicts import retry_on_conflict
 from copilot.conversation.dialog import Dialog, Reply
@@ -55,7 +56,7 @@ class ConversationService:
         self, copilot_id: str, request: StartConversationRequest | None = None
     ) -> StartConversationResponse:
         self._prewarm()
-        copilot = self._copilot(copilot_id)
+        copilot = require_copilot(self._copilots, copilot_id)
         token = secrets.token_urlsafe(32)
         request = request or StartConversationRequest()
         conversation = Conversation(
@@ -88,7 +89,7 @@ class ConversationService:
     def post(self, conversation_id: str, token: str | None, text: str) -> TurnResponse:
         self._prewarm()
         conversation = self.authorize(conversation_id, token)
-        copilot = self._copilot(conversation.copilot_id)
+        copilot = require_copilot(self._copilots, conversation.copilot_id)
         answers: dict[str, Answer | None] = {}  # knowledge answers survive a retried turn
 
         def answer(question: str) -> Answer | None:
@@ -194,9 +195,3 @@ class ConversationService:
         if self._handoff is None:
             raise ConflictError("there is no hand-off to cancel")
         return self._handoff.cancel(conversation_id)
-
-    def _copilot(self, copilot_id: str) -> Copilot:
-        copilot = self._copilots.get(copilot_id)
-        if copilot is None:
-            raise NotFoundError(f"no copilot with id '{copilot_id}'")
-        return copilot
