@@ -9,8 +9,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from copilot.admin.lookup import require_copilot
 from copilot.admin.models import Copilot, WebsiteSource
-from copilot.errors import BadRequestError, CopilotError, NotFoundError
+from copilot.errors import BadRequestError, CopilotError
 from copilot.ports import BlobStore, CopilotRegistry, StateStore
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class SourcesService:
         from copilot.sources.websites.crawler import sync_site
         from copilot.sources.websites.models import CrawlOptions
 
-        self._copilot(copilot_id)
+        require_copilot(self._copilots, copilot_id)
         options = CrawlOptions(
             start_urls=website.start_urls,
             max_depth=website.max_depth,
@@ -61,7 +62,7 @@ class SourcesService:
     def sync_kb(self, copilot_id: str, name: str, *, full: bool = False) -> KbSyncReport:
         from copilot.sources.kb.sync import sync_knowledge_base
 
-        self._copilot(copilot_id)
+        require_copilot(self._copilots, copilot_id)
         return sync_knowledge_base(
             copilot_id, self._kb_source(name), self._blobs, self._state, full=full
         )
@@ -71,7 +72,9 @@ class SourcesService:
 
         One failing source never stops the others; each outcome is one line of the summary.
         """
-        copilots = [self._copilot(copilot_id)] if copilot_id else self._copilots.list()
+        copilots = (
+            [require_copilot(self._copilots, copilot_id)] if copilot_id else self._copilots.list()
+        )
         lines: list[str] = []
         for copilot in copilots:
             for website in copilot.websites:
@@ -95,12 +98,6 @@ class SourcesService:
         except CopilotError as e:
             log.error("refresh of %s for %s failed: %s", what, copilot.copilot_id, e.message)
             return f"{copilot.name} ({copilot.copilot_id}): {what}: FAILED: {e.message}"
-
-    def _copilot(self, copilot_id: str) -> Copilot:
-        copilot = self._copilots.get(copilot_id)
-        if copilot is None:
-            raise NotFoundError(f"no copilot with id '{copilot_id}'")
-        return copilot
 
 
 def _kb_summary(report: KbSyncReport) -> str:
