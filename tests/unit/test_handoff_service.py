@@ -21,8 +21,9 @@ from copilot.errors import (
     NotFoundError,
     UnauthorizedError,
 )
+from copilot.handoff.customer import CONNECTING
 from copilot.handoff.models import Agent, HubEvent
-from copilot.handoff.service import CONNECTING, HandoffConfig, HandoffService, backoff_seconds
+from copilot.handoff.service import HandoffConfig, HandoffService, backoff_seconds
 from copilot_dev.collecting_hub import CollectingHub
 from copilot_dev.fakes import (
     MemoryConversationStore,

@@ -22,7 +22,8 @@ from copilot.conversation.models import (
     TurnResponse,
 )
 from copilot.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
-from copilot.handoff.service import ACTIVE, HandoffService
+from copilot.handoff.changes import ACTIVE
+from copilot.handoff.service import HandoffService
 from copilot.knowledge.answer import KnowledgeAnswerer
 from copilot.knowledge.models import Answer
 from copilot.ports import ConversationStore, CopilotRegistry

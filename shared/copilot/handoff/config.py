@@ -1,0 +1,31 @@
+"""What the hand-off's parts share from the deployment: its tuning, and the hubs' secrets."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from copilot.errors import UnavailableError
+from copilot.handoff.models import HubSettings
+from copilot.ports import SecretStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HandoffConfig:
+    reorder_window: float = 10.0  # seconds an event ahead of a gap waits for the gap to fill
+    max_held: int = 100  # events held at most; beyond, the gap is skipped at once
+    max_attempts: int = 5  # deliveries of a start before the customer is told it failed
+    reply_to: str | None = None  # public base URL of the hand-off function (webhooks)
+
+
+def hub_secret(
+    secrets: SecretStore, hub: HubSettings, error: type[Exception] = UnavailableError
+) -> str:
+    """The secret shared with ``hub`` (signs both directions); ``error`` if it is missing."""
+    secret = secrets.get(hub.secret_ref)
+    if not secret:
+        log.error("no secret for hub secret_ref %s (COPILOT_HUB_SECRET_<REF>)", hub.secret_ref)
+        raise error("the hub's secret is not configured")
+    return secret

@@ -1,0 +1,142 @@
+"""The customer's side of a hand-off, called from the chat turn: ask for a person, talk to the
+agent through the hub, stop waiting or leave the agent's chat."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from copilot.admin.models import Copilot
+from copilot.conversation import topics as t
+from copilot.conversation.dialog import HandoffRequest
+from copilot.conversation.models import Conversation, ConversationState, Message, TurnResponse
+from copilot.errors import ConflictError
+from copilot.handoff.changes import ACTIVE, Change, back_to_bot, update
+from copilot.handoff.context import MAX_TRANSCRIPT, build_context
+from copilot.handoff.hours import is_open
+from copilot.handoff.models import Handoff
+from copilot.ports import ConversationStore, HubOutbox
+from copilot.schema import new_id, utcnow
+
+CONNECTING = "I'm connecting you with a person. Please wait; type 'cancel' to stop waiting."
+WAIT_CANCELLED = "OK, I've cancelled the request for a person. What else can I help you with?"
+AGENT_CHAT_CLOSED = "OK, I've ended the chat with the agent. What else can I help you with?"
+
+
+class CustomerSide:
+    def __init__(
+        self,
+        conversations: ConversationStore,
+        *,
+        outbox: Callable[[], HubOutbox],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._conversations = conversations
+        self._outbox = outbox
+        self._clock = clock
+
+    def available(self, copilot: Copilot) -> bool:
+        """A hub is configured and inside its business hours."""
+        return copilot.hub is not None and is_open(copilot.hub, self._clock())
+
+    def open(
+        self,
+        copilot: Copilot,
+        conversation: Conversation,
+        request: HandoffRequest,
+        turn: Sequence[Message],
+    ) -> tuple[list[Message], Conversation]:
+        """The hand-off notice to append after ``turn``, and the conversation waiting for an
+        agent (``conversation`` already carries the turn's dialog context)."""
+        hub = copilot.hub
+        assert hub is not None, "only offered when a hub is configured"
+        handoff_id = new_id()
+        seq = turn[-1].seq + 1
+        notice = Message(
+            seq=seq,
+            role="system",
+            text=CONNECTING,
+            topic=request.topic,
+            event="handoff_requested",
+            handoff_id=handoff_id,
+        )
+        after = conversation.context.history_start_seq
+        earlier = self._conversations.recent_messages(conversation.conversation_id, MAX_TRANSCRIPT)
+        history = [m for m in earlier if m.seq > after] + list(turn)
+        handoff = Handoff(
+            handoff_id=handoff_id,
+            requested_seq=seq,
+            requested_at=self._clock(),
+            context=build_context(
+                copilot, conversation, history, hub, request.topic, request.agent_note
+            ),
+            transcript_after=max(after, seq - 1 - MAX_TRANSCRIPT),
+        )
+        cursor = conversation.hub_outbox
+        if cursor.started is None:
+            # Nothing is open at the hub: the outbox need not look at anything before this.
+            cursor = cursor.model_copy(update={"delivered_seq": max(cursor.delivered_seq, seq - 1)})
+        updated = conversation.model_copy(
+            update={
+                "state": ConversationState.HANDOFF_REQUESTED,
+                "handoff": handoff,
+                "hub_outbox": cursor,
+            }
+        )
+        return [notice], updated
+
+    def forward(
+        self, conversation: Conversation, customer: Message
+    ) -> tuple[list[Message], Conversation]:
+        """A customer message while a hand-off is active: for the agent, never the copilot."""
+        handoff = conversation.handoff
+        assert handoff is not None
+        waiting = conversation.state is ConversationState.HANDOFF_REQUESTED
+        if waiting and t.is_cancel(customer.text):
+            return self._close_by_customer(conversation, [customer])
+        forwarded = customer.model_copy(update={"handoff_id": handoff.handoff_id})
+        return [forwarded], conversation.model_copy(update={"updated_at": utcnow()})
+
+    def cancel(self, conversation_id: str) -> TurnResponse:
+        """The customer stops waiting for an agent (or leaves the agent's chat)."""
+
+        def change(conversation: Conversation) -> Change:
+            if conversation.state not in ACTIVE or conversation.handoff is None:
+                raise ConflictError("there is no hand-off to cancel")
+            messages, updated = self._close_by_customer(conversation, [])
+            return Change(updated, messages)
+
+        stored, done = update(self._conversations, conversation_id, change)
+        assert done is not None
+        self.nudge(stored)
+        return TurnResponse(
+            conversation_id=conversation_id, state=stored.state, messages=done.messages
+        )
+
+    def nudge(self, conversation: Conversation) -> None:
+        """Tell the outbox this conversation has something new for its hub."""
+        dedup = f"{conversation.conversation_id}:{conversation.version}"
+        self._outbox().nudge(conversation.conversation_id, dedup)
+
+    @staticmethod
+    def _close_by_customer(
+        conversation: Conversation, first: list[Message]
+    ) -> tuple[list[Message], Conversation]:
+        handoff = conversation.handoff
+        assert handoff is not None
+        waiting = conversation.state is ConversationState.HANDOFF_REQUESTED
+        seq = conversation.last_seq + len(first)
+        messages = [
+            *first,
+            Message(
+                seq=seq + 1,
+                role="system",
+                text="Request for a person cancelled." if waiting else "Chat with the agent ended.",
+                event="handoff_cancelled",
+                handoff_id=handoff.handoff_id,
+            ),
+            Message(
+                seq=seq + 2, role="copilot", text=WAIT_CANCELLED if waiting else AGENT_CHAT_CLOSED
+            ),
+        ]
+        return messages, back_to_bot(conversation, handoff, messages[-1].seq)
