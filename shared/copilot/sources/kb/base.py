@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import abc
 import logging
-import time
-from collections.abc import Callable
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from pydantic import SecretStr
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
 
 from copilot.errors import BadRequestError, UnavailableError
 
@@ -81,8 +83,8 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 class HttpPolicy:
     timeout: float = 30.0  # seconds to connect and between bytes of the answer
     retries: int = 2  # extra attempts after a timeout, connection error, 429 or 5xx
-    backoff: float = 0.5  # first pause between attempts, doubled each time
-    max_retry_after: float = 30.0  # longest Retry-After we wait for inside one run
+    backoff: float = 0.5  # urllib3's backoff_factor: pauses of 0, 2x, 4x ... this
+    max_retry_after: float = 30.0  # longest pause (Retry-After or back-off) inside one run
 
 
 def origin(url: str) -> str:
@@ -90,27 +92,43 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def send(
-    session: requests.Session,
-    method: str,
-    url: str,
-    *,
-    hub: str,
-    policy: HttpPolicy,
-    sleep: Callable[[float], None] = time.sleep,
-    **kwargs: Any,
-) -> requests.Response:
-    """One HTTP exchange with retries on transient failures.
+def retry_policy(policy: HttpPolicy) -> Retry:
+    """What may pass is retried by urllib3: connection errors, timeouts and TRANSIENT_STATUSES,
+    with exponential back-off, honouring Retry-After (seconds or an HTTP date). Every pause is
+    capped at ``max_retry_after``, so a run waits at most ``retries`` times that."""
+    return Retry(
+        total=policy.retries,
+        status_forcelist=TRANSIENT_STATUSES,
+        allowed_methods=frozenset({"GET", "POST"}),  # the POSTs are token requests: repeatable
+        backoff_factor=policy.backoff,
+        backoff_max=policy.max_retry_after,
+        respect_retry_after_header=True,
+        retry_after_max=math.ceil(policy.max_retry_after),
+        raise_on_status=False,  # the last transient answer is returned and mapped below
+    )
 
-    Returns the response for every status but the transient ones; raises UnavailableError
-    once the retries are spent, BadRequestError for a URL that can never work.
-    """
-    attempt = 0
-    while True:
-        retry_after: float | None = None
+
+class HubHttp:
+    """HTTP to one hub: a session that retries what may pass (built once per connector), and
+    hub failures as project errors."""
+
+    def __init__(
+        self, hub: str, policy: HttpPolicy | None = None, session: requests.Session | None = None
+    ) -> None:
+        self.hub = hub
+        self.policy = policy or HttpPolicy()
+        self.session = session or requests.Session()
+        adapter = HTTPAdapter(max_retries=retry_policy(self.policy))
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """The response for every status but the transient ones; UnavailableError once the
+        retries are spent, BadRequestError for a URL that can never work."""
+        hub, timeout = self.hub, self.policy.timeout
         try:
-            response = session.request(
-                method, url, timeout=(min(policy.timeout, 10.0), policy.timeout), **kwargs
+            response = self.session.request(
+                method, url, timeout=(min(timeout, 10.0), timeout), **kwargs
             )
         except (
             requests.exceptions.MissingSchema,
@@ -118,45 +136,32 @@ def send(
             requests.exceptions.InvalidURL,
         ) as e:
             raise BadRequestError(f"{hub}: '{origin(url)}' is not a usable URL ({e})") from e
-        except requests.Timeout as e:
-            error: UnavailableError = UnavailableError(
-                f"{hub} at {origin(url)} did not answer within {policy.timeout:g} s; "
-                "nothing was changed and the next sync retries"
-            )
-            cause: BaseException | None = e
         except requests.RequestException as e:
-            error = UnavailableError(
+            if _timed_out(e):
+                raise UnavailableError(
+                    f"{hub} at {origin(url)} did not answer within {timeout:g} s; "
+                    "nothing was changed and the next sync retries"
+                ) from e
+            raise UnavailableError(
                 f"cannot reach {hub} at {origin(url)} ({type(e).__name__}); check the URL "
                 "and the network path. Nothing was changed and the next sync retries"
-            )
-            cause = e
-        else:
-            if response.status_code not in TRANSIENT_STATUSES:
-                return response
-            error = UnavailableError(
+            ) from e
+        if response.status_code in TRANSIENT_STATUSES:
+            raise UnavailableError(
                 f"{hub} at {origin(url)} is unavailable (HTTP {response.status_code}); "
                 "nothing was changed and the next sync retries"
             )
-            cause = None
-            retry_after = _retry_after(response)
-        if attempt >= policy.retries:
-            raise error from cause
-        delay = policy.backoff * (2**attempt)
-        if retry_after is not None:
-            if retry_after > policy.max_retry_after:
-                raise error from cause
-            delay = max(delay, retry_after)
-        log.info("%s: %s; retrying in %.1f s", hub, error.message, delay)
-        sleep(delay)
-        attempt += 1
+        return response
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None  # an HTTP date: rare for these hubs; plain backoff applies
+def _timed_out(error: requests.RequestException) -> bool:
+    """requests reports a read timeout whose retries are spent as a ConnectionError around
+    urllib3's MaxRetryError; its reason says what happened."""
+    if isinstance(error, requests.Timeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    refused = isinstance(reason, urllib3.exceptions.NewConnectionError)  # a subclass, oddly
+    return isinstance(reason, urllib3.exceptions.TimeoutError) and not refused
 
 
 def json_body(response: requests.Response, hub: str) -> Any:
@@ -180,11 +185,11 @@ __all__ = [
     "Article",
     "ArticleChanges",
     "HttpPolicy",
+    "HubHttp",
     "KbSource",
     "Retirement",
     "json_body",
     "origin",
-    "send",
     "utc",
 ]
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import html
 import logging
 import re
-import threading
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urljoin
@@ -27,18 +26,19 @@ import requests
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from copilot.errors import BadRequestError, ForbiddenError, UnavailableError
+from copilot.errors import BadRequestError, CopilotError, ForbiddenError, UnavailableError
 from copilot.sources.kb.base import (
     Article,
     ArticleChanges,
     HttpPolicy,
+    HubHttp,
     KbSource,
     Retirement,
     json_body,
     origin,
     secret_value,
-    send,
 )
+from copilot.sources.kb.oauth import OAuthClient, oauth_error
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,6 @@ class SalesforceKnowledge(KbSource):
         if language and not _LANGUAGE.match(language):
             raise BadRequestError(f"COPILOT_SALESFORCE_LANGUAGE '{language}' is not like en_US")
         self.login_url = login_url.rstrip("/")
-        self._client_id = client_id
-        self._client_secret = secret
         self._username = username
         self._password = secret_value(password)
         self.api_version = api_version
@@ -137,11 +135,17 @@ class SalesforceKnowledge(KbSource):
         self.article_object = article_object
         self.article_url_base = article_url_base.rstrip("/") if article_url_base else None
         self.language = language
-        self._policy = policy or HttpPolicy()
-        self._session = session or requests.Session()
-        self._token: str | None = None
+        self._http = HubHttp(HUB, policy, session)
+        self._oauth = OAuthClient(
+            self._http,
+            f"{self.login_url}/services/oauth2/token",
+            client_id,
+            secret,
+            refused=self._token_refused,
+            username=username,
+            password=self._password,
+        )  # Salesforce sends no expires_in: a session lasts until a 401 says otherwise
         self.instance_url: str | None = None
-        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -247,14 +251,12 @@ class SalesforceKnowledge(KbSource):
     def _get(self, url: str, params: dict[str, str] | None) -> requests.Response:
         renewed = False
         while True:
-            response = send(
-                self._session,
+            token = self._ensure_token()
+            response = self._http.request(
                 "GET",
                 url,
-                hub=HUB,
-                policy=self._policy,
                 params=params,
-                headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             )
             if response.status_code == 401 and not renewed:
                 # INVALID_SESSION_ID: the session timed out or was revoked. One new token.
@@ -271,47 +273,28 @@ class SalesforceKnowledge(KbSource):
                 return response
             raise self._error(response)
 
-    def _ensure_token(self, *, force: bool = False) -> None:
-        with self._lock:
-            if self._token and not force:
-                return
-            form = {"client_id": self._client_id, "client_secret": str(self._client_secret)}
-            if self._username:
-                form.update(
-                    grant_type="password", username=self._username, password=str(self._password)
-                )
-            else:
-                form["grant_type"] = "client_credentials"
-            response = send(
-                self._session,
-                "POST",
-                f"{self.login_url}/services/oauth2/token",
-                hub=HUB,
-                policy=self._policy,
-                data=form,
-                headers={"Accept": "application/json"},
+    def _ensure_token(self, *, force: bool = False) -> str:
+        token = self._oauth.token(force=force)
+        instance = token.fields.get("instance_url")
+        if not instance:
+            raise UnavailableError("Salesforce's token answer lacks instance_url")
+        self.instance_url = origin(str(instance))
+        return token.access_token
+
+    def _token_refused(self, response: requests.Response, grant_type: str) -> CopilotError:
+        detail = oauth_error(response)
+        if response.status_code == 404:
+            return BadRequestError(
+                f"no Salesforce token endpoint at {self.login_url} ({detail}); check "
+                "COPILOT_SALESFORCE_LOGIN_URL"
             )
-            if not response.ok:
-                detail = _oauth_error(response)
-                if response.status_code == 404:
-                    raise BadRequestError(
-                        f"no Salesforce token endpoint at {self.login_url} ({detail}); check "
-                        "COPILOT_SALESFORCE_LOGIN_URL"
-                    )
-                raise ForbiddenError(
-                    f"Salesforce refused the {form['grant_type']} token request ({detail}); "
-                    "check COPILOT_SALESFORCE_CLIENT_ID/CLIENT_SECRET"
-                    + ("/USERNAME/PASSWORD" if self._username else "")
-                    + ", that the connected app allows this flow and, for client credentials, "
-                    "that COPILOT_SALESFORCE_LOGIN_URL is the org's My Domain"
-                )
-            body = json_body(response, HUB)
-            token = body.get("access_token") if isinstance(body, dict) else None
-            instance = body.get("instance_url") if isinstance(body, dict) else None
-            if not token or not instance:
-                raise UnavailableError("Salesforce's token answer lacks access_token/instance_url")
-            self._token = str(token)
-            self.instance_url = origin(str(instance))
+        return ForbiddenError(
+            f"Salesforce refused the {grant_type} token request ({detail}); "
+            "check COPILOT_SALESFORCE_CLIENT_ID/CLIENT_SECRET"
+            + ("/USERNAME/PASSWORD" if self._username else "")
+            + ", that the connected app allows this flow and, for client credentials, "
+            "that COPILOT_SALESFORCE_LOGIN_URL is the org's My Domain"
+        )
 
     def _error(self, response: requests.Response) -> Exception:
         status = response.status_code
@@ -378,12 +361,3 @@ def _sf_errors(response: requests.Response) -> tuple[set[str], str]:
 
 def _sf_error(response: requests.Response) -> str:
     return _sf_errors(response)[1]
-
-
-def _oauth_error(response: requests.Response) -> str:
-    try:
-        body = response.json()
-        error = body.get("error") or "error"
-        return f"{error}: {body.get('error_description') or 'no detail'}"
-    except (ValueError, AttributeError):
-        return f"HTTP {response.status_code}"

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -32,18 +30,19 @@ import requests
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from copilot.errors import BadRequestError, ForbiddenError, UnavailableError
+from copilot.errors import BadRequestError, CopilotError, ForbiddenError, UnavailableError
 from copilot.sources.kb.base import (
     Article,
     ArticleChanges,
     HttpPolicy,
+    HubHttp,
     KbSource,
     Retirement,
     json_body,
     origin,
     secret_value,
-    send,
 )
+from copilot.sources.kb.oauth import OAuthClient, oauth_error
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +121,9 @@ class ServiceNowKnowledge(KbSource):
         self.instance_url = instance_url.rstrip("/")
         self._username = username
         self._password = secret_value(password)
-        self._client_id = client_id
-        self._client_secret = secret_value(client_secret)
-        self._oauth = bool(client_id or self._client_secret)
-        if self._oauth and not (client_id and self._client_secret):
+        secret = secret_value(client_secret)
+        self._oauth = bool(client_id or secret)
+        if self._oauth and not (client_id and secret):
             raise BadRequestError(
                 "ServiceNow OAuth needs both COPILOT_SERVICENOW_CLIENT_ID and "
                 "COPILOT_SERVICENOW_CLIENT_SECRET"
@@ -141,11 +139,21 @@ class ServiceNowKnowledge(KbSource):
                 raise BadRequestError(f"'{kb}' is not a knowledge base sys_id")
         self._knowledge_bases = list(knowledge_bases)
         self._page_size = page_size
-        self._policy = policy or HttpPolicy()
-        self._session = session or requests.Session()
-        self._token: str | None = None
-        self._token_expires = 0.0
-        self._lock = threading.Lock()
+        self._http = HubHttp(HUB, policy, session)
+        self._tokens = (
+            OAuthClient(
+                self._http,
+                f"{self.instance_url}/oauth_token.do",
+                str(client_id),
+                str(secret),
+                refused=_token_refused,
+                username=username if self._password else None,
+                password=self._password,
+                default_lifetime=1800.0,
+            )
+            if self._oauth
+            else None
+        )
 
     @classmethod
     def from_settings(
@@ -292,68 +300,18 @@ class ServiceNowKnowledge(KbSource):
         while True:
             headers = {"Accept": "application/json"}
             auth: tuple[str, str] | None = None
-            if self._oauth:
-                headers["Authorization"] = f"Bearer {self._bearer(force=False)}"
+            if self._tokens is not None:
+                headers["Authorization"] = f"Bearer {self._tokens.token().access_token}"
             else:
                 auth = (str(self._username), str(self._password))
-            response = send(
-                self._session,
-                "GET",
-                url,
-                hub=HUB,
-                policy=self._policy,
-                params=params,
-                headers=headers,
-                auth=auth,
-            )
-            if response.status_code == 401 and self._oauth and not renewed:
+            response = self._http.request("GET", url, params=params, headers=headers, auth=auth)
+            if response.status_code == 401 and self._tokens is not None and not renewed:
                 renewed = True  # the token expired or was revoked: one fresh token, once
-                self._bearer(force=True)
+                self._tokens.token(force=True)
                 continue
             if response.ok:
                 return response
             raise self._error(response)
-
-    def _bearer(self, *, force: bool) -> str:
-        with self._lock:
-            if not force and self._token and time.monotonic() < self._token_expires:
-                return self._token
-            form = {
-                "client_id": str(self._client_id),
-                "client_secret": str(self._client_secret),
-            }
-            if self._username and self._password:
-                form.update(
-                    grant_type="password", username=self._username, password=str(self._password)
-                )
-            else:
-                form["grant_type"] = "client_credentials"
-            response = send(
-                self._session,
-                "POST",
-                f"{self.instance_url}/oauth_token.do",
-                hub=HUB,
-                policy=self._policy,
-                data=form,
-                headers={"Accept": "application/json"},
-            )
-            if not response.ok:
-                detail = _oauth_error(response)
-                raise ForbiddenError(
-                    f"ServiceNow refused the OAuth token request ({form['grant_type']} grant, "
-                    f"HTTP {response.status_code}: {detail}); check "
-                    "COPILOT_SERVICENOW_CLIENT_ID/CLIENT_SECRET"
-                    + ("/USERNAME/PASSWORD" if form["grant_type"] == "password" else "")
-                    + " and the OAuth application registry entry"
-                )
-            body = json_body(response, HUB)
-            token = body.get("access_token") if isinstance(body, dict) else None
-            if not token:
-                raise UnavailableError("ServiceNow's token answer has no access_token")
-            expires_in = float(body.get("expires_in") or 1800)
-            self._token = str(token)
-            self._token_expires = time.monotonic() + max(expires_in - 60.0, expires_in / 2)
-            return self._token
 
     def _error(self, response: requests.Response) -> Exception:
         status = response.status_code
@@ -406,9 +364,11 @@ def _sn_error(response: requests.Response) -> str:
     return text or f"HTTP {response.status_code}"
 
 
-def _oauth_error(response: requests.Response) -> str:
-    try:
-        body = response.json()
-        return str(body.get("error_description") or body.get("error") or "no detail")
-    except (ValueError, AttributeError):
-        return "no detail"
+def _token_refused(response: requests.Response, grant_type: str) -> CopilotError:
+    return ForbiddenError(
+        f"ServiceNow refused the OAuth token request ({grant_type} grant, "
+        f"HTTP {response.status_code}: {oauth_error(response)}); check "
+        "COPILOT_SERVICENOW_CLIENT_ID/CLIENT_SECRET"
+        + ("/USERNAME/PASSWORD" if grant_type == "password" else "")
+        + " and the OAuth application registry entry"
+    )
