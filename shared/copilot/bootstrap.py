@@ -130,14 +130,20 @@ class Container:
     def embedder(self) -> Embeddings:
         from copilot.adapters.providers.factory import build_embeddings
 
-        return self._get("embedder", lambda: build_embeddings(self.settings))
+        return self._get("embedder", lambda: build_embeddings(self.settings, self._bedrock))
 
     @property
     def chat_model(self) -> Any:
         """The configured LLM (LangChain chat model), or None for the offline default."""
         from copilot.adapters.providers.factory import build_chat_model
 
-        return self._get("chat_model", lambda: build_chat_model(self.settings))
+        return self._get("chat_model", lambda: build_chat_model(self.settings, self._bedrock))
+
+    def _bedrock(self) -> tuple[Any, Any]:
+        """Bedrock's clients, shared by the embeddings and the chat model."""
+        from copilot.adapters.providers.factory import new_bedrock_clients
+
+        return self._get("bedrock_clients", lambda: new_bedrock_clients(self.settings))
 
     @property
     def answerer(self) -> KnowledgeAnswerer:

@@ -28,6 +28,7 @@ Importing this module is cheap: ``langchain_aws``, ``langchain_openai``, ``boto3
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
@@ -51,8 +52,14 @@ BEDROCK_EMBED_PARALLELISM = 4
 OPENAI_EMBED_BATCH = 128
 
 
-def build_embeddings(settings: ProviderSettings) -> Embeddings:
-    """The configured embedding model (batched: ``embed_documents`` takes a list)."""
+BedrockClients = Callable[[], tuple[Any, Any]]
+
+
+def build_embeddings(
+    settings: ProviderSettings, bedrock: BedrockClients | None = None
+) -> Embeddings:
+    """The configured embedding model (batched: ``embed_documents`` takes a list). ``bedrock``
+    gives the shared Bedrock clients (the composition root's); without it, new ones."""
     if settings.embedder == "minilm":
         from copilot.adapters.providers.offline import MiniLMEmbeddings
 
@@ -69,7 +76,7 @@ def build_embeddings(settings: ProviderSettings) -> Embeddings:
         from langchain_aws import BedrockEmbeddings
 
         with provider_errors("bedrock"):  # builds a boto3 client: region/credentials errors
-            runtime, _ = _bedrock_clients(settings)
+            runtime, _ = (bedrock or (lambda: new_bedrock_clients(settings)))()
             inner = BedrockEmbeddings(
                 client=runtime,
                 model_id=settings.bedrock_embed_model,
@@ -108,7 +115,9 @@ def build_embeddings(settings: ProviderSettings) -> Embeddings:
     raise _unknown("embedder", settings.embedder)  # pragma: no cover - Literal
 
 
-def build_chat_model(settings: ProviderSettings) -> BaseChatModel | None:
+def build_chat_model(
+    settings: ProviderSettings, bedrock: BedrockClients | None = None
+) -> BaseChatModel | None:
     """The configured chat model, or None when answers are extractive (``llm = "none"``)."""
     if settings.llm == "none":
         return None
@@ -116,7 +125,7 @@ def build_chat_model(settings: ProviderSettings) -> BaseChatModel | None:
         from copilot.adapters.providers.langchain_clients import bedrock_chat_class
 
         with provider_errors("bedrock"):
-            runtime, control = _bedrock_clients(settings)
+            runtime, control = (bedrock or (lambda: new_bedrock_clients(settings)))()
             return bedrock_chat_class()(
                 client=runtime,
                 bedrock_client=control,
@@ -141,8 +150,8 @@ def build_chat_model(settings: ProviderSettings) -> BaseChatModel | None:
     raise _unknown("llm", settings.llm)  # pragma: no cover - Literal
 
 
-def _bedrock_clients(settings: ProviderSettings) -> tuple[Any, Any]:
-    """The boto3 clients (runtime, control plane) for these settings, made once per process."""
+def new_bedrock_clients(settings: ProviderSettings) -> tuple[Any, Any]:
+    """The boto3 clients (runtime, control plane) for these settings."""
     from copilot.adapters.providers.langchain_clients import bedrock_clients
 
     return bedrock_clients(
@@ -177,5 +186,6 @@ __all__ = [
     "build_embeddings",
     "call_with_provider_errors",
     "map_provider_error",
+    "new_bedrock_clients",
     "provider_errors",
 ]

@@ -142,12 +142,12 @@ class _LazyClient:
         return getattr(self._client, name)
 
 
-@functools.lru_cache(maxsize=8)
 def bedrock_clients(
     region: str, endpoint_url: str | None, timeout: float, max_retries: int
 ) -> tuple[Any, Any]:
-    """(bedrock-runtime client, lazy control-plane client), shared by every model built with
-    the same settings: boto3 clients are thread-safe, and each costs a service-model parse."""
+    """(bedrock-runtime client, lazy control-plane client). The composition root makes them
+    once and shares them between the embeddings and the chat model: boto3 clients are
+    thread-safe, and each costs a service-model parse."""
     import boto3
     from botocore.config import Config
 
