@@ -104,6 +104,12 @@ class Settings(ProviderSettings):
         default=None, description="SSM SecureString holding the admin key (AWS deployments)."
     )
 
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"(?i)^(debug|info|warning|error|critical)$",
+        description="Log level (any case); read at import by observability.configure_logging.",
+    )
+
     max_message_chars: int = 4000
     max_upload_bytes: int = 50 * 1024 * 1024
     conversation_ttl_days: int = 30
