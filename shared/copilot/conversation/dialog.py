@@ -13,6 +13,7 @@ from copilot.admin.models import Copilot
 from copilot.conversation import topics as t
 from copilot.conversation.models import DialogContext
 from copilot.knowledge.models import Answer, Citation
+from copilot.observability import timed
 
 CONFIRM_START_OVER = "Are you sure you want to start over? Everything so far will be cleared."
 CARRY_ON = "OK, let's carry on. What else can I help you with?"
@@ -84,10 +85,11 @@ class Dialog:
         return self._route(text, ctx)
 
     def _route(self, text: str, ctx: DialogContext) -> TurnOutcome:
-        system = t.match_system(text)
+        with timed("topics"):
+            system = t.match_system(text)
+            matches = [] if system is not None else t.match_custom(text, self._copilot.topics)
         if system is not None:
             return self._run_system(system.name, ctx)
-        matches = t.match_custom(text, self._copilot.topics)
         if len(matches) == 1:
             return self._run_custom(matches[0].name, ctx)
         if len(matches) > 1:

@@ -23,6 +23,7 @@ from copilot.knowledge.retrieval import (
     condense,
     coverage,
 )
+from copilot.observability import timed
 from copilot.text import LIST_MARKER, analyze, sentences
 
 log = logging.getLogger(__name__)
@@ -150,17 +151,21 @@ class KnowledgeAnswerer:
     def answer(
         self, copilot: Copilot, question: str, history: History = lambda: ()
     ) -> Answer | None:
-        retrieval = self.search(copilot.copilot_id, question, history)
-        supported = self.supported(copilot, retrieval, question)
+        with timed("retrieval"):
+            retrieval = self.search(copilot.copilot_id, question, history)
+            supported = self.supported(copilot, retrieval, question)
         if not supported:
             return None
-        if self._generator is not None:
-            try:
-                return self._generator(copilot, question, retrieval, supported)
-            except UnavailableError:
-                # The LLM is down: the customer still gets the grounded extractive answer.
-                log.warning("LLM unavailable; answering extractively for %s", copilot.copilot_id)
-        return self._compose(retrieval, supported)
+        with timed("generation"):
+            if self._generator is not None:
+                try:
+                    return self._generator(copilot, question, retrieval, supported)
+                except UnavailableError:
+                    # The LLM is down: the customer still gets the grounded extractive answer.
+                    log.warning(
+                        "LLM unavailable; answering extractively for %s", copilot.copilot_id
+                    )
+            return self._compose(retrieval, supported)
 
     def supported(
         self, copilot: Copilot, retrieval: Retrieval, question: str | None = None

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from copilot.config import Settings
+from copilot.observability import add_metric, add_timing
 
 _lock = threading.Lock()
+# Their time is the request's "storage" part (docs/observability.md); SSM and Bedrock are not.
+STORAGE_SERVICES = frozenset({"dynamodb", "s3", "sqs"})
+_STARTED = "copilot_started"
 
 
 def new_session() -> Any:
@@ -31,9 +36,31 @@ def aws_client(settings: Settings, service: str, session: Any = None) -> Any:
     )
     session = session or new_session()
     with _lock:  # a botocore session is not safe to create clients from concurrently
-        return session.create_client(
+        client = session.create_client(
             service,
             region_name=settings.region,
             endpoint_url=settings.aws_endpoint_url,
             config=config,
         )
+    if service in STORAGE_SERVICES:
+        time_calls(client, "storage")
+    return client
+
+
+def time_calls(client: Any, part: str) -> None:
+    """Add each API call's time, retries and back-off included, to the current request
+    scope's timing ``part``, and count the calls (``<part>_calls``)."""
+
+    def started(context: dict[str, Any], **_: Any) -> None:
+        context[_STARTED] = time.perf_counter()
+
+    def ended(context: dict[str, Any], **_: Any) -> None:
+        begun = context.pop(_STARTED, None)
+        if begun is not None:
+            add_timing(part, (time.perf_counter() - begun) * 1000)
+            add_metric(f"{part}_calls", 1)
+
+    events = client.meta.events
+    events.register("before-call", started)
+    events.register("after-call", ended)
+    events.register("after-call-error", ended)
