@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from copilot import bootstrap
+from copilot.observability import configure_logging
 
 if TYPE_CHECKING:
     import flask
@@ -32,6 +33,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return c.outbox_handler.handle_batch(event)
     return c.lambda_http(c.handoff_api)(event, context)
 
+
+configure_logging()  # once per process: JSON lines, the level from COPILOT_LOG_LEVEL
 
 if "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:
     # Register the typed signatures for functions-framework. Skipped on Lambda: importing it

@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from copilot import bootstrap
+from copilot.observability import configure_logging
 
 if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
@@ -18,12 +19,14 @@ if TYPE_CHECKING:
 
 def ingest(cloud_event: CloudEvent) -> None:
     handler = bootstrap.container().ingest_handler
-    handler.handle_cloud_event(cloud_event["type"], cloud_event.get_data())
+    handler.handle_cloud_event(cloud_event["type"], cloud_event.get_data(), cloud_event["id"])
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return bootstrap.container().ingest_handler.handle_lambda_event(event)
 
+
+configure_logging()  # once per process: JSON lines, the level from COPILOT_LOG_LEVEL
 
 if "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:
     # Register the typed signature for functions-framework. Skipped on Lambda: importing it

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from copilot.ingest.service import IngestResult, parse_s3_notification
 from copilot.knowledge.lexical_snapshots import REBUILD_ACTION
+from copilot.observability import request_scope, timed
 
 if TYPE_CHECKING:
     from copilot.ingest.service import IngestService
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_ACTION = "refresh"
 REFRESH_EVENT = "com.copilot.sources.refresh"
+FUNCTION = "ingest"
 
 
 class IngestHandler:
@@ -43,18 +45,20 @@ class IngestHandler:
         self._lexical = lexical
         self._sources = sources
 
-    def handle_cloud_event(self, event_type: str, data: Any) -> None:
+    def handle_cloud_event(self, event_type: str, data: Any, event_id: str | None = None) -> None:
         body = data if isinstance(data, dict) else {}
         if event_type == REFRESH_EVENT:
             body = {**body, "action": REFRESH_ACTION}
-        self.handle(body)
+        with request_scope(function=FUNCTION, request_id=event_id):
+            self.handle(body)
 
     def handle_lambda_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """SQS batches of messages, or the schedule's ``{"action": "refresh"}``."""
         if "Records" in event:
             return self._handle_sqs_batch(event)
         if event.get("action") == REFRESH_ACTION:
-            return {"refreshed": self._refresh(event.get("copilot_id"))}
+            with request_scope(function=FUNCTION):
+                return {"refreshed": self._refresh(event.get("copilot_id"))}
         log.error("dropping an event that is neither an SQS batch nor a refresh: %s", list(event))
         return {"ignored": True}
 
@@ -64,7 +68,9 @@ class IngestHandler:
         if action == REFRESH_ACTION:
             return self._refresh(body.get("copilot_id"))
         if action == REBUILD_ACTION and isinstance(body.get("copilot_id"), str):
-            count = self._lexical().rebuild(body["copilot_id"])
+            scope = request_scope(action=REBUILD_ACTION, copilot_id=body["copilot_id"])
+            with scope, timed("rebuild"):
+                count = self._lexical().rebuild(body["copilot_id"])
             return [IngestResult(f"lexical:{body['copilot_id']}", "rebuilt", chunks=count)]
         return self._storage_events(body)
 
@@ -75,30 +81,40 @@ class IngestHandler:
             # A malformed message can never succeed: record why and let it go.
             log.error("dropping malformed storage event: %s", e)
             return [IngestResult("", "ignored", str(e))]
-        results = [self._ingest().handle(event) for event in events]
-        for r in results:
-            log.info("ingest %s: %s %s", r.key, r.status, r.reason or "")
+        results = []
+        for event in events:
+            # One scope (log fields, one metrics line) per document.
+            with request_scope(copilot_id=event.copilot_id, document_key=event.doc_key):
+                with timed("document"):
+                    r = self._ingest().handle(event)
+                log.info("ingest %s: %s %s", r.key, r.status, r.reason or "")
+            results.append(r)
         return results
 
     def _refresh(self, copilot_id: str | None) -> list[str]:
         """Scheduled re-crawl of websites and sync of knowledge bases (changed pages only)."""
-        lines = self._sources().refresh(copilot_id)
-        for line in lines:
-            log.info("refresh: %s", line)
+        with request_scope(action=REFRESH_ACTION, copilot_id=copilot_id):
+            with timed("refresh"):
+                lines = self._sources().refresh(copilot_id)
+            for line in lines:
+                log.info("refresh: %s", line)
         return lines
 
     def _handle_sqs_batch(self, event: dict[str, Any]) -> dict[str, Any]:
         """Partial failure reporting: only failed messages are retried."""
         failures = []
         for record in event.get("Records", []):
-            try:
-                body = json.loads(record["body"])
-                if isinstance(body, dict) and "Message" in body and "Records" not in body:
-                    body = json.loads(body["Message"])  # delivered through SNS
-                self.handle(body if isinstance(body, dict) else {})
-            except json.JSONDecodeError:
-                log.error("dropping SQS message that is not JSON: %s", record.get("messageId"))
-            except Exception:
-                log.exception("ingest failed for %s; it will be retried", record.get("messageId"))
-                failures.append({"itemIdentifier": record["messageId"]})
+            with request_scope(function=FUNCTION, request_id=record.get("messageId")):
+                try:
+                    body = json.loads(record["body"])
+                    if isinstance(body, dict) and "Message" in body and "Records" not in body:
+                        body = json.loads(body["Message"])  # delivered through SNS
+                    self.handle(body if isinstance(body, dict) else {})
+                except json.JSONDecodeError:
+                    log.error("dropping SQS message that is not JSON: %s", record.get("messageId"))
+                except Exception:
+                    log.exception(
+                        "ingest failed for %s; it will be retried", record.get("messageId")
+                    )
+                    failures.append({"itemIdentifier": record["messageId"]})
         return {"batchItemFailures": failures}

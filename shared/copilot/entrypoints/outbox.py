@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from copilot.errors import UnavailableError
 from copilot.handoff.service import backoff_seconds
+from copilot.observability import bind, request_scope, timed
 
 if TYPE_CHECKING:
     from copilot.handoff.service import HandoffService
     from copilot.ports import HubOutbox
 
 log = logging.getLogger(__name__)
+
+FUNCTION = "outbox"
 
 
 @dataclass(frozen=True)
@@ -43,17 +46,23 @@ class OutboxHandler:
         self._policy = policy
 
     def handle_record(self, record: dict[str, Any]) -> None:
+        with request_scope(function=FUNCTION, request_id=record.get("messageId")):
+            self._deliver(record)
+
+    def _deliver(self, record: dict[str, Any]) -> None:
         parsed = _parse(record)
         if parsed is None:
             # It can never succeed: record why and let it go (the conversation is the outbox).
             log.error("dropping malformed hub outbox message %s", record.get("messageId"))
             return
         conversation_id, attempt, receives = parsed
-        self._handoff().process_outbox(
-            conversation_id,
-            attempt + receives,
-            last_delivery=receives >= self._policy.max_attempts,
-        )
+        bind(conversation_id=conversation_id, attempt=str(attempt + receives))
+        with timed("delivery"):
+            self._handoff().process_outbox(
+                conversation_id,
+                attempt + receives,
+                last_delivery=receives >= self._policy.max_attempts,
+            )
 
     def handle_batch(self, event: dict[str, Any]) -> dict[str, Any]:
         """Lambda SQS batch. On a FIFO queue a failed record blocks the later records of its
@@ -62,15 +71,16 @@ class OutboxHandler:
         blocked: set[str] = set()
         for record in event.get("Records", []):
             group = record.get("attributes", {}).get("MessageGroupId") or record["messageId"]
-            if group not in blocked:
-                try:
-                    self.handle_record(record)
-                    continue
-                except Exception:
-                    log.exception("hub outbox: %s will be retried", record.get("messageId"))
-                    blocked.add(group)
-            failures.append({"itemIdentifier": record["messageId"]})
-            self._retry_later(record)
+            with request_scope(function=FUNCTION, request_id=record.get("messageId")):
+                if group not in blocked:
+                    try:
+                        self._deliver(record)
+                        continue
+                    except Exception:
+                        log.exception("hub outbox: %s will be retried", record.get("messageId"))
+                        blocked.add(group)
+                failures.append({"itemIdentifier": record["messageId"]})
+                self._retry_later(record)
         return {"batchItemFailures": failures}
 
     def _retry_later(self, record: dict[str, Any]) -> None:

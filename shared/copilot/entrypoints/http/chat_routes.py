@@ -145,6 +145,7 @@ class ChatRoutes:
                     response_model=TurnResponse,
                     auth="conversation",
                     tags=chat,
+                    timing="turn",
                 ),
                 Route(
                     "GET",
@@ -224,4 +225,5 @@ class ChatRoutes:
                 ),
             ],
             cors=True,
+            function="chat",
         )

@@ -45,6 +45,7 @@ class HandoffRoutes:
                     tags=["hooks"],
                 ),
             ],
+            function="handoff",
         )
 
     def health(self, call: Call) -> Health:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +21,17 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from copilot.errors import BadRequestError, CopilotError, PayloadTooLargeError
-from copilot.schema import parse_object
+from copilot.observability import add_metric, bind, current_fields, request_scope, timed
+from copilot.schema import new_id, parse_object
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
+REQUEST_ID_HEADER = "X-Request-Id"
+# A caller's request id goes into every log line: only a plain token of modest length.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Route parameters that are correlation fields of the request's log lines.
+CORRELATED_PARAMS = ("copilot_id", "conversation_id", "hub")
 
 
 @dataclass
@@ -65,28 +73,62 @@ class Route:
     auth: str = "none"  # none | conversation | admin
     tags: list[str] = field(default_factory=list)
     body_optional: bool = False
+    timing: str | None = None  # the request scope's timing part its handler adds to ("turn")
 
 
 class Api:
-    def __init__(self, title: str, routes: list[Route], cors: bool = False) -> None:
+    def __init__(
+        self, title: str, routes: list[Route], cors: bool = False, function: str | None = None
+    ) -> None:
         self.title = title
         self.routes = routes
         self._cors = cors
+        self.function = function  # the "function" field and metric dimension of its requests
         self._map = Map(
             [Rule(r.path, endpoint=i, methods=[r.method]) for i, r in enumerate(routes)]
         )
 
     def dispatch(self, request: Request) -> Response:
+        """One request in its own log scope: correlation fields on every line, one access
+        line, the request id sent back (X-Request-Id)."""
+        request_id = _request_id(request)
+        started = time.perf_counter()
+        with request_scope(request_id=request_id, function=self.function):
+            response = self._dispatch(request)
+            response.headers[REQUEST_ID_HEADER] = request_id
+            if response.status_code >= 500:
+                add_metric("http_5xx", 1)
+            ms = (time.perf_counter() - started) * 1000
+            log.info(
+                "%s %s %d %.1f ms",
+                request.method,
+                current_fields().get("route", "-"),
+                response.status_code,
+                ms,
+                extra={
+                    "method": request.method,
+                    "status": response.status_code,
+                    "duration_ms": round(ms, 1),
+                },
+            )
+        return response
+
+    def _dispatch(self, request: Request) -> Response:
         if self._cors and request.method == "OPTIONS":
             return self._with_cors(Response(status=204))
         try:
             adapter = self._map.bind_to_environ(request.environ)
             endpoint, params = adapter.match(request.path, method=request.method)
             route = self.routes[endpoint]
+            bind(route=route.path, **{k: str(params[k]) for k in CORRELATED_PARAMS if k in params})
             call = Call(request=request, params=dict(params))
             if route.request_model is not None:
                 call.body = _parse_body(request, route.request_model, route.body_optional)
-            result = route.handler(call)
+            if route.timing is None:
+                result = route.handler(call)
+            else:
+                with timed(route.timing):
+                    result = route.handler(call)
             response = _json(route.status, result.model_dump(mode="json") if result else None)
         except CopilotError as e:
             response = _error(e.status, e.code, e.message, e.field)
@@ -116,6 +158,16 @@ class Api:
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, OPTIONS"
         response.headers["Access-Control-Max-Age"] = "600"
         return response
+
+
+def _request_id(request: Request) -> str:
+    """The caller's X-Request-Id, else API Gateway's request id (on Lambda), else a new one."""
+    sent = request.headers.get(REQUEST_ID_HEADER, "").strip()
+    if _REQUEST_ID.fullmatch(sent):
+        return sent
+    context = request.environ.get("apig_wsgi.request_context")
+    gateway = context.get("requestId") if isinstance(context, dict) else None
+    return gateway if isinstance(gateway, str) and _REQUEST_ID.fullmatch(gateway) else new_id()
 
 
 def raw_body(request: Request) -> bytes:
