@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from copilot.entrypoints.http.router import Api
     from copilot.entrypoints.ingest import IngestHandler
     from copilot.entrypoints.outbox import OutboxHandler
+    from copilot.sources.kb.base import KbSource
 
 log = logging.getLogger(__name__)
 
@@ -323,9 +324,16 @@ class Container:
     @property
     def sources(self) -> SourcesService:
         def build() -> SourcesService:
-            return SourcesService(self.copilots, self.blobs, self.state)
+            return SourcesService(self.copilots, self.blobs, self.state, kb_source=self.kb_source)
 
         return self._get("sources", build)
+
+    def kb_source(self, name: str) -> KbSource:
+        """A knowledge-base connector, once per process: its HTTP session and OAuth token are
+        reused by every sync."""
+        from copilot.sources.service import kb_source_from_settings
+
+        return self._get(f"kb:{name}", lambda: kb_source_from_settings(name))
 
     # --- what the functions serve: routes and event handlers, given their services ----------
 
