@@ -180,3 +180,8 @@ def sentences(text: str) -> list[str]:
             parts[0] = prefix + parts[0]
         out.extend(parts)
     return out
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """The text's paragraphs (separated by a blank line), stripped, empty ones dropped."""
+    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]

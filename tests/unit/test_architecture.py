@@ -104,7 +104,13 @@ def test_lower_layers_do_not_import_upper_ones() -> None:
     forbidden = {
         "copilot.entrypoints": ("copilot.bootstrap",),
         "copilot.conversation": ("copilot.entrypoints", "copilot.bootstrap"),
-        "copilot.knowledge": ("copilot.entrypoints", "copilot.bootstrap", "copilot.conversation"),
+        "copilot.knowledge": (
+            "copilot.entrypoints",
+            "copilot.bootstrap",
+            "copilot.conversation",
+            "copilot.ingest",
+            "copilot.handoff",
+        ),
         "copilot.ingest": ("copilot.entrypoints", "copilot.bootstrap", "copilot.sources"),
         "copilot.sources": ("copilot.entrypoints", "copilot.bootstrap", "copilot.ingest.service"),
         "copilot.handoff": ("copilot.entrypoints", "copilot.bootstrap"),

@@ -5,8 +5,9 @@ import re
 import pytest
 
 from copilot.errors import PermanentIngestError
-from copilot.ingest.chunking import chunk_document, table_rows
+from copilot.ingest.chunking import chunk_document
 from copilot.ingest.parsing.text import split_markdown
+from copilot.knowledge.models import table_rows
 
 MD = b"""# Returns and Refunds
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from copilot.ingest.parsing.document import ParsedDocument, ParseLimits, Section
 from copilot.ingest.parsing.registry import parse
 from copilot.knowledge.models import Chunk, title_path
+from copilot.text import split_paragraphs
 
 # Sized for the default embedder: all-MiniLM-L6-v2 reads at most 256 word pieces (about
 # 1,000 characters of English) and was trained on passages of up to 128; text past its window
@@ -73,25 +74,6 @@ def chunk_parsed(
     return chunks
 
 
-def table_rows(chunk: Chunk) -> list[str]:
-    """The texts a table chunk's rows are embedded as: each row after the table's caption,
-    which says what the rows are about ("Seattle Workshop ... Day: Monday; Hours: Closed")."""
-    caption, rows = _table_parts(chunk)
-    return [f"{caption}\n\n{row}" if caption else row for row in rows]
-
-
-def table_caption(chunk: Chunk) -> str:
-    """What a table chunk says before its rows ("" for prose, or a table without one)."""
-    return _table_parts(chunk)[0]
-
-
-def _table_parts(chunk: Chunk) -> tuple[str, list[str]]:
-    if not chunk.rows:
-        return "", []
-    paragraphs = split_paragraphs(chunk.text)
-    return "\n\n".join(paragraphs[: -chunk.rows]), paragraphs[-chunk.rows :]
-
-
 def with_table_captions(sections: list[Section]) -> list[Section]:
     """A short paragraph just before a table, in the same section ("**Seattle Workshop**,
     811 Westlake Avenue N"), says what the table's rows are about: it moves to the table and
@@ -131,11 +113,6 @@ def split_long(text: str) -> list[str]:
     if len(text) <= MAX_CHARS:
         return [text]
     return pack_paragraphs(text, TARGET_CHARS)
-
-
-def split_paragraphs(text: str) -> list[str]:
-    """The text's paragraphs (separated by a blank line), stripped, empty ones dropped."""
-    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
 def pack_paragraphs(text: str, target: int) -> list[str]:

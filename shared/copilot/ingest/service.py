@@ -11,10 +11,10 @@ from urllib.parse import unquote_plus
 
 from copilot.conflicts import retry_on_conflict
 from copilot.errors import PermanentIngestError
-from copilot.ingest.chunking import chunk_document, chunk_id, table_rows
+from copilot.ingest.chunking import chunk_document, chunk_id
 from copilot.ingest.models import SOURCE_URL_META, DocumentStatus, DocumentStatusValue
 from copilot.knowledge.lexical_snapshots import LexicalMaintainer
-from copilot.knowledge.models import Chunk
+from copilot.knowledge.models import Chunk, table_rows
 from copilot.knowledge.vectors import pack, pack_all, unpack, unpack_all
 from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, KnowledgeIndex, StoredObject
 from copilot.schema import utcnow

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 
 from copilot.admin.models import Copilot
 from copilot.errors import UnavailableError
-from copilot.ingest.chunking import table_caption
-from copilot.knowledge.models import Answer, Chunk, Citation, title_path
+from copilot.knowledge.models import Answer, Chunk, Citation, table_caption, title_path
 from copilot.knowledge.retrieval import (
     Candidate,
     History,

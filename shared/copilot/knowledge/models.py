@@ -6,6 +6,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from copilot.text import split_paragraphs
+
 TITLE_PATH_SEPARATOR = " › "
 
 
@@ -71,3 +73,22 @@ class Utterance(Protocol):
 
     @property
     def text(self) -> str: ...
+
+
+def table_rows(chunk: Chunk) -> list[str]:
+    """The texts a table chunk's rows are embedded as: each row after the table's caption,
+    which says what the rows are about ("Seattle Workshop ... Day: Monday; Hours: Closed")."""
+    caption, rows = _table_parts(chunk)
+    return [f"{caption}\n\n{row}" if caption else row for row in rows]
+
+
+def table_caption(chunk: Chunk) -> str:
+    """What a table chunk says before its rows ("" for prose, or a table without one)."""
+    return _table_parts(chunk)[0]
+
+
+def _table_parts(chunk: Chunk) -> tuple[str, list[str]]:
+    if not chunk.rows:
+        return "", []
+    paragraphs = split_paragraphs(chunk.text)
+    return "\n\n".join(paragraphs[: -chunk.rows]), paragraphs[-chunk.rows :]
