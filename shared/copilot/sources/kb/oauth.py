@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -31,34 +31,23 @@ class Token:
 RefusalError = Callable[[requests.Response, str], CopilotError]
 
 
+@dataclass
 class OAuthClient:
-    def __init__(
-        self,
-        http: HubHttp,
-        token_url: str,
-        client_id: str,
-        client_secret: str,
-        *,
-        refused: RefusalError,
-        username: str | None = None,
-        password: str | None = None,
-        default_lifetime: float | None = None,  # seconds, when the answer has no expires_in
-    ) -> None:
-        self._http = http
-        self.token_url = token_url
-        self._client_id = client_id
-        self._client_secret = client_secret
-        self._username = username
-        self._password = password
-        self._refused = refused
-        self._default_lifetime = default_lifetime
-        self._token: Token | None = None
-        self._expires = 0.0
-        self._lock = threading.Lock()
+    http: HubHttp
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    refused: RefusalError
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    default_lifetime: float | None = None  # seconds, when the answer has no expires_in
+    _token: Token | None = field(default=None, init=False, repr=False)
+    _expires: float = field(default=0.0, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def grant_type(self) -> str:
-        return "password" if self._username else "client_credentials"
+        return "password" if self.username else "client_credentials"
 
     def token(self, *, force: bool = False) -> Token:
         """The cached token, or a new one when ``force``d or about to expire."""
@@ -67,26 +56,26 @@ class OAuthClient:
                 return self._token
             form = {
                 "grant_type": self.grant_type,
-                "client_id": self._client_id,
-                "client_secret": self._client_secret,
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
             }
-            if self._username:
-                form.update(username=self._username, password=str(self._password))
-            response = self._http.request(
+            if self.username:
+                form.update(username=self.username, password=str(self.password))
+            response = self.http.request(
                 "POST", self.token_url, data=form, headers={"Accept": "application/json"}
             )
             if not response.ok:
-                raise self._refused(response, self.grant_type)
-            body = json_body(response, self._http.hub)
+                raise self.refused(response, self.grant_type)
+            body = json_body(response, self.http.hub)
             access_token = body.get("access_token") if isinstance(body, dict) else None
             if not access_token:
-                raise UnavailableError(f"{self._http.hub}'s token answer has no access_token")
+                raise UnavailableError(f"{self.http.hub}'s token answer has no access_token")
             self._token = Token(str(access_token), body)
             self._expires = self._expiry(body.get("expires_in"))
             return self._token
 
     def _expiry(self, expires_in: Any) -> float:
-        lifetime = float(expires_in) if expires_in else self._default_lifetime
+        lifetime = float(expires_in) if expires_in else self.default_lifetime
         if lifetime is None:
             return float("inf")
         return time.monotonic() + max(lifetime - RENEW_MARGIN, lifetime / 2)
