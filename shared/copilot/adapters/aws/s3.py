@@ -16,14 +16,9 @@ class S3BlobStore(BlobStore):
         self._bucket = bucket
 
     def get(self, key: str, max_bytes: int) -> StoredObject | None:
-        try:
-            response = self._s3.get_object(Bucket=self._bucket, Key=key)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise UnavailableError("the knowledge bucket is unavailable") from e
-        except BotoCoreError as e:
-            raise UnavailableError("the knowledge bucket is unavailable") from e
+        response = self._object(self._s3.get_object, key)
+        if response is None:
+            return None
         size = int(response.get("ContentLength", 0))
         if size > max_bytes:
             response["Body"].close()
@@ -45,15 +40,19 @@ class S3BlobStore(BlobStore):
         )
 
     def head(self, key: str) -> str | None:
+        response = self._object(self._s3.head_object, key)
+        return None if response is None else _version(response)
+
+    def _object(self, call: Any, key: str) -> dict[str, Any] | None:
+        """GetObject or HeadObject: the response, or None when the object does not exist."""
         try:
-            response = self._s3.head_object(Bucket=self._bucket, Key=key)
+            return dict(call(Bucket=self._bucket, Key=key))
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise UnavailableError("the knowledge bucket is unavailable") from e
         except BotoCoreError as e:
             raise UnavailableError("the knowledge bucket is unavailable") from e
-        return _version(response)
 
     def put(
         self,

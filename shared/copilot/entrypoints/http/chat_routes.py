@@ -21,18 +21,13 @@ from copilot.conversation.models import (
     StartConversationResponse,
     TurnResponse,
 )
-from copilot.entrypoints.http.router import Api, Call, Route
+from copilot.entrypoints.http.router import Api, Call, Route, health_route
 from copilot.errors import ForbiddenError, UnauthorizedError
 from copilot.ingest.models import DocumentList, ReindexResult
 
 if TYPE_CHECKING:
     from copilot.admin.service import AdminService
     from copilot.conversation.service import ConversationService
-
-
-class Health(BaseModel):
-    status: str = "ok"
-    function: str
 
 
 class ChatRoutes:
@@ -56,9 +51,6 @@ class ChatRoutes:
             raise ForbiddenError("the admin API is disabled: no admin API key is configured")
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise ForbiddenError("the admin API key is not valid")
-
-    def health(self, call: Call) -> Health:
-        return Health(function="chat")
 
     def openapi(self, call: Call) -> BaseModel:
         from copilot.entrypoints.http.openapi import OpenApiDocument, build_openapi
@@ -116,14 +108,7 @@ class ChatRoutes:
         return Api(
             "Copilot chat API",
             [
-                Route(
-                    "GET",
-                    "/healthz",
-                    self.health,
-                    "Liveness check",
-                    response_model=Health,
-                    tags=["ops"],
-                ),
+                health_route("chat"),
                 Route("GET", "/openapi.json", self.openapi, "This document", tags=["ops"]),
                 Route(
                     "POST",

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from copilot.entrypoints.http.chat_routes import Health
-from copilot.entrypoints.http.router import Api, Call, Route, raw_body
+from copilot.entrypoints.http.router import Api, Call, Route, health_route, raw_body
 from copilot.handoff.models import WebhookAck
 from copilot.ports import InboundRequest
 
@@ -20,22 +19,8 @@ class HandoffRoutes:
         self.api = Api(
             "Copilot hand-off webhooks",
             [
-                Route(
-                    "GET",
-                    "/healthz",
-                    self.health,
-                    "Liveness check",
-                    response_model=Health,
-                    tags=["ops"],
-                ),
-                Route(
-                    "GET",
-                    "/handoff/healthz",
-                    self.health,
-                    "Liveness check (AWS route)",
-                    response_model=Health,
-                    tags=["ops"],
-                ),
+                health_route("handoff"),
+                health_route("handoff", "/handoff/healthz", "Liveness check (AWS route)"),
                 Route(
                     "POST",
                     "/hooks/<hub>/<copilot_id>",
@@ -47,9 +32,6 @@ class HandoffRoutes:
             ],
             function="handoff",
         )
-
-    def health(self, call: Call) -> Health:
-        return Health(function="handoff")
 
     def webhook(self, call: Call) -> WebhookAck:
         request = call.request

@@ -76,6 +76,18 @@ class Route:
     timing: str | None = None  # the request scope's timing part its handler adds to ("turn")
 
 
+class Health(BaseModel):
+    status: str = "ok"
+    function: str
+
+
+def health_route(function: str, path: str = "/healthz", summary: str = "Liveness check") -> Route:
+    def health(call: Call) -> Health:
+        return Health(function=function)
+
+    return Route("GET", path, health, summary, response_model=Health, tags=["ops"])
+
+
 class Api:
     def __init__(
         self, title: str, routes: list[Route], cors: bool = False, function: str | None = None
