@@ -15,12 +15,16 @@ switches for failure modes: ``fail_with`` (answer every request with that HTTP s
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,32 @@ class RecordedRequest:
     auth: str | None = None  # the Authorization scheme used: "Basic", "Bearer" or None
     form: dict[str, str] = field(default_factory=dict)  # form fields, secrets left out
     status: int = 0  # the status the emulator answered with
+
+    @classmethod
+    def of(
+        cls, request: Request, status: int, form_fields: Collection[str] = ()
+    ) -> RecordedRequest:
+        """Keep the auth scheme, never the credential, and only the form fields named."""
+        form = {k: v for k, v in request.form.items() if k in form_fields} if form_fields else {}
+        return cls(
+            method=request.method,
+            path=request.path,
+            args=dict(request.args.items()),
+            auth=request.headers.get("Authorization", "").split(" ", 1)[0] or None,
+            form=form,
+            status=status,
+        )
+
+
+def json_response(
+    body: Any,
+    status: int,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> Response:
+    return Response(
+        json.dumps(body), status=status, headers=headers or {}, content_type=content_type
+    )
 
 
 class TickingClock:
@@ -98,4 +128,36 @@ class LoopbackServer:
         self.stop()
 
 
-__all__ = ["LoopbackServer", "RecordedRequest", "TickingClock", "wall_clock"]
+class RecordingServer(LoopbackServer):
+    """A loopback server that waits ``delay``, answers with ``_answer`` and records each request."""
+
+    recorded_form_fields: tuple[str, ...] = ()  # form fields safe to keep (no secrets)
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self.delay: float = 0.0  # seconds to wait before answering
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.RLock()
+
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        if self.delay:
+            time.sleep(self.delay)
+        response = self._answer(request)
+        record = RecordedRequest.of(request, response.status_code, self.recorded_form_fields)
+        with self._lock:
+            self.requests.append(record)
+        return response(environ, start_response)
+
+    def _answer(self, request: Request) -> Response:  # pragma: no cover
+        raise NotImplementedError
+
+
+__all__ = [
+    "LoopbackServer",
+    "RecordedRequest",
+    "RecordingServer",
+    "TickingClock",
+    "json_response",
+    "wall_clock",
+]

@@ -53,7 +53,6 @@ from copilot_dev.emulators.openai_api import (
     ModelEmulator,
     count_tokens,
     hashed_embedding,
-    split_reply,
 )
 
 TITAN_V2 = "amazon.titan-embed-text-v2:0"
@@ -305,17 +304,8 @@ class BedrockEmulator(ModelEmulator):
             raise _validation(
                 "1 validation error detected: Value at 'inferenceConfig.temperature' failed to satisfy constraint: Member must have value less than or equal to 1"
             )
-        chat = ChatRequest(
-            model=model,
-            system=system,
-            messages=messages,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            stream=stream,
-            body=body,
-        )
-        self._remember_chat(chat)
-        tokens, cut = split_reply(self.responder(system, messages), max_tokens)
+        chat = ChatRequest(model, system, messages, temperature, max_tokens, stream, body)
+        tokens, cut = self._reply(chat)
         stop_reason = "max_tokens" if cut else "end_turn"
         input_tokens = count_tokens(chat.prompt)
         usage = {

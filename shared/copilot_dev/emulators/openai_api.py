@@ -47,7 +47,7 @@ from typing import Any, Self
 
 from werkzeug.wrappers import Request, Response
 
-from copilot_dev.emulators import LoopbackServer, RecordedRequest
+from copilot_dev.emulators import LoopbackServer, RecordedRequest, json_response
 
 # --- shared by the model emulators (copilot_dev.emulators.bedrock imports these) -----------------
 
@@ -184,17 +184,14 @@ class ModelEmulator(LoopbackServer):
             self._stopping.wait(seconds)
 
     def _record(self, request: Request, status: int) -> None:
-        auth = request.headers.get("Authorization", "")
+        record = RecordedRequest.of(request, status)
         with self._lock:
-            self.requests.append(
-                RecordedRequest(
-                    method=request.method,
-                    path=request.path,
-                    args=dict(request.args.items()),
-                    auth=auth.split(" ", 1)[0] or None,
-                    status=status,
-                )
-            )
+            self.requests.append(record)
+
+    def _reply(self, chat: ChatRequest) -> tuple[list[str], bool]:
+        """Record the chat and script its reply: the tokens and whether max_tokens cut it."""
+        self._remember_chat(chat)
+        return split_reply(self.responder(chat.system, chat.messages), chat.max_tokens)
 
     def _remember_chat(self, chat: ChatRequest) -> None:
         with self._lock:
@@ -273,7 +270,7 @@ class OpenAiEmulator(ModelEmulator):
         try:
             response = self._answer(request)
         except OpenAiApiError as e:
-            response = _json(e.body, e.status)
+            response = json_response(e.body, e.status)
         self._record(request, response.status_code)
         return response(environ, start_response)
 
@@ -343,7 +340,7 @@ class OpenAiEmulator(ModelEmulator):
             {"id": n, "object": "model", "created": 1700000000, "owned_by": "emulator"}
             for n in names
         ]
-        return _json({"object": "list", "data": data}, 200)
+        return json_response({"object": "list", "data": data}, 200)
 
     # --- POST /v1/embeddings ------------------------------------------------------------------
 
@@ -384,7 +381,7 @@ class OpenAiEmulator(ModelEmulator):
                 encoded = base64.b64encode(struct.pack(f"<{dim}f", *vector)).decode()
             data.append({"object": "embedding", "index": i, "embedding": encoded})
         tokens = sum(count_tokens(t) for t in texts)
-        return _json(
+        return json_response(
             {
                 "object": "list",
                 "data": data,
@@ -420,17 +417,8 @@ class OpenAiEmulator(ModelEmulator):
         if body.get("n", 1) != 1:
             raise _invalid("The emulator only answers n=1.", "n")
         stream = bool(body.get("stream", False))
-        chat = ChatRequest(
-            model=model,
-            system=system,
-            messages=messages,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            stream=stream,
-            body=body,
-        )
-        self._remember_chat(chat)
-        tokens, cut = split_reply(self.responder(system, messages), max_tokens)
+        chat = ChatRequest(model, system, messages, temperature, max_tokens, stream, body)
+        tokens, cut = self._reply(chat)
         usage = {
             "prompt_tokens": count_tokens(chat.prompt),
             "completion_tokens": len(tokens),
@@ -450,7 +438,7 @@ class OpenAiEmulator(ModelEmulator):
                 content_type="text/event-stream; charset=utf-8",
                 headers={"Cache-Control": "no-cache", "x-request-id": completion_id},
             )
-        return _json(
+        return json_response(
             {
                 "id": completion_id,
                 "object": "chat.completion",
@@ -584,12 +572,6 @@ def _chat_messages(value: Any) -> tuple[str, list[dict[str, str]]]:
 
 def _sse(payload: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(payload)}\n\n".encode()
-
-
-def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(body), status=status, headers=headers or {}, content_type="application/json"
-    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,10 +34,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +44,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from copilot_dev.emulators import LoopbackServer, RecordedRequest, wall_clock
+from copilot_dev.emulators import RecordedRequest, RecordingServer, json_response, wall_clock
 
 ORG_ID = "00D5e000000ABCDEAA"
 USER_ID = "0055e000001XYZ1AAA"
@@ -261,7 +259,9 @@ def format_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
-class SalesforceKbEmulator(LoopbackServer):
+class SalesforceKbEmulator(RecordingServer):
+    recorded_form_fields = ("grant_type", "username")
+
     def __init__(
         self,
         *,
@@ -286,14 +286,11 @@ class SalesforceKbEmulator(LoopbackServer):
         self.page_size = page_size
         self.clock = clock
         self.fail_with: int | None = None
-        self.delay: float = 0.0
         self.session_seconds: float = 7200.0  # tokens issued from now on live this long
-        self.requests: list[RecordedRequest] = []
         self._versions: list[dict[str, Any]] = []
         self._tokens: dict[str, float] = {}
         self._cursors: dict[str, list[dict[str, Any]]] = {}
         self._next_number = 1001
-        self._lock = threading.RLock()
 
     # --- the knowledge base, edited between syncs ---------------------------------------------
 
@@ -460,26 +457,6 @@ class SalesforceKbEmulator(LoopbackServer):
         raise KeyError(number)
 
     # --- HTTP ----------------------------------------------------------------------------------
-
-    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        if self.delay:
-            time.sleep(self.delay)
-        response = self._answer(request)
-        auth = request.headers.get("Authorization", "").split(" ", 1)[0] or None
-        form = {k: v for k, v in request.form.items() if k in ("grant_type", "username")}
-        with self._lock:
-            self.requests.append(
-                RecordedRequest(
-                    method=request.method,
-                    path=request.path,
-                    args=dict(request.args.items()),
-                    auth=auth,
-                    form=form,
-                    status=response.status_code,
-                )
-            )
-        return response(environ, start_response)
 
     def _answer(self, request: Request) -> Response:
         if self.fail_with:
@@ -664,9 +641,4 @@ def _sf_id(prefix: str) -> str:
 
 
 def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(body),
-        status=status,
-        headers=headers or {},
-        content_type="application/json;charset=UTF-8",
-    )
+    return json_response(body, status, headers, content_type="application/json;charset=UTF-8")

@@ -24,10 +24,8 @@ emulator answers 400 to them so a client bug cannot hide behind a silently widen
 from __future__ import annotations
 
 import base64
-import json
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -36,7 +34,7 @@ from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
-from copilot_dev.emulators import LoopbackServer, RecordedRequest, wall_clock
+from copilot_dev.emulators import RecordingServer, json_response, wall_clock
 
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_KB = "dfc19531bf2021003f07e2c1ac0739ab"  # the out-of-box "IT" knowledge base sys_id
@@ -108,7 +106,9 @@ def _matches(record: dict[str, str], field: str, op: str, value: str) -> bool:
     return have <= value
 
 
-class ServiceNowKbEmulator(LoopbackServer):
+class ServiceNowKbEmulator(RecordingServer):
+    recorded_form_fields = ("grant_type", "username")
+
     def __init__(
         self,
         *,
@@ -129,17 +129,14 @@ class ServiceNowKbEmulator(LoopbackServer):
         self.token_ttl = token_ttl
         self.clock = clock
         self.fail_with: int | None = None  # answer every request with this status (outage)
-        self.delay: float = 0.0  # seconds to wait before answering
         self.link_header = True  # send Link (rel=next ...) on paged answers
         # Called with sysparm_offset before a table page is computed: lets a test change the
         # knowledge base between two pages of one listing.
         self.before_page: Callable[[int], None] | None = None
-        self.requests: list[RecordedRequest] = []
         self._records: list[dict[str, str]] = []
         self._tokens: dict[str, float] = {}  # access token -> expiry (monotonic)
         self._refresh_tokens: set[str] = set()
         self._next_number = 10001
-        self._lock = threading.RLock()
 
     # --- the knowledge base, edited between syncs ---------------------------------------------
 
@@ -269,26 +266,6 @@ class ServiceNowKbEmulator(LoopbackServer):
         return max(published or candidates, key=lambda r: r["sys_updated_on"])
 
     # --- HTTP ----------------------------------------------------------------------------------
-
-    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        if self.delay:
-            time.sleep(self.delay)
-        response = self._answer(request)
-        form = {k: v for k, v in request.form.items() if k in ("grant_type", "username")}
-        auth = request.headers.get("Authorization", "").split(" ", 1)[0] or None
-        with self._lock:
-            self.requests.append(
-                RecordedRequest(
-                    method=request.method,
-                    path=request.path,
-                    args=dict(request.args.items()),
-                    auth=auth,
-                    form=form,
-                    status=response.status_code,
-                )
-            )
-        return response(environ, start_response)
 
     def _answer(self, request: Request) -> Response:
         if self.fail_with:
@@ -453,9 +430,4 @@ def _sort_key(field: str) -> Callable[[dict[str, str]], str]:
 
 
 def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(body),
-        status=status,
-        headers=headers or {},
-        content_type="application/json;charset=UTF-8",
-    )
+    return json_response(body, status, headers, content_type="application/json;charset=UTF-8")
