@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -55,32 +54,6 @@ CALL_STAGE = {
     "lexical_store.begin_rebuild": "lexical_rebuild",
     "lexical_store.publish": "lexical_rebuild",
 }
-
-
-# --- statistics ----------------------------------------------------------------------------------
-
-
-def pct(values: list[float], p: float) -> float:
-    """Percentile with linear interpolation (numpy's default method)."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "min": min(values),
-        "p50": pct(values, 50),
-        "p95": pct(values, 95),
-        "max": max(values),
-        "mean": statistics.fmean(values),
-    }
 
 
 # --- stage timers --------------------------------------------------------------------------------

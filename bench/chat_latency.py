@@ -52,6 +52,7 @@ from _apigw import (  # noqa: E402
     post_message_event,
     start_conversation_event,
 )
+from _stats import pct, summary  # noqa: E402
 
 # Knowledge questions about infra/demo/knowledge/*.md. None of them matches a custom or system
 # topic of the demo copilot, so every one goes through retrieval and must come back cited.
@@ -71,31 +72,6 @@ GREETING = "hi"
 TARGET_COLD_MS = 1500.0
 TARGET_WARM_P50_MS = 50.0
 TURNS_PER_CONVERSATION = 20
-
-
-# --- statistics ----------------------------------------------------------------------------------
-
-
-def pct(values: list[float], p: float) -> float:
-    """Percentile with linear interpolation (numpy's default method)."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "n": len(values),
-        "min": min(values),
-        "p50": pct(values, 50),
-        "p95": pct(values, 95),
-        "p99": pct(values, 99),
-        "max": max(values),
-        "mean": statistics.fmean(values),
-    }
 
 
 def med(rows: list[dict[str, Any]], key: str) -> float:

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import threading
@@ -38,27 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-desk-secret"
 TARGET_P95_MS = 1000.0  # agent -> visible to the customer's poll
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def pct(values: list[float], p: float) -> float:
-    """Percentile with linear interpolation (numpy's default method)."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def summary(ms: list[float]) -> dict[str, float]:
-    return {
-        "n": len(ms),
-        "min": min(ms),
-        "p50": pct(ms, 50),
-        "p95": pct(ms, 95),
-        "p99": pct(ms, 99),
-        "max": max(ms),
-        "mean": statistics.fmean(ms),
-    }
+from _stats import summary  # noqa: E402
 
 
 class CustomerPoller(threading.Thread):

@@ -53,10 +53,9 @@ from _ingest_common import (  # noqa: E402
     CpuSampler,
     Servers,
     background_load,
-    pct,
     stage_totals,
-    summary,
 )
+from _stats import pct, summary  # noqa: E402
 
 TARGET_DOCS_PER_S = 200.0
 TARGET_PDF_PAGES_PER_S = 50.0
