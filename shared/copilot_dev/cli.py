@@ -374,10 +374,9 @@ def upload(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Upload knowledge files to a copilot (through the bucket, as on AWS)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from copilot.adapters.aws.session import aws_client
     from copilot_dev.demo import knowledge_files, upload_files, wait_indexed
+    from copilot_dev.progress import progress_bars
 
     settings = _aws_settings(data_dir)
     client = _client(data_dir)
@@ -389,13 +388,7 @@ def upload(
     total = sum(len(files) for files, _ in batches)
     s3 = aws_client(settings, "s3")
     versions: dict[str, str] = {}
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with progress_bars(console) as progress:
         sent = progress.add_task("Uploading", total=total)
         for files, base in batches:
             versions |= upload_files(

@@ -42,9 +42,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -56,6 +55,7 @@ from copilot.admin.models import Copilot
 from copilot.conversation.models import Message
 from copilot_dev.client import ApiError, CopilotClient
 from copilot_dev.demo import knowledge_files, upload_files, wait_indexed
+from copilot_dev.progress import progress_bars, status
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -652,7 +652,7 @@ def run_eval(
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     copilot = create_copilot(client, pack, options.copilot_settings)
     questions = select(pack.questions, options.limit)
-    with _progress(console) as progress:
+    with progress_bars(console) as progress:
         uploading = progress.add_task("Uploading", total=len(pack.docs))
         indexing = progress.add_task("Indexing", total=len(pack.docs))
         report = ingest(
@@ -715,7 +715,7 @@ def run_local(
         config = StackConfig.with_free_ports(root, Path(tmp))
         stack = LocalStack(config)
         t0 = time.perf_counter()
-        with _status(console, "Starting a private local stack..."):
+        with status(console, "Starting a private local stack..."):
             try:
                 stack.start()
             except (RuntimeError, TimeoutError, OSError) as e:
@@ -738,7 +738,7 @@ def run_local(
                 extra_settings=extra,
             )
         finally:
-            with _status(console, "Stopping the local stack..."):
+            with status(console, "Stopping the local stack..."):
                 stack.stop()
 
 
@@ -765,38 +765,6 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-class _NoProgress:
-    def add_task(self, *_: Any, **__: Any) -> int:
-        return 0
-
-    def advance(self, *_: Any, **__: Any) -> None:
-        pass
-
-    def update(self, *_: Any, **__: Any) -> None:
-        pass
-
-
-@contextmanager
-def _progress(console: Console | None) -> Iterator[Any]:
-    if console is None:
-        yield _NoProgress()
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        yield progress
-
-
-def _status(console: Console | None, text: str) -> AbstractContextManager[Any]:
-    return console.status(text) if console is not None else nullcontext()
 
 
 # --- output -----------------------------------------------------------------------------------
