@@ -21,9 +21,12 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    from copilot_dev.client import CopilotClient
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +265,12 @@ class LocalStack:
             aws_access_key_id="local",
             aws_secret_access_key="local",
         )
+
+    def copilot_client(self) -> CopilotClient:
+        """The chat function's API, with the admin key (what the CLI and the tests call)."""
+        from copilot_dev.client import CopilotClient
+
+        return CopilotClient(self.config.function_url("chat"), admin_key=self.config.admin_api_key)
 
     def provision(self) -> None:
         """Tables, bucket, queues and the bucket's notification, as serverless.yml creates them."""

@@ -68,7 +68,7 @@ def stack(
 
 @pytest.fixture(scope="module")
 def client(stack: LocalStack) -> CopilotClient:
-    return CopilotClient(stack.config.function_url("chat"), admin_key=stack.config.admin_api_key)
+    return stack.copilot_client()
 
 
 @pytest.fixture(scope="module")

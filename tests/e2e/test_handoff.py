@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import requests
 from copilot.conversation.models import Message
 from copilot.handoff.hubs.generic import signed_headers
 from copilot_dev.client import ApiError, CopilotClient
+from copilot_dev.concurrency import run_concurrently
 from copilot_dev.emulators.agent_desk import AgentDesk, DeskSession
 from copilot_dev.localstack import LocalStack, StackConfig, free_port
 from tests.conftest import REPO_ROOT
@@ -51,7 +51,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 def client(stack: LocalStack) -> CopilotClient:
-    return CopilotClient(stack.config.function_url("chat"), admin_key=stack.config.admin_api_key)
+    return stack.copilot_client()
 
 
 def copilot_with_hub(client: CopilotClient, url: str, **hub: Any) -> str:
@@ -315,20 +315,7 @@ def test_concurrent_agent_and_customer_messages_lose_and_duplicate_nothing(
         lambda t=t: CopilotClient(client.base_url).send(conv, token, t) for t in customer_texts
     ]
     random.Random(7).shuffle(jobs)
-    errors: list[Exception] = []
-
-    def run(job: Callable[[], Any]) -> None:
-        try:
-            job()
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert run_concurrently(jobs) == []
     delivered = desk.wait_for_customer(conv, len(customer_texts), timeout=20)
     messages = page(client, conv, token)
     assert [m.seq for m in messages] == list(range(1, len(messages) + 1))

@@ -3,7 +3,6 @@ Chroma server, the three functions under functions-framework, and the S3->SQS->i
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 import requests
 
 from copilot_dev.client import ApiError, CopilotClient
+from copilot_dev.concurrency import run_concurrently
 from copilot_dev.demo import seed_demo, upload_files, wait_indexed
 from copilot_dev.localstack import LocalStack, StackConfig
 from tests.conftest import REPO_ROOT
@@ -29,7 +29,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 def client(stack: LocalStack) -> CopilotClient:
-    return CopilotClient(stack.config.function_url("chat"), admin_key=stack.config.admin_api_key)
+    return stack.copilot_client()
 
 
 @pytest.fixture(scope="module")
@@ -87,20 +87,11 @@ def test_concurrent_turns_on_one_conversation_lose_nothing(
 ) -> None:
     s = client.start(demo)
     texts = [f"hello {i}" for i in range(16)]
-    errors: list[Exception] = []
-
-    def send(text: str) -> None:
-        try:
-            CopilotClient(client.base_url).send(s.conversation_id, s.token, text)
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=send, args=(t,)) for t in texts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    sends = [
+        lambda t=t: CopilotClient(client.base_url).send(s.conversation_id, s.token, t)
+        for t in texts
+    ]
+    assert run_concurrently(sends) == []
     page = client.messages(s.conversation_id, s.token)
     assert [m.seq for m in page.messages] == list(range(1, page.last_seq + 1))
     customer = [m.text for m in page.messages if m.role == "customer"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +25,7 @@ from copilot.handoff.customer import CONNECTING
 from copilot.handoff.models import Agent, HubEvent
 from copilot.handoff.service import HandoffConfig, HandoffService, backoff_seconds
 from copilot_dev.collecting_hub import CollectingHub
+from copilot_dev.concurrency import run_concurrently
 from copilot_dev.fakes import (
     MemoryConversationStore,
     MemoryCopilotRegistry,
@@ -434,23 +435,12 @@ def test_concurrent_agent_events_and_customer_messages_lose_nothing(world: World
     world.send(copilot_id, world.event(conv, "agent_joined"))
     events = [world.event(conv, "agent_message", text=f"agent {i}") for i in range(20)]
     customer = [f"customer {i}" for i in range(20)]
-    errors: list[Exception] = []
-
-    def run(action: Any) -> None:
-        try:
-            action()
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    actions = [lambda e=e: world.send(copilot_id, e) for e in reversed(events)]
+    actions: list[Callable[[], object]] = [
+        lambda e=e: world.send(copilot_id, e) for e in reversed(events)
+    ]
     actions += [lambda t=t: world.chat.post(conv, token, t) for t in customer]
     actions += [lambda: world.handoff.deliver(conv, 1) for _ in range(5)]
-    threads = [threading.Thread(target=run, args=(a,)) for a in actions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    assert run_concurrently(actions) == []
     world.handoff.deliver(conv, 1)
     messages: list[Message] = world.chat.messages(conv, token, 0, 500).messages
     assert [m.seq for m in messages] == list(range(1, len(messages) + 1))
