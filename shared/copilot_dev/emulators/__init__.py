@@ -121,6 +121,15 @@ class LoopbackServer:
             raise RuntimeError(f"{type(self).__name__} is not started")
         return f"http://{self._host}:{self._server.port}"
 
+    def serve_until_interrupted(self) -> None:
+        """Keep serving in the foreground (the ``python -m`` entry points) until Ctrl-C."""
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
     def __enter__(self) -> Self:
         return self.start()
 

@@ -40,7 +40,6 @@ import binascii
 import json
 import re
 import struct
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -486,12 +485,7 @@ def main(argv: list[str] | None = None) -> None:
         f"COPILOT_BEDROCK_ENDPOINT_URL={emulator.url}",
         flush=True,
     )
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
+    emulator.serve_until_interrupted()
 
 
 __all__ = [

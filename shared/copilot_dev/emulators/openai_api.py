@@ -588,12 +588,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
     ).start()
     print(f"OpenAI-compatible emulator on {emulator.base_url} (api key {args.api_key})", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
+    emulator.serve_until_interrupted()
 
 
 __all__ = [
