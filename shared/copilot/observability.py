@@ -224,7 +224,7 @@ def emf_record(
         **scope_fields,
     }
     for name, (value, _) in values.items():
-        record[name] = round(value, 2)
+        record[name] = int(value) if float(value).is_integer() else round(value, 2)
     return record
 
 

@@ -24,6 +24,7 @@ from copilot.conversation.models import (
 from copilot.entrypoints.http.router import Api, Call, Route, health_route
 from copilot.errors import ForbiddenError, UnauthorizedError
 from copilot.ingest.models import DocumentList, ReindexResult
+from copilot.observability import bind
 
 if TYPE_CHECKING:
     from copilot.admin.service import AdminService
@@ -59,7 +60,9 @@ class ChatRoutes:
 
     def start_conversation(self, call: Call) -> StartConversationResponse:
         assert isinstance(call.body, StartConversationRequest)
-        return self._chat().start(call.params["copilot_id"], call.body)
+        started = self._chat().start(call.params["copilot_id"], call.body)
+        bind(conversation_id=started.conversation_id)  # the access line names it too
+        return started
 
     def post_message(self, call: Call) -> TurnResponse:
         assert isinstance(call.body, PostMessageRequest)
