@@ -26,6 +26,7 @@ from copilot.handoff.models import (
     WebhookAck,
     WebhookResult,
 )
+from copilot.observability import bind
 from copilot.ports import (
     ConversationStore,
     CopilotRegistry,
@@ -69,6 +70,10 @@ class InboundEvents:
         adapter = self._hubs(hub_type)
         adapter.verify(request, hub_secret(self._secrets(), hub), self._clock())
         events = adapter.parse(request)
+        # Verified and parsed: the webhook's log lines can name the conversation (a batch of
+        # one conversation's events is the norm; the first one names the scope).
+        if events:
+            bind(conversation_id=events[0].conversation_id)
         return WebhookAck(results=[self._apply(copilot, event) for event in events])
 
     def due(self, conversation: Conversation) -> bool:
