@@ -12,6 +12,11 @@ class CopilotError(Exception):
         self.message = message
         self.field = field
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra response headers the error's status calls for (e.g. Retry-After on 429)."""
+        return {}
+
 
 class BadRequestError(CopilotError):
     status = 400
@@ -58,6 +63,21 @@ class EmbedderMismatchError(CopilotError):
 class PayloadTooLargeError(CopilotError):
     status = 413
     code = "payload_too_large"
+
+
+class TooManyRequestsError(CopilotError):
+    """A rate limit was reached: the client may try again after ``retry_after`` seconds."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class UnavailableError(CopilotError):

@@ -109,9 +109,10 @@ def test_conversation_flow_and_token_protection(client: Any) -> None:
     page = client.get(f"/conversations/{conv}/messages?after=1", headers=auth).json
     assert [m["seq"] for m in page["messages"]] == [2, 3] and page["last_seq"] == 3
 
-    # Another customer's token, or none, reads and writes nothing.
+    # Another customer's token, or none, reads and writes nothing; another's token gets the
+    # same 404 as an unknown conversation (no existence oracle).
     other = client.post(f"/copilots/{copilot_id}/conversations").json["token"]
-    for headers, status in (({}, 401), ({"Authorization": f"Bearer {other}"}, 403)):
+    for headers, status in (({}, 401), ({"Authorization": f"Bearer {other}"}, 404)):
         r = client.get(f"/conversations/{conv}/messages", headers=headers)
         assert r.status_code == status and set(r.json) == {"error"}
         r = client.post(f"/conversations/{conv}/messages", json={"text": "x"}, headers=headers)

@@ -21,7 +21,7 @@ from copilot.conversation.models import (
     StartConversationResponse,
     TurnResponse,
 )
-from copilot.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
+from copilot.errors import ConflictError, NotFoundError, UnauthorizedError
 from copilot.handoff.changes import ACTIVE
 from copilot.handoff.service import HandoffService
 from copilot.knowledge.answer import KnowledgeAnswerer
@@ -81,10 +81,12 @@ class ConversationService:
                 "send the conversation token as 'Authorization: Bearer <token>'"
             )
         conversation = self._conversations.get(conversation_id)
-        if conversation is None:
-            raise NotFoundError("no such conversation")
-        if not hmac.compare_digest(conversation.token_hash, hash_token(token)):
-            raise ForbiddenError("this token does not grant access to this conversation")
+        # One answer for "no such conversation" and "not yours": a token holder learns nothing
+        # about which other conversation ids exist.
+        if conversation is None or not hmac.compare_digest(
+            conversation.token_hash, hash_token(token)
+        ):
+            raise NotFoundError("no such conversation for this token")
         return conversation
 
     def post(self, conversation_id: str, token: str | None, text: str) -> TurnResponse:

@@ -144,6 +144,7 @@ class Api:
             response = _json(route.status, result.model_dump(mode="json") if result else None)
         except CopilotError as e:
             response = _error(e.status, e.code, e.message, e.field)
+            response.headers.update(e.headers)
         except MethodNotAllowed:
             response = _error(405, "method_not_allowed", f"{request.method} is not allowed here")
         except RouteNotFound:
