@@ -182,6 +182,7 @@ def _seed(stack: Any, root: Path, agent_desk: Any = None) -> str:
             },
         )
         info["desk_url"] = agent_desk.url
+        info["desk_token"] = agent_desk.token  # stack.json is private to its owner (0600)
     info_path.write_text(json.dumps(info, indent=2))
     return copilot.copilot_id
 
@@ -193,7 +194,8 @@ def _print_how_to(config: Any, copilot_id: str | None, agent_desk: Any = None) -
     console.print(f"Admin key:   in {config.data_dir / 'stack.json'} (header X-Admin-Key)")
     if agent_desk is not None:
         console.print(
-            f"Agent desk:  {agent_desk.url}  (or in another terminal: .venv/bin/copilot agent-desk)"
+            f"Agent desk:  {agent_desk.page_url}  (or in another terminal: "
+            ".venv/bin/copilot agent-desk)"
         )
     if copilot_id:
         console.print(f"Chat from another terminal:  .venv/bin/copilot chat --copilot {copilot_id}")
@@ -285,16 +287,22 @@ def _show(messages: list[Any]) -> None:
 @app.command("agent-desk")
 def agent_desk(
     url: str = typer.Option(None, help="The desk's URL (default: the one `copilot up` started)."),
+    token: str = typer.Option(
+        None, envvar="COPILOT_DESK_TOKEN", help="The desk's token (default: from `copilot up`)."
+    ),
     agent: str = typer.Option("Alex", help="Your name, as the customer sees it."),
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Be the live agent: take the demo copilot's hand-offs in this terminal."""
     from copilot_dev.desk_console import run
 
-    base = url or _stack_info(data_dir).get("desk_url")
-    if not base:
-        _fail(ValueError("no agent desk running: start it with 'copilot up' (or pass --url)"))
-    run(str(base), console, agent)
+    info = _stack_info(data_dir) if not (url and token) else {}
+    base, key = url or info.get("desk_url"), token or info.get("desk_token")
+    if not base or not key:
+        _fail(
+            ValueError("no agent desk running: start it with 'copilot up' (or pass --url/--token)")
+        )
+    run(str(base), str(key), console, agent)
 
 
 @copilots_app.command("create")

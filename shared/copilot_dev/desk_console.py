@@ -17,9 +17,10 @@ HELP = "Type to reply. /end ends the chat, /leave hands it back to the queue, /q
 
 
 class DeskApi:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str) -> None:
         self.base = base_url.rstrip("/")
         self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
 
     def sessions(self) -> list[dict[str, Any]]:
         response = self.http.get(f"{self.base}/api/sessions", timeout=5)
@@ -38,9 +39,9 @@ class DeskApi:
         return response.ok
 
 
-def run(base_url: str, console: Console, agent: str = "Alex") -> None:
-    api = DeskApi(base_url)
-    console.print(f"[bold]Agent desk[/bold] at {base_url} (web page there too). {HELP}")
+def run(base_url: str, token: str, console: Console, agent: str = "Alex") -> None:
+    api = DeskApi(base_url, token)
+    console.print(f"[bold]Agent desk[/bold] at {base_url}. {HELP}")
     while True:
         session = _wait_for_customer(api, console)
         if session is None:

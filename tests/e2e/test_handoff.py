@@ -330,7 +330,7 @@ def test_the_desk_api_the_terminal_and_web_page_use(client: CopilotClient, desk:
 
     copilot_id = copilot_with_hub(client, desk.hub_url)
     conv, token, session = escalate(client, desk, copilot_id)
-    api = DeskApi(desk.url)
+    api = DeskApi(desk.url, desk.token)
     waiting = [s for s in api.sessions() if s["handoff_id"] == session.handoff_id]
     assert waiting and waiting[0]["status"] == "waiting"
     detail = api.session(session.handoff_id)
@@ -339,11 +339,48 @@ def test_the_desk_api_the_terminal_and_web_page_use(client: CopilotClient, desk:
     assert [(m.author, m.text) for m in page(client, conv, token) if m.role == "agent"] == [
         ("Sam", "Hello from the web page")
     ]
+    auth = {"Authorization": f"Bearer {desk.token}"}
     form_post = requests.post(
-        f"{desk.url}/api/sessions/{session.handoff_id}/end", data="x=1", timeout=5
+        f"{desk.url}/api/sessions/{session.handoff_id}/end", data="x=1", headers=auth, timeout=5
     )
     assert form_post.status_code == 415  # only JSON: another site's form cannot drive the desk
-    assert requests.post(f"{desk.url}/api/sessions/nope/end", json={}, timeout=5).status_code == 404
+    missing = requests.post(f"{desk.url}/api/sessions/nope/end", json={}, headers=auth, timeout=5)
+    assert missing.status_code == 404
     assert "Agent desk" in requests.get(desk.url, timeout=5).text
+
+
+def test_the_desk_wants_its_token_and_its_own_host(client: CopilotClient, desk: AgentDesk) -> None:
+    """Anyone who reaches the desk's API would read every handed-off conversation and speak as
+    the agent: without the token nothing is read or said, and a page on another host name
+    (DNS rebinding to 127.0.0.1) is turned away even with it."""
+    from copilot_dev.desk_console import DeskApi
+
+    copilot_id = copilot_with_hub(client, desk.hub_url)
+    conv, token, session = escalate(client, desk, copilot_id)
+    base, hid = desk.url, session.handoff_id
+    say = f"{base}/api/sessions/{hid}/say"
+    for headers, status in (
+        ({}, 401),
+        ({"Authorization": "Bearer guessed"}, 403),
+        ({"Authorization": f"Basic {desk.token}"}, 401),
+    ):
+        assert (
+            requests.get(f"{base}/api/sessions", headers=headers, timeout=5).status_code == status
+        )
+        assert (
+            requests.get(f"{base}/api/sessions/{hid}", headers=headers, timeout=5).status_code
+            == status
+        )
+        sent = requests.post(say, json={"text": "I am the agent"}, headers=headers, timeout=5)
+        assert sent.status_code == status
+    port = base.rsplit(":", 1)[1]
+    rebound = {"Authorization": f"Bearer {desk.token}", "Host": f"evil.example:{port}"}
+    assert requests.get(f"{base}/api/sessions", headers=rebound, timeout=5).status_code == 421
+    assert requests.get(base, headers={"Host": "evil.example"}, timeout=5).status_code == 421
+    assert not [m for m in page(client, conv, token) if m.role == "agent"]
+    assert desk.token not in requests.get(base, timeout=5).text  # the page carries no secret
+    api = DeskApi(base, desk.token)
+    assert [s["handoff_id"] for s in api.sessions()].count(hid) == 1
+    assert api.act(hid, "end")
     assert api.act(session.handoff_id, "end")
     assert client.messages(conv, token).state == "bot"

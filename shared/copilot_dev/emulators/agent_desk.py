@@ -12,14 +12,23 @@ retried like a hub retries). Three ways to drive it:
   stale) deliveries, and the switches ``fail_with`` (answer the copilot with e.g. 503) and
   ``reject_with`` (decline hand-offs, e.g. "no_agents").
 
-JSON API (loopback only; POSTs must be application/json, so a web page elsewhere cannot post):
-``GET /api/sessions``, ``GET /api/sessions/<handoff_id>``,
+JSON API: ``GET /api/sessions``, ``GET /api/sessions/<handoff_id>``,
 ``POST /api/sessions/<handoff_id>/{join,say,typing,leave,end}`` with ``{"agent", "text"}``.
+
+Who may use it: the desk shows every handed-off conversation and speaks to customers as the
+agent, so it listens on loopback only, answers only requests whose ``Host`` names that loopback
+address (a DNS-rebinding page cannot reach it through another name), and its API wants the
+desk's token (``Authorization: Bearer <token>``; printed at start-up as the page's link
+``/#token=...``: a fragment, so it never reaches a server log). POSTs must be
+application/json, so another site's form cannot post either. The hub endpoint ``/handoff`` is
+for the copilot and is signed instead; ``/`` (a static page, no data) and ``/healthz`` are open.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -102,9 +111,11 @@ class AgentDesk(LoopbackServer):
         agent_name: str = "Alex",
         tolerance: int = TOLERANCE_SECONDS,
         retries: int = 3,
+        token: str | None = None,
     ) -> None:
         super().__init__(host, port)
         self.secret = secret
+        self.token = token or secrets.token_urlsafe(24)  # the agent's key to the JSON API
         self.webhook_url = webhook_url  # base URL of the hand-off function, if not in reply_to
         self.agent_name = agent_name
         self.tolerance = tolerance
@@ -133,6 +144,11 @@ class AgentDesk(LoopbackServer):
     def hub_url(self) -> str:
         """What the copilot's hub settings point at."""
         return f"{self.url}/handoff"
+
+    @property
+    def page_url(self) -> str:
+        """The web page, with the token in the fragment (the page sends it to the API)."""
+        return f"{self.url}/#token={self.token}"
 
     # --- sessions --------------------------------------------------------------------------
 
@@ -285,12 +301,28 @@ class AgentDesk(LoopbackServer):
         request = Request(environ)
         try:
             endpoint, args = self._map.bind_to_environ(environ).match()
-            response = getattr(self, f"_on_{endpoint}")(request, **args)
+            refused = self._refuse(request, endpoint)
+            response = refused or getattr(self, f"_on_{endpoint}")(request, **args)
         except HTTPException as e:
             response = _json({"error": e.description}, e.code or 500)
         except KeyError as e:
             response = _json({"error": str(e)}, 404)
         return response(environ, start_response)
+
+    def _refuse(self, request: Request, endpoint: str) -> Response | None:
+        """Why this request may not be served, as the answer; None when it may."""
+        port = self._server.port if self._server is not None else self._port
+        allowed = {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]", self._host)}
+        if request.host not in allowed:
+            # A page on another name resolving to loopback (DNS rebinding) sends its own Host.
+            return _json({"error": f"unexpected Host {request.host!r}"}, 421)
+        if endpoint in ("sessions", "session", "act"):
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not given:
+                return _json({"error": "send the desk's token: Authorization: Bearer <token>"}, 401)
+            if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+                return _json({"error": "the desk's token is not valid"}, 403)
+        return None
 
     def _on_health(self, request: Request) -> Response:
         return _json({"status": "ok"})
@@ -397,17 +429,24 @@ form{display:flex;gap:6px}#text{flex:1}
 <button type="button" id="end">End</button></form></div>
 <script>
 let sel=null;
+const given=new URLSearchParams(location.hash.slice(1)).get("token");
+if(given){sessionStorage.setItem("deskToken",given);history.replaceState(null,"","/")}
+const auth={"Authorization":"Bearer "+(sessionStorage.getItem("deskToken")||"")};
+const get=u=>fetch(u,{headers:auth});
 const post=(a,b)=>fetch(`/api/sessions/${sel}/${a}`,{method:"POST",
-  headers:{"Content-Type":"application/json"},body:JSON.stringify(b||{})});
+  headers:{...auth,"Content-Type":"application/json"},body:JSON.stringify(b||{})});
 const esc=s=>String(s??"").replace(/[&<>]/g,c=>({"&":"&amp;","<":"&lt;",">":"&gt;"}[c]));
 async function tick(){
-  const r=await fetch("/api/sessions");const {sessions}=await r.json();
+  const r=await get("/api/sessions");
+  if(!r.ok){document.getElementById("ctx").textContent=
+    "Open the desk with the link printed at start-up (it carries the desk's token).";return}
+  const {sessions}=await r.json();
   if(!sel&&sessions.length)sel=sessions[sessions.length-1].handoff_id;
   document.getElementById("list").innerHTML=sessions.map(s=>
     `<div class="${s.handoff_id===sel?"sel":""}" onclick="sel='${s.handoff_id}';tick()">
     ${esc(s.bot_name)} &middot; ${esc(s.status)}<br><small>${esc(s.last_topic)}</small></div>`).join("");
   if(!sel)return;
-  const d=await (await fetch(`/api/sessions/${sel}`)).json();
+  const d=await (await get(`/api/sessions/${sel}`)).json();
   document.getElementById("ctx").textContent=
     `Summary:\\n${d.summary}\\n\\nNote to agent: ${d.context.va_AgentMessage??"-"}\\n`+
     `Routing: ${JSON.stringify(d.routing)}\\nContext: ${JSON.stringify(d.context)}`;
