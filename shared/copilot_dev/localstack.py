@@ -116,6 +116,7 @@ class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
         self._outbox_pumps: list[threading.Thread] = []
@@ -245,6 +246,18 @@ class LocalStack:
         proc = self._procs[name]
         proc.kill()
         proc.wait()
+
+    def restart(self, name: str, down_seconds: float = 0.0) -> None:
+        """Kill one service, leave it down ``down_seconds``, start it again on the same port and
+        data (chaos tests: e.g. Chroma restarting keeps its index on disk)."""
+        self.kill(name)
+        time.sleep(down_seconds)
+        cmd, env = self._commands[name]
+        self._spawn(name, cmd, env, self.config.data_dir / "logs")
+        if name == "chroma":
+            self._wait_http(self.config.chroma_url + "/api/v2/heartbeat", name)
+        else:
+            self._wait_port(getattr(self.config, f"{name}_port"), name)
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -429,6 +442,7 @@ class LocalStack:
     # --- helpers ---------------------------------------------------------------------------
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str], logs: Path) -> None:
+        self._commands[name] = (cmd, env)
         out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self._procs[name] = subprocess.Popen(
             cmd,
