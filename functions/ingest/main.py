@@ -1,8 +1,9 @@
 """Ingest function: storage events, lexical rebuilds and source refreshes -> knowledge index.
 
 functions-framework delivers each message as a CloudEvent (``ingest``); AWS Lambda calls
-``lambda_handler`` with SQS batches of them, or with the refresh schedule's input. A raised
-exception means "retry". What each message asks for: copilot.entrypoints.ingest.
+``lambda_handler`` with SQS batches of them, or with the refresh schedule's input, and
+``dead_letter_handler`` with what the ingest queue gave up on. A raised exception means "retry".
+What each message asks for: copilot.entrypoints.ingest.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ def ingest(cloud_event: CloudEvent) -> None:
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return bootstrap.container().ingest_handler.handle_lambda_event(event)
+
+
+def dead_letter_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SQS batches from the ingest dead-letter queue: their documents are recorded as failed."""
+    return bootstrap.container().ingest_handler.handle_dead_letter_event(event)
 
 
 configure_logging()  # once per process: JSON lines, the level from COPILOT_LOG_LEVEL

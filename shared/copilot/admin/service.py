@@ -10,7 +10,13 @@ from copilot.admin.lookup import require_copilot
 from copilot.admin.models import BehaviourMessages, Copilot, CopilotPatch, CopilotSpec
 from copilot.conflicts import WriteConflict, retry_on_conflict
 from copilot.errors import ConflictError, UnavailableError
-from copilot.ingest.models import DocumentStatus, DocumentStatusValue, ReindexResult
+from copilot.ingest.models import (
+    DocumentStatus,
+    DocumentStatusValue,
+    ReindexResult,
+    RetryResult,
+    RetrySkip,
+)
 from copilot.ingest.service import s3_notification
 from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, EventQueue, KnowledgeIndex
 from copilot.schema import new_id, utcnow
@@ -109,3 +115,56 @@ class AdminService:
         keys = [o.key for o in self._blobs().list(f"{copilot_id}/") if not o.key.endswith("/")]
         self._queue().send_many([s3_notification(self._bucket, key) for key in keys])
         return ReindexResult(copilot_id=copilot_id, queued=len(keys))
+
+    def retry(self, copilot_id: str, keys: builtins.list[str] | None = None) -> RetryResult:
+        """Queue failed documents for another attempt, as if they had just been uploaded.
+
+        No keys: every failed document, and every file of the copilot's prefix without a record
+        (e.g. one whose event was lost before records were kept for every upload). Named keys:
+        those documents unless already indexed or not there at all.
+        """
+        self.get(copilot_id)
+        if self._blobs is None or self._queue is None:
+            raise UnavailableError("retrying is not configured here (no ingest queue)")
+        records = {d.doc_key: d for d in self._documents.list(copilot_id)}
+        files = {
+            o.key.removeprefix(f"{copilot_id}/")
+            for o in self._blobs().list(f"{copilot_id}/")
+            if not o.key.endswith("/")
+        }
+        queued: builtins.list[str] = []
+        skipped: builtins.list[RetrySkip] = []
+        if not keys:
+            failed = [k for k, d in records.items() if d.status == DocumentStatusValue.FAILED]
+            queued = sorted({*failed, *(files - records.keys())})
+        for key in dict.fromkeys(keys or []):
+            record = records.get(key)
+            if record is None and key not in files:
+                skipped.append(RetrySkip(doc_key=key, reason="no such document or file"))
+            elif record is not None and record.status == DocumentStatusValue.INDEXED:
+                skipped.append(RetrySkip(doc_key=key, reason="already indexed"))
+            else:
+                queued.append(key)
+        self._queue().send_many(
+            [
+                s3_notification(self._bucket, f"{copilot_id}/{key}", "ObjectCreated:Retry")
+                for key in queued
+            ]
+        )
+        for key in queued:
+            record = records.get(key)
+            # Shown as pending until the ingest function picks it up (queued first: a record
+            # never says queued when nothing is). A conflict means the ingest function got there
+            # first: its record stands.
+            if record is not None:
+                with contextlib.suppress(WriteConflict):
+                    self._documents.save(
+                        record.model_copy(
+                            update={
+                                "status": DocumentStatusValue.PENDING,
+                                "reason": "queued for another attempt",
+                                "updated_at": utcnow(),
+                            }
+                        )
+                    )
+        return RetryResult(copilot_id=copilot_id, queued=queued, skipped=skipped)

@@ -9,6 +9,11 @@ Every message names its work the same way, by an ``action`` key in its body:
 functions-framework delivers one message as a CloudEvent (its data is the body; the refresh
 CloudEvent type is accepted as a refresh too); Lambda delivers SQS batches of them, or the
 schedule's input. A raised exception means "retry".
+
+Messages the queue gave up on (dead-lettered after their retries) come back once more, from the
+dead-letter queue (Lambda: ``handle_dead_letter_event``; functions-framework: the
+``DEAD_LETTER_EVENT`` CloudEvent type): their documents are recorded as failed, with the last
+cause seen, for a person to fix and retry.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_ACTION = "refresh"
 REFRESH_EVENT = "com.copilot.sources.refresh"
+DEAD_LETTER_EVENT = "com.copilot.ingest.dead-letter"
 FUNCTION = "ingest"
 
 
@@ -50,7 +56,10 @@ class IngestHandler:
         if event_type == REFRESH_EVENT:
             body = {**body, "action": REFRESH_ACTION}
         with request_scope(function=FUNCTION, request_id=event_id):
-            self.handle(body)
+            if event_type == DEAD_LETTER_EVENT:
+                self.dead_letter(body)
+            else:
+                self.handle(body)
 
     def handle_lambda_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """SQS batches of messages, or the schedule's ``{"action": "refresh"}``."""
@@ -61,6 +70,29 @@ class IngestHandler:
                 return {"refreshed": self._refresh(event.get("copilot_id"))}
         log.error("dropping an event that is neither an SQS batch nor a refresh: %s", list(event))
         return {"ignored": True}
+
+    def handle_dead_letter_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An SQS batch from the ingest dead-letter queue."""
+        return self._handle_sqs_batch(event, self.dead_letter)
+
+    def dead_letter(self, body: dict[str, Any]) -> list[IngestResult]:
+        """A message the ingest queue gave up on: record its documents as failed."""
+        if body.get("action"):
+            # Refreshes run again on schedule; a lexical rebuild again on the next change.
+            log.error("gave up on %s for %s", body.get("action"), body.get("copilot_id"))
+            return []
+        try:
+            events = parse_s3_notification(body)
+        except ValueError as e:
+            log.error("dropping malformed dead-lettered message: %s", e)
+            return []
+        results = []
+        for event in events:
+            with request_scope(copilot_id=event.copilot_id, document_key=event.doc_key):
+                r = self._ingest().give_up(event)
+                log.warning("ingest gave up on %s: %s %s", r.key, r.status, r.reason or "")
+            results.append(r)
+        return results
 
     def handle(self, body: dict[str, Any]) -> list[Any]:
         """One message, whatever its work."""
@@ -100,8 +132,11 @@ class IngestHandler:
                 log.info("refresh: %s", line)
         return lines
 
-    def _handle_sqs_batch(self, event: dict[str, Any]) -> dict[str, Any]:
+    def _handle_sqs_batch(
+        self, event: dict[str, Any], handle: Callable[[dict[str, Any]], list[Any]] | None = None
+    ) -> dict[str, Any]:
         """Partial failure reporting: only failed messages are retried."""
+        handle = handle or self.handle
         failures = []
         for record in event.get("Records", []):
             with request_scope(function=FUNCTION, request_id=record.get("messageId")):
@@ -109,7 +144,7 @@ class IngestHandler:
                     body = json.loads(record["body"])
                     if isinstance(body, dict) and "Message" in body and "Records" not in body:
                         body = json.loads(body["Message"])  # delivered through SNS
-                    self.handle(body if isinstance(body, dict) else {})
+                    handle(body if isinstance(body, dict) else {})
                 except json.JSONDecodeError:
                     log.error("dropping SQS message that is not JSON: %s", record.get("messageId"))
                 except Exception:

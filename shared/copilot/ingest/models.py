@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -48,3 +49,31 @@ class ReindexResult(BaseModel):
 
 class DocumentList(BaseModel):
     documents: list[DocumentStatus]
+
+
+# S3 keys are at most 1024 bytes; a retry names at most this many documents at once.
+MAX_RETRY_KEYS = 1000
+
+
+class RetryRequest(BaseModel):
+    keys: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list,
+        max_length=MAX_RETRY_KEYS,
+        description=(
+            "Documents to queue again (paths under the copilot's prefix). None: every failed "
+            "document, and every file of the copilot's prefix that has no record yet."
+        ),
+    )
+
+
+class RetrySkip(BaseModel):
+    doc_key: str
+    reason: str
+
+
+class RetryResult(BaseModel):
+    copilot_id: str
+    queued: list[str] = Field(description="Documents queued for another indexing attempt.")
+    skipped: list[RetrySkip] = Field(
+        default_factory=list, description="Named documents that were not queued, and why."
+    )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from copilot.conflicts import retry_on_conflict
-from copilot.errors import PermanentIngestError
+from copilot.errors import CopilotError, PermanentIngestError
 from copilot.ingest.chunking import chunk_document, chunk_id
 from copilot.ingest.models import SOURCE_URL_META, DocumentStatus, DocumentStatusValue
 from copilot.knowledge.lexical_snapshots import LexicalMaintainer
@@ -28,6 +28,8 @@ MAX_CHASES = 5  # re-index rounds while the object keeps changing during indexin
 # Table rows embedded one by one, per document: a price list or opening hours, not a whole
 # product catalogue (each row costs an embedding on top of its chunk's).
 MAX_ROW_VECTORS = 1000
+# Ends the reason of a pending document whose last attempt failed for a transient cause.
+RETRYING = "; retrying"
 
 
 @dataclass(frozen=True)
@@ -113,14 +115,62 @@ class IngestService:
         self._max_bytes = max_bytes
 
     def handle(self, event: ObjectEvent) -> IngestResult:
-        result = self._handle(event)
+        try:
+            result = self._handle(event)
+        except Exception as e:
+            self._note_retrying(event, e)
+            raise
         if self._lexical is not None and result.status in ("indexed", "deleted", "superseded"):
             self._lexical.changed(event.copilot_id)
         return result
 
-    def _handle(self, event: ObjectEvent) -> IngestResult:
-        """Apply one object event. Permanent problems are recorded and returned, never raised;
-        transient ones (storage or index unavailable) raise so the queue redelivers."""
+    def give_up(self, event: ObjectEvent) -> IngestResult:
+        """The queue gave up on this event (dead-lettered after its retries): the document is
+        recorded as failed with the last cause seen, so a person sees it and can retry it."""
+        skipped = self._skip(event)
+        if skipped is not None:
+            return skipped
+        copilot_id, doc_key = event.copilot_id, event.doc_key
+        version = self._blobs.head(event.key)
+        outcome = [IngestResult(event.key, "failed")]
+
+        def fail(current: DocumentStatus | None) -> None:
+            if current is None and version is None:
+                outcome[0] = IngestResult(event.key, "ignored", "the file no longer exists")
+                return
+            if (
+                current is not None
+                and current.status == DocumentStatusValue.INDEXED
+                and current.version == version
+                and current.pending_version is None
+            ):
+                # A later delivery of the same file succeeded: nothing is missing.
+                outcome[0] = IngestResult(event.key, "unchanged", chunks=current.chunk_count)
+                return
+            base = current or DocumentStatus(
+                copilot_id=copilot_id, doc_key=doc_key, status=DocumentStatusValue.PENDING
+            )
+            reason = gave_up_reason(copilot_id, base.reason, removing=version is None)
+            if base.version is not None and version is not None:
+                reason += "; answers still use the previously indexed version"
+            outcome[0] = IngestResult(event.key, "failed", reason)
+            self._documents.save(
+                base.model_copy(
+                    update={
+                        "status": DocumentStatusValue.FAILED,
+                        "reason": reason,
+                        "pending_version": None,
+                        "attempted_version": version or base.attempted_version,
+                        "updated_at": utcnow(),
+                    }
+                )
+            )
+
+        self._update(copilot_id, doc_key, fail)
+        return outcome[0]
+
+    def _skip(self, event: ObjectEvent) -> IngestResult | None:
+        """Why an event names no copilot's document (then no record can hold it), or None."""
         if event.bucket != self._bucket:
             log.warning(
                 "dropping event for bucket %s (this deployment reads %s)",
@@ -131,16 +181,55 @@ class IngestService:
                 event.key, "ignored", f"not this deployment's bucket: {event.bucket}"
             )
         if not event.doc_key or event.key.endswith("/") or event.key.startswith("_"):
+            # Folder markers, internal files (lexical snapshots under _...) and files at the
+            # bucket's root: no copilot's document, so no record can show them.
+            log.warning("ignoring %s: not a file under a copilot prefix", event.key)
             return IngestResult(event.key, "ignored", "not a file under a copilot prefix")
         if self._copilots.get(event.copilot_id) is None:
             log.warning("dropping event for unknown copilot: %s", event.key)
             return IngestResult(event.key, "ignored", "no copilot owns this prefix")
+        return None
+
+    def _handle(self, event: ObjectEvent) -> IngestResult:
+        """Apply one object event. Permanent problems are recorded and returned, never raised;
+        transient ones (storage or index unavailable) raise so the queue redelivers."""
+        skipped = self._skip(event)
+        if skipped is not None:
+            return skipped
         if not event.created and self._blobs.head(event.key) is not None:
             # Removed, then uploaded again before this event arrived: index what is there now.
             return self._index_object(event)
         if not event.created:
             return self._remove(event)
         return self._index_object(event)
+
+    def _note_retrying(self, event: ObjectEvent, error: Exception) -> None:
+        """Keep a transient failure's cause on the document while the queue redelivers, so
+        ``copilot docs`` says why it is still pending. Best effort: the store may be what is
+        down, and the event is retried either way."""
+        if not event.doc_key or event.bucket != self._bucket or event.key.startswith("_"):
+            return
+        reason = f"{transient_cause(error)}{RETRYING}"
+
+        def note(current: DocumentStatus | None) -> None:
+            if current is None and event.created:
+                current = DocumentStatus(
+                    copilot_id=event.copilot_id,
+                    doc_key=event.doc_key,
+                    status=DocumentStatusValue.PENDING,
+                )
+            # Indexed or failed records still describe what answers use: left as they are.
+            if current is None or current.status != DocumentStatusValue.PENDING:
+                return
+            self._documents.save(
+                current.model_copy(update={"reason": reason, "updated_at": utcnow()})
+            )
+
+        try:
+            if self._copilots.get(event.copilot_id) is not None:
+                self._update(event.copilot_id, event.doc_key, note)
+        except Exception:
+            log.warning("could not record why %s is retried", event.key, exc_info=True)
 
     def _remove(self, event: ObjectEvent) -> IngestResult:
         copilot_id, doc_key = event.copilot_id, event.doc_key
@@ -162,15 +251,29 @@ class IngestService:
         copilot_id, doc_key = event.copilot_id, event.doc_key
         result = IngestResult(event.key, "ignored", "the file no longer exists")
         for _ in range(MAX_CHASES):
-            obj = (
-                self._blobs.get(event.key, self._max_bytes) if self._blobs.head(event.key) else None
-            )
+            version = self._blobs.head(event.key)
+            try:
+                obj = self._blobs.get(event.key, self._max_bytes) if version else None
+            except PermanentIngestError as e:
+                # Too large to read: recorded as failed like any file that cannot be indexed.
+                return self._unreadable(copilot_id, doc_key, event.key, version, e.message)
             if obj is None:
                 return self._remove(event) if self._documents.get(copilot_id, doc_key) else result
             result = self._index_version(copilot_id, doc_key, obj)
             if self._blobs.head(event.key) == obj.version:
                 return result
         return result
+
+    def _unreadable(
+        self, copilot_id: str, doc_key: str, key: str, version: str | None, why: str
+    ) -> IngestResult:
+        reason = (
+            f"{why}: split the file into smaller ones, or raise the limit "
+            f"(COPILOT_MAX_UPLOAD_BYTES, now {self._max_bytes} bytes)"
+        )
+        stand_in = StoredObject(key=key, body=b"", version=version, size=0)
+        self._finish(copilot_id, doc_key, stand_in, failure=reason)
+        return IngestResult(key, "failed", reason)
 
     def _index_version(self, copilot_id: str, doc_key: str, obj: StoredObject) -> IngestResult:
         current = self._documents.get(copilot_id, doc_key)
@@ -189,6 +292,7 @@ class IngestService:
                 base.model_copy(
                     update={
                         "status": DocumentStatusValue.PENDING,
+                        "reason": None,  # a new attempt: the last one's cause is history
                         "pending_version": obj.version,
                         "updated_at": utcnow(),
                     }
@@ -341,6 +445,27 @@ class IngestService:
             change(current)
 
         retry_on_conflict(attempt, what=f"the status of '{doc_key}'")
+
+
+def transient_cause(error: Exception) -> str:
+    if isinstance(error, CopilotError):
+        return error.message
+    return f"an unexpected error ({type(error).__name__}; the ingest function's log has details)"
+
+
+def gave_up_reason(copilot_id: str, last: str | None, *, removing: bool) -> str:
+    """The reason of a document whose event was dead-lettered: the last cause seen (kept on
+    the record while retrying), and what to do."""
+    cause = (
+        last.removesuffix(RETRYING)
+        if last and last.endswith(RETRYING)
+        else "the ingest function failed on every attempt (its log has the cause)"
+    )
+    what = "removing it from the index" if removing else "indexing"
+    return (
+        f"{what} was given up after repeated failures: {cause}. Once that is fixed, retry it "
+        f"(`copilot docs retry`, or POST /admin/copilots/{copilot_id}/documents/retry)"
+    )
 
 
 def _heading(title: str, section: str | None) -> str:

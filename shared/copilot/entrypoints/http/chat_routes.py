@@ -23,7 +23,7 @@ from copilot.conversation.models import (
 )
 from copilot.entrypoints.http.router import Api, Call, Route, health_route
 from copilot.errors import ForbiddenError, UnauthorizedError
-from copilot.ingest.models import DocumentList, ReindexResult
+from copilot.ingest.models import DocumentList, ReindexResult, RetryRequest, RetryResult
 from copilot.observability import bind
 
 if TYPE_CHECKING:
@@ -105,6 +105,11 @@ class ChatRoutes:
     def reindex(self, call: Call) -> ReindexResult:
         self.require_admin(call)
         return self._admin().reindex(call.params["copilot_id"])
+
+    def retry_documents(self, call: Call) -> RetryResult:
+        self.require_admin(call)
+        keys = call.body.keys if isinstance(call.body, RetryRequest) else []
+        return self._admin().retry(call.params["copilot_id"], keys)
 
     def _build(self) -> Api:
         chat, admin = ["conversations"], ["admin"]
@@ -210,6 +215,18 @@ class ChatRoutes:
                     status=202,
                     auth="admin",
                     tags=admin,
+                ),
+                Route(
+                    "POST",
+                    "/admin/copilots/<copilot_id>/documents/retry",
+                    self.retry_documents,
+                    "Queue failed documents (or the named ones) for another indexing attempt",
+                    request_model=RetryRequest,
+                    response_model=RetryResult,
+                    status=202,
+                    auth="admin",
+                    tags=admin,
+                    body_optional=True,
                 ),
             ],
             cors=True,
