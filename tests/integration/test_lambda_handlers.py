@@ -132,3 +132,73 @@ def test_transient_failures_are_reported_for_retry(settings: Settings) -> None:
 def test_handoff_health_route(container: Container) -> None:
     status, body = call(load_function("handoff"), "GET", "/handoff/healthz")
     assert status == 200 and body == {"status": "ok", "function": "handoff"}
+
+
+def test_oversize_file_is_recorded_failed_and_its_message_acknowledged(
+    settings: Settings,
+) -> None:
+    small = Container(settings.model_copy(update={"max_upload_bytes": 1000}))
+    set_container(small)
+    try:
+        copilot_id = small.admin.create(CopilotSpec(name="small")).copilot_id
+        key = f"{copilot_id}/big.md"
+        s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name="us-east-1")
+        s3.put_object(Bucket=settings.bucket, Key=key, Body=b"# Big\n\n" + b"word " * 1000)
+        batch = load_event("sqs_s3_notification", bucket=settings.bucket, key=key, bad_key=key)
+        batch["Records"] = batch["Records"][:1]
+        # Acknowledged: a size that can never pass is no reason to retry.
+        assert load_function("ingest").lambda_handler(batch, None) == {"batchItemFailures": []}
+        status = small.documents.get(copilot_id, "big.md")
+        assert status is not None and status.status == "failed"
+        assert status.reason is not None and "COPILOT_MAX_UPLOAD_BYTES" in status.reason
+    finally:
+        set_container(None)
+
+
+def test_dead_letters_are_recorded_failed_and_the_admin_route_retries_them(
+    settings: Settings,
+) -> None:
+    kw = {"endpoint_url": settings.aws_endpoint_url, "region_name": "us-east-1"}
+    queue_url = boto3.client("sqs", **kw).create_queue(QueueName="lambda-retry")["QueueUrl"]
+    down = Container(settings.model_copy(update={"chroma_url": "http://127.0.0.1:9"}))
+    working = Container(settings.model_copy(update={"ingest_queue_url": queue_url}))
+    copilot_id = working.admin.create(CopilotSpec(name="dead letters")).copilot_id
+    key = f"{copilot_id}/a.md"
+    boto3.client("s3", **kw).put_object(Bucket=settings.bucket, Key=key, Body=b"# A\n\ntext")
+    batch = load_event("sqs_s3_notification", bucket=settings.bucket, key=key, bad_key=key)
+    batch["Records"] = batch["Records"][:1]
+    ingest = load_function("ingest")
+    set_container(down)
+    try:
+        assert ingest.lambda_handler(batch, None)["batchItemFailures"]  # retried by the queue
+        # ... until the queue gives up: the ingest DLQ's consumer gets the same message.
+        assert ingest.dead_letter_handler(batch, None) == {"batchItemFailures": []}
+    finally:
+        set_container(None)
+    status = working.documents.get(copilot_id, "a.md")
+    assert status is not None and status.status == "failed"
+    assert status.reason is not None and "the knowledge index is unavailable" in status.reason
+
+    set_container(working)
+    try:
+        chat = load_function("chat")
+        code, body = call(chat, "POST", f"/admin/copilots/{copilot_id}/documents/retry")
+        assert code == 202
+        assert body == {"copilot_id": copilot_id, "queued": ["a.md"], "skipped": []}
+        code, body = call(
+            chat, "POST", f"/admin/copilots/{copilot_id}/documents/retry", {"keys": ["a.md", "b"]}
+        )
+        assert code == 202
+        assert body["queued"] == ["a.md"]
+        assert body["skipped"] == [{"doc_key": "b", "reason": "no such document or file"}]
+        event = http_event("POST", f"/admin/copilots/{copilot_id}/documents/retry")
+        event["headers"].pop("x-admin-key")
+        assert chat.lambda_handler(event, None)["statusCode"] == 401
+        sqs = boto3.client("sqs", **kw)
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+        records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]
+        assert ingest.lambda_handler({"Records": records}, None) == {"batchItemFailures": []}
+    finally:
+        set_container(None)
+    status = working.documents.get(copilot_id, "a.md")
+    assert status is not None and status.status == "indexed" and status.reason is None
