@@ -507,17 +507,69 @@ def reindex(
     )
 
 
-@app.command()
+docs_app = typer.Typer(
+    help="Knowledge documents of a copilot and their indexing status; `retry` queues failed ones.",
+    invoke_without_command=True,
+)
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.callback()
 def docs(
-    copilot: str = typer.Option(..., "--copilot"), data_dir: DataDir = DEFAULT_DATA_DIR
+    ctx: typer.Context,
+    copilot: str = typer.Option(None, "--copilot", help="Copilot id."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Knowledge documents of a copilot and their indexing status."""
+    """Knowledge documents of a copilot and their indexing status (failed ones with why)."""
     from copilot_dev.client import ApiError
 
+    ctx.obj = copilot  # `copilot docs --copilot ID retry` names the copilot for retry too
+    if ctx.invoked_subcommand is not None:
+        return
+    if not copilot:
+        err.print("[red]Missing option '--copilot'.[/red]")
+        raise typer.Exit(2)
     try:
         _docs_table(_client(data_dir).documents(copilot))
     except ApiError as e:
         _fail(e)
+
+
+@docs_app.command("retry")
+def docs_retry(
+    ctx: typer.Context,
+    keys: list[str] = typer.Argument(
+        None, help="Documents to queue again (default: every failed one)."
+    ),
+    copilot: str = typer.Option(None, "--copilot", help="One copilot (default: all)."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Queue failed documents for another indexing attempt (after fixing what failed)."""
+    from copilot_dev.client import ApiError
+
+    copilot = copilot or ctx.obj
+    if keys and not copilot:
+        err.print("[red]Name the copilot of these documents with --copilot.[/red]")
+        raise typer.Exit(2)
+    client = _client(data_dir)
+    try:
+        ids = [copilot] if copilot else [c.copilot_id for c in client.list_copilots()]
+        results = [client.retry_documents(copilot_id, keys or []) for copilot_id in ids]
+    except ApiError as e:
+        _fail(e)
+    for result in results:
+        for key in result.queued:
+            console.print(f"queued   {result.copilot_id}/{key}", highlight=False)
+        for skip in result.skipped:
+            console.print(
+                f"skipped  {result.copilot_id}/{skip.doc_key}: {skip.reason}", highlight=False
+            )
+    queued = sum(len(r.queued) for r in results)
+    console.print(
+        f"Queued {queued} document(s) for indexing; follow with `copilot docs --copilot ID`."
+    )
+    if keys and any(r.skipped for r in results):
+        raise typer.Exit(1)
 
 
 def _docs_table(documents: list[Any]) -> None:

@@ -8,7 +8,7 @@ import requests
 
 from copilot.admin.models import Copilot
 from copilot.conversation.models import MessagesPage, StartConversationResponse, TurnResponse
-from copilot.ingest.models import DocumentStatus
+from copilot.ingest.models import DocumentStatus, RetryResult
 
 
 class ApiError(Exception):
@@ -72,6 +72,15 @@ class CopilotClient:
 
     def reindex(self, copilot_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/admin/copilots/{copilot_id}/reindex", admin=True))
+
+    def retry_documents(self, copilot_id: str, keys: list[str] | None = None) -> RetryResult:
+        body = self._call(
+            "POST",
+            f"/admin/copilots/{copilot_id}/documents/retry",
+            admin=True,
+            json={"keys": keys or []},
+        )
+        return RetryResult.model_validate(body)
 
     # conversations
     def start(

@@ -119,6 +119,7 @@ class LocalStack:
         self._commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
+        self._dead_letter_pump: threading.Thread | None = None
         self._outbox_pumps: list[threading.Thread] = []
         self.queue_url = ""
         self.dlq_url = ""
@@ -126,6 +127,7 @@ class LocalStack:
         self.outbox_dlq_url = ""
         self.pumped = 0
         self.outbox_pumped = 0
+        self.dead_letters: list[dict[str, Any]] = []  # ingest DLQ messages handed to ingest
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -212,6 +214,10 @@ class LocalStack:
             self._wait_port(cfg.outbox_port, "outbox")
             self._pump = threading.Thread(target=self._pump_loop, name="s3-sqs-pump", daemon=True)
             self._pump.start()
+            self._dead_letter_pump = threading.Thread(
+                target=self._dead_letter_loop, name="ingest-dlq-pump", daemon=True
+            )
+            self._dead_letter_pump.start()
             self._outbox_pumps = [
                 threading.Thread(target=self._outbox_loop, name=f"outbox-pump-{i}", daemon=True)
                 for i in range(OUTBOX_POLLERS)
@@ -225,7 +231,7 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
-        for pump in [self._pump, *self._outbox_pumps]:
+        for pump in [self._pump, self._dead_letter_pump, *self._outbox_pumps]:
             if pump is not None:
                 pump.join(timeout=5)
         for proc in self._procs.values():
@@ -375,6 +381,35 @@ class LocalStack:
                     self.pumped += 1
                 # else: left on the queue; it comes back after the visibility timeout and goes
                 # to the dead-letter queue after max_receive_count attempts.
+
+    def _dead_letter_loop(self) -> None:
+        """The ingest dead-letter queue -> the ingest function (as the ingestDeadLetters
+        function's event source does on AWS): it records the documents as failed."""
+        from copilot.entrypoints.ingest import DEAD_LETTER_EVENT
+
+        sqs = self.client("sqs")
+        session = requests.Session()
+        url = self.config.function_url("ingest")
+        while not self._stop.is_set():
+            try:
+                batch = sqs.receive_message(
+                    QueueUrl=self.dlq_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=self.config.receive_wait_seconds,
+                    AttributeNames=["All"],
+                ).get("Messages", [])
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("dead-letter pump: receive failed")
+                time.sleep(0.5)
+                continue
+            for message in batch:
+                if _post_cloud_event(session, url, message["Body"], "aws:sqs", DEAD_LETTER_EVENT):
+                    sqs.delete_message(
+                        QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+                    self.dead_letters.append(message)
 
     # --- the outbox pump: SQS FIFO -> the outbox target, as Lambda's event source would ----
 

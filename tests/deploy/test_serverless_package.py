@@ -154,6 +154,11 @@ def test_functions_and_handlers(template: dict[str, Any]) -> None:
         f"copilot-{STAGE}-chat": ("functions/chat/main.lambda_handler", 1024, 29),
         f"copilot-{STAGE}-handoff": ("functions/handoff/main.lambda_handler", None, None),
         f"copilot-{STAGE}-ingest": ("functions/ingest/main.lambda_handler", 2048, 300),
+        f"copilot-{STAGE}-ingestDeadLetters": (
+            "functions/ingest/main.dead_letter_handler",
+            512,
+            29,
+        ),
     }
     assert set(functions) == set(expected)
     for name, (handler, memory, timeout) in expected.items():
@@ -204,11 +209,18 @@ def _mappings(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_ingest_event_source_mapping(template: dict[str, Any]) -> None:
     mappings = _mappings(template)
-    assert set(mappings) == {"IngestQueue", "HubOutboxQueue"}
+    assert set(mappings) == {"IngestQueue", "IngestDeadLetterQueue", "HubOutboxQueue"}
     props = mappings["IngestQueue"]
     assert props["FunctionName"] == {"Fn::GetAtt": ["IngestLambdaFunction", "Arn"]}
     assert props["BatchSize"] == 5
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # What the ingest queue gives up on is recorded as failed, not left pending.
+    dead = mappings["IngestDeadLetterQueue"]
+    assert dead["FunctionName"] == {"Fn::GetAtt": ["IngestDeadLettersLambdaFunction", "Arn"]}
+    assert dead["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    res = template["Resources"]
+    dlq_visibility = res["IngestDeadLetterQueue"]["Properties"]["VisibilityTimeout"]
+    assert dlq_visibility >= 6 * res["IngestDeadLettersLambdaFunction"]["Properties"]["Timeout"]
 
 
 def test_hub_outbox_is_fifo_and_feeds_the_handoff_function(template: dict[str, Any]) -> None:

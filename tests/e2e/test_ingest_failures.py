@@ -1,0 +1,149 @@
+"""Every object that lands in the knowledge bucket ends with a document record, on the local
+stack (moto server, Chroma, functions-framework, the queue pumps): indexed, or failed with a
+reason a person can act on; what failed can be retried from the CLI once it is fixed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import unquote_plus
+
+import pytest
+
+from copilot.ingest.models import DocumentStatus
+from copilot_dev.client import CopilotClient
+from copilot_dev.localstack import LocalStack, StackConfig
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+COPILOT_BIN = Path(sys.executable).parent / "copilot"
+LIMIT = 2000  # bytes: COPILOT_MAX_UPLOAD_BYTES of this stack
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = 90) -> T:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def records(client: CopilotClient, copilot_id: str) -> dict[str, DocumentStatus]:
+    return {d.doc_key: d for d in client.documents(copilot_id)}
+
+
+def settled(client: CopilotClient, copilot_id: str, keys: set[str]) -> dict[str, DocumentStatus]:
+    def check() -> dict[str, DocumentStatus] | None:
+        now = records(client, copilot_id)
+        done = keys <= now.keys() and all(now[k].status != "pending" for k in keys)
+        return now if done else None
+
+    return wait_for(check, f"records of {sorted(keys)}")
+
+
+def test_every_upload_ends_with_a_record_and_failed_ones_can_be_retried(tmp_path: Path) -> None:
+    config = StackConfig.with_free_ports(REPO_ROOT, tmp_path / "stack")
+    config.visibility_timeout = 1
+    config.extra_env = {"COPILOT_MAX_UPLOAD_BYTES": str(LIMIT)}
+    with LocalStack(config) as stack:
+        client = stack.copilot_client()
+        copilot_id = client.create_copilot({"name": "Failures bot"}).copilot_id
+        s3 = stack.client("s3")
+        files = {
+            "big.md": b"# Big\n\n" + b"word " * LIMIT,
+            "manual.exe": b"MZ\x90\x00",
+            "empty.md": b"",
+            "broken.pdf": b"%PDF-1.7\nnot really a pdf",
+            "good.md": b"# Hours\n\nWe open at nine.",
+        }
+        for name, body in files.items():
+            s3.put_object(Bucket=config.bucket, Key=f"{copilot_id}/{name}", Body=body)
+        # Outside any copilot's prefix: nothing to record them under (ignored, logged).
+        s3.put_object(Bucket=config.bucket, Key="stray.md", Body=b"# Stray\n\ntext")
+        s3.put_object(Bucket=config.bucket, Key="nobody/faq.md", Body=b"# FAQ\n\ntext")
+
+        docs = settled(client, copilot_id, set(files))
+        assert {k: d.status for k, d in docs.items()} == {
+            "big.md": "failed",
+            "manual.exe": "failed",
+            "empty.md": "failed",
+            "broken.pdf": "failed",
+            "good.md": "indexed",
+        }
+        big = docs["big.md"].reason or ""
+        assert "over the" in big and "split the file" in big and "COPILOT_MAX_UPLOAD_BYTES" in big
+        assert "unsupported file type '.exe'" in (docs["manual.exe"].reason or "")
+        assert "the file is empty" in (docs["empty.md"].reason or "")
+        assert docs["broken.pdf"].reason
+        assert stack.dead_letters == []  # permanent failures are acknowledged, never retried
+
+        # The index is down: the upload is retried with its cause on the record, then
+        # dead-lettered, and the dead-letter consumer records it as failed.
+        stack.kill("chroma")
+        s3.put_object(Bucket=config.bucket, Key=f"{copilot_id}/faq.md", Body=b"# FAQ\n\nHi.")
+        retrying = wait_for(
+            lambda: (d := records(client, copilot_id).get("faq.md")) and d.reason and d,
+            "the retry reason",
+        )
+        assert retrying.status == "pending"
+        assert retrying.reason == "the knowledge index is unavailable; retrying"
+        failed = wait_for(
+            lambda: (d := records(client, copilot_id).get("faq.md")) and d.status == "failed" and d,
+            "the dead letter to be recorded",
+        )
+        assert "given up after repeated failures" in (failed.reason or "")
+        assert "the knowledge index is unavailable" in (failed.reason or "")
+        assert "copilot docs retry" in (failed.reason or "")
+        dead_keys = [
+            unquote_plus(r["s3"]["object"]["key"])
+            for m in stack.dead_letters
+            for r in json.loads(m["Body"])["Records"]
+        ]
+        assert dead_keys == [f"{copilot_id}/faq.md"]
+
+        # Fixed: `copilot docs retry` queues it again and it is indexed.
+        stack.restart("chroma")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COPILOT_")}
+        cli = subprocess.run(
+            [
+                str(COPILOT_BIN),
+                "docs",
+                "retry",
+                "--copilot",
+                copilot_id,
+                "faq.md",
+                "--data-dir",
+                str(config.data_dir),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO_ROOT,
+            timeout=60,
+            check=False,
+        )
+        assert cli.returncode == 0, cli.stderr + cli.stdout
+        assert f"queued   {copilot_id}/faq.md" in cli.stdout
+        docs = settled(client, copilot_id, {"faq.md"})
+        assert docs["faq.md"].status == "indexed" and docs["faq.md"].reason is None
+
+        # Retrying everything that failed: what is still wrong fails again, with its reason.
+        before = records(client, copilot_id)
+        result = client.retry_documents(copilot_id)
+        assert sorted(result.queued) == ["big.md", "broken.pdf", "empty.md", "manual.exe"]
+        docs = settled(client, copilot_id, set(result.queued))
+        for key in result.queued:
+            assert docs[key].status == "failed" and docs[key].reason == before[key].reason
+            assert docs[key].updated_at > before[key].updated_at  # attempted again
+        assert "COPILOT_MAX_UPLOAD_BYTES" in (docs["big.md"].reason or "")
