@@ -240,6 +240,7 @@ class Container:
                 hubs=self.hub,
                 config=HandoffConfig(
                     reorder_window=s.handoff_reorder_window_seconds,
+                    max_ahead=s.handoff_max_sequence_ahead,
                     max_attempts=s.hub_max_attempts,
                     reply_to=s.handoff_public_url,
                 ),

@@ -137,6 +137,13 @@ class Settings(ProviderSettings):
     handoff_reorder_window_seconds: float = Field(
         default=10, ge=0, description="How long agent events wait for a missing earlier one."
     )
+    handoff_max_sequence_ahead: int = Field(
+        default=200,
+        ge=101,
+        le=10_000,
+        description="A hub event whose sequence number is further past the last one applied "
+        "is refused (400); above the 100 events held for a gap.",
+    )
     webhook_tolerance_seconds: int = Field(
         default=300, ge=1, description="Webhook timestamps further from our clock are refused."
     )

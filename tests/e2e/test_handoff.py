@@ -205,7 +205,7 @@ def test_forged_unsigned_stale_replayed_and_malformed_webhooks_are_rejected(
         (desk.deliver(session, event, timestamp=int(time.time()) - 3600), 403),
         (desk.deliver(session, b'{"id": "x", "type": "agent.message"'), 400),
         (desk.deliver(session, {**event, "conversation_id": None}), 400),
-        (requests.post(url.replace(copilot_id, "f" * 32), data=body, timeout=5), 404),
+        (requests.post(url.replace(copilot_id, "f" * 32), data=body, timeout=5), 401),
     ]
     for response, status in bad:
         assert response.status_code == status, response.text

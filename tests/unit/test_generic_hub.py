@@ -60,6 +60,15 @@ def test_verification_rejects_unsigned_malformed_and_forged_calls(
         verify_signature(headers, body, SECRET, NOW)
 
 
+@pytest.mark.parametrize("ts", ["²", "١٧٣٦١٥٠٤٠٠", "+1736150400", " 1736150400", "1" * 13, "1.5"])
+def test_a_timestamp_of_other_than_ascii_digits_is_401_even_when_signed(ts: str) -> None:
+    """ "²".isdigit() is true and int("²") raises: signed by the hub itself, it was a 500."""
+    body = b'{"id":"e1"}'
+    headers = {"x-copilot-timestamp": ts, "x-copilot-signature": signature(SECRET, ts, body)}
+    with pytest.raises(UnauthorizedError):
+        verify_signature(headers, body, SECRET, NOW)
+
+
 def test_verification_refuses_stale_and_far_future_timestamps() -> None:
     body = b"{}"
     for ts in (NOW - 301, NOW + 301):

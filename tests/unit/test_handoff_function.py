@@ -15,7 +15,7 @@ from functions_framework import create_app
 
 from copilot.bootstrap import Container, set_container
 from copilot.config import Settings
-from copilot.handoff.hubs.generic import GenericHub, signed_headers
+from copilot.handoff.hubs.generic import GenericHub, signature, signed_headers
 from copilot_dev.collecting_hub import CollectingHub
 from copilot_dev.fakes import (
     MemoryConversationStore,
@@ -23,6 +23,7 @@ from copilot_dev.fakes import (
     MemoryDocumentStore,
     MemoryHubOutbox,
     MemoryKnowledgeIndex,
+    MemoryRateLimitStore,
     StaticSecretStore,
 )
 from tests.conftest import REPO_ROOT
@@ -62,6 +63,7 @@ def apps() -> Iterator[Apps]:
             conversations=store,
             documents=MemoryDocumentStore(),
             index=MemoryKnowledgeIndex(),
+            rate_limits=MemoryRateLimitStore(),
             hub_outbox=queue,
             hub_secrets=StaticSecretStore({"DESK": SECRET}),
             hubs={"generic": hub},
@@ -128,7 +130,8 @@ def test_signed_webhooks_apply_and_bad_ones_change_nothing(apps: Apps) -> None:
         (post_hook(apps, copilot_id, joined, timestamp=int(time.time()) - 600), 403),
         (post_hook(apps, copilot_id, b"{not json"), 400),
         (post_hook(apps, copilot_id, {**joined, "sequence": "first"}), 400),
-        (post_hook(apps, "nobody", joined), 404),
+        (post_hook(apps, "nobody", joined), 403),  # as a wrong signature: no existence oracle
+        (apps.hooks.post("/hooks/generic/nobody", data=body), 401),
         (post_hook(apps, copilot_id, b"x" * (300 * 1024)), 413),
         (apps.hooks.post(f"/hooks/salesforce/{copilot_id}", data=body), 404),
     ]
@@ -148,6 +151,48 @@ def test_signed_webhooks_apply_and_bad_ones_change_nothing(apps: Apps) -> None:
     page = apps.chat.get(f"/conversations/{conv}/messages", headers=auth).json
     assert page["state"] == "agent"
     assert [m["event"] for m in page["messages"]].count("agent_joined") == 1
+
+
+def test_webhooks_say_nothing_about_which_copilots_exist_or_have_a_hub(apps: Apps) -> None:
+    """Unsigned, or signed without the copilot's secret: the same status and body whether the
+    copilot exists with this hub, exists without a hub, or does not exist."""
+    copilot_id, conv, _, hid = escalate(apps)
+    no_hub = new_copilot(apps)
+    body = json.dumps(event(conv, hid, 1)).encode()
+    for targets, signed in (
+        ((copilot_id, no_hub, "f" * 32), True),
+        ((copilot_id, no_hub, "x"), False),
+    ):
+        answers = set()
+        for target in targets:
+            headers = signed_headers("guessed", body) if signed else {}
+            response = apps.hooks.post(f"/hooks/generic/{target}", data=body, headers=headers)
+            answers.add((response.status_code, json.dumps(response.json, sort_keys=True)))
+        assert len(answers) == 1, answers
+        assert next(iter(answers))[0] == (403 if signed else 401)
+
+
+def test_a_unicode_digit_timestamp_is_401_not_500(apps: Apps) -> None:
+    copilot_id, conv, _, hid = escalate(apps)
+    body = json.dumps(event(conv, hid, 1)).encode()
+    headers = {
+        "X-Copilot-Timestamp": "²",
+        "X-Copilot-Signature": signature(SECRET, "²", body),  # signed: only the format is bad
+    }
+    response = apps.hooks.post(f"/hooks/generic/{copilot_id}", data=body, headers=headers)
+    assert response.status_code == 401, response.get_data(as_text=True)
+    assert set(response.json) == {"error"}
+
+
+def test_a_sequence_number_far_ahead_is_refused_with_400(apps: Apps) -> None:
+    copilot_id, conv, auth, hid = escalate(apps)
+    response = post_hook(apps, copilot_id, event(conv, hid, 1_000_000))
+    assert response.status_code == 400 and response.json["error"]["field"] == "sequence"
+    assert post_hook(apps, copilot_id, event(conv, hid, 1)).json["results"][0]["status"] == (
+        "applied"
+    )
+    page = apps.chat.get(f"/conversations/{conv}/messages", headers=auth).json
+    assert [m["text"] for m in page["messages"] if m["role"] == "agent"] == ["message 1"]
 
 
 def test_webhook_for_a_conversation_of_another_copilot_is_404(apps: Apps) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,13 +16,16 @@ from copilot.conversation.dialog import OFFER_HANDOFF
 from copilot.conversation.models import Message
 from copilot.conversation.service import ConversationService
 from copilot.errors import (
+    BadRequestError,
     ConflictError,
     ForbiddenError,
     HubUnavailableError,
     NotFoundError,
     UnauthorizedError,
+    UnavailableError,
 )
 from copilot.handoff.customer import CONNECTING
+from copilot.handoff.inbound import MAX_SKIPPED
 from copilot.handoff.models import Agent, HubEvent
 from copilot.handoff.service import HandoffConfig, HandoffService, backoff_seconds
 from copilot_dev.collecting_hub import CollectingHub
@@ -43,6 +47,28 @@ class NoAnswer:
         return None
 
 
+class DynamoLimits(MemoryConversationStore):
+    """The in-memory store with DynamoDB's limit on one write: a transaction of at most 100
+    items (the conversation, its new messages, the claims). ``budget``: writes that succeed
+    before the store goes down (None: it stays up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+        self.budget: int | None = None
+
+    def append(self, conversation: Any, messages: Sequence[Message], **kwargs: Any) -> Any:
+        items = 1 + len(messages) + len(kwargs.get("claims", ())) + bool(kwargs.get("outcome"))
+        if items > 100:
+            raise UnavailableError("ValidationException: at most 100 items in a transaction")
+        if self.budget is not None:
+            if self.budget <= 0:
+                raise UnavailableError("the conversation store is unavailable")
+            self.budget -= 1
+        self.largest = max(self.largest, items)
+        return super().append(conversation, messages, **kwargs)
+
+
 class Clock:
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -54,7 +80,7 @@ class Clock:
 @dataclass
 class World:
     copilots: MemoryCopilotRegistry
-    store: MemoryConversationStore
+    store: DynamoLimits
     outbox: MemoryHubOutbox
     hub: CollectingHub
     clock: Clock
@@ -104,7 +130,7 @@ class World:
 
 @pytest.fixture
 def world() -> World:
-    copilots, store = MemoryCopilotRegistry(), MemoryConversationStore()
+    copilots, store = MemoryCopilotRegistry(), DynamoLimits()
     outbox, hub, clock = MemoryHubOutbox(), CollectingHub(), Clock(MONDAY_10AM_PARIS)
     handoff = HandoffService(
         copilots,
@@ -292,14 +318,20 @@ def test_webhook_verification_and_ownership(world: World) -> None:
     unsigned = type(request)(request.method, request.path, {}, request.body)
     with pytest.raises(UnauthorizedError):
         world.handoff.receive("generic", copilot_id, unsigned)
-    with pytest.raises(NotFoundError):
+    # No copilot, or one without this hub: answered as a wrong signature is (403; 401 when
+    # unsigned), so a caller without the secret cannot tell which copilots exist or have hubs.
+    with pytest.raises(ForbiddenError):
         world.handoff.receive("generic", "no-such-copilot", request)
+    with pytest.raises(UnauthorizedError):
+        world.handoff.receive("generic", "no-such-copilot", unsigned)
     other = world.copilot()  # another tenant's hook cannot touch this conversation
     with pytest.raises(NotFoundError):
         world.send(other, event)
     no_hub = world.admin.create(CopilotSpec(name="No hub")).copilot_id
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ForbiddenError):
         world.send(no_hub, event)
+    with pytest.raises(NotFoundError):
+        world.handoff.receive("salesforce", copilot_id, request)  # no such hub type (public)
     assert world.store.get(conv).state == "handoff_requested"  # type: ignore[union-attr]
 
 
@@ -386,6 +418,7 @@ def test_cancel_by_word_and_by_endpoint(world: World) -> None:
         world.chat.cancel_handoff(conv, token)
 
     # Cancelled before the start reached the hub: the hub never hears of it.
+    world.clock.now += timedelta(seconds=60)  # the copilot's hand-off interval (limits)
     world.chat.post(conv, token, "agent")
     assert world.chat.cancel_handoff(conv, token).state == "bot"
     world.handoff.deliver(conv, 1)
@@ -460,6 +493,7 @@ def test_a_handoff_requested_while_the_outbox_reads_is_still_started(world: Worl
 
     def racing(*args: Any, **kwargs: Any) -> list[Message]:
         world.store.messages_after = original  # type: ignore[method-assign]
+        world.clock.now += timedelta(seconds=60)  # the copilot's hand-off interval (limits)
         world.chat.post(conv, token, "talk to a person")  # between the outbox's two reads
         return original(*args, **kwargs)
 
@@ -467,3 +501,118 @@ def test_a_handoff_requested_while_the_outbox_reads_is_still_started(world: Worl
     world.handoff.deliver(conv, 1)
     assert [c.kind for c in world.hub.sent] == ["start", "start"]
     assert world.hub.sent[1].handoff_id == world.store.get(conv).handoff.handoff_id  # type: ignore[union-attr]
+
+
+def agent_messages(world: World, conv: str, token: str) -> list[str]:
+    return [text for role, text in world.texts(conv, token) if role == "agent"]
+
+
+def test_a_late_first_event_behind_a_backlog_applies_it_all_in_writes_that_fit(
+    world: World,
+) -> None:
+    """A hub replays 2..101 before 1: event 1 makes 101 events ready at once, more than one
+    DynamoDB transaction holds. They are applied in writes that fit, in order, all of them."""
+    copilot_id, conv, token = escalated(world)
+    events = [world.event(conv, "agent_message", text=f"m{i}") for i in range(1, 102)]
+    for event in events[1:]:
+        assert world.send(copilot_id, event) == ["held"]
+    assert agent_messages(world, conv, token) == []  # polls answer (nothing to show yet)
+    assert world.send(copilot_id, events[0]) == ["applied"]
+    assert agent_messages(world, conv, token) == [f"m{i}" for i in range(1, 102)]
+    handoff = world.store.get(conv).handoff  # type: ignore[union-attr]
+    assert handoff is not None and handoff.hub_seq == 101 and handoff.held == []
+    assert world.store.largest <= 100
+    assert world.send(copilot_id, world.event(conv, "agent_message", text="next")) == ["applied"]
+    assert agent_messages(world, conv, token)[-1] == "next"
+
+
+def test_events_queued_by_an_interrupted_call_are_applied_by_the_next_poll(
+    world: World,
+) -> None:
+    copilot_id, conv, token = escalated(world)
+    events = [world.event(conv, "agent_message", text=f"m{i}") for i in range(1, 101)]
+    for event in events[1:]:
+        world.send(copilot_id, event)
+    world.store.budget = 1  # the store fails right after the write that takes event 1 in
+    assert world.send(copilot_id, events[0]) == ["applied"]
+    world.store.budget = None
+    queued = world.store.get(conv).handoff.held  # type: ignore[union-attr]
+    assert len(queued) == 60  # in order, waiting for a write: nothing lost
+    assert world.send(copilot_id, events[50]) == ["duplicate"]  # a hub retry changes nothing
+    assert agent_messages(world, conv, token) == [f"m{i}" for i in range(1, 101)]
+
+
+def test_a_backlog_beyond_max_held_skips_the_gap_and_shows_the_late_event(world: World) -> None:
+    copilot_id, conv, token = escalated(world)
+    events = [world.event(conv, "agent_message", text=f"m{i}") for i in range(1, 103)]
+    statuses = [world.send(copilot_id, event)[0] for event in events[1:]]
+    assert statuses == ["held"] * 100 + ["applied"]  # the 101st held: the gap is given up
+    assert agent_messages(world, conv, token) == [f"m{i}" for i in range(2, 103)]
+    assert world.send(copilot_id, events[0]) == ["applied"]  # late, but shown
+    assert agent_messages(world, conv, token)[-1] == "m1"
+    assert world.store.largest <= 100
+
+
+def test_held_events_are_bounded_in_size_too(world: World) -> None:
+    """Held events live on the conversation's item (400 KB at most in DynamoDB)."""
+    copilot_id, conv, token = escalated(world)
+    limit = world.handoff.config.max_held_bytes
+    events = [world.event(conv, "agent_message", text=f"{i} " + "x" * 3990) for i in range(60)]
+    for event in events[1:]:
+        world.send(copilot_id, event)
+        held = world.store.get(conv).handoff.held  # type: ignore[union-attr]
+        assert sum(len(e.model_dump_json()) for e in held) <= limit
+    assert len(agent_messages(world, conv, token)) == 59  # skipped to, never dropped
+    assert world.send(copilot_id, events[0]) == ["applied"]
+    assert len(agent_messages(world, conv, token)) == 60
+
+
+def test_a_sequence_number_far_ahead_is_refused_and_later_events_shown(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    copilot_id, conv, token = escalated(world)
+    far = world.event(conv, "agent_message", text="from the future", sequence=1_000_000)
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(BadRequestError) as refused:
+        world.send(copilot_id, far)
+    assert refused.value.field == "sequence" and refused.value.status == 400
+    with pytest.raises(BadRequestError):
+        world.send(copilot_id, far.model_copy(update={"sequence": 10**18, "event_id": "e2"}))
+    assert [len(r.getMessage()) < 300 for r in caplog.records] == [True, True]
+    handoff = world.store.get(conv).handoff  # type: ignore[union-attr]
+    assert handoff is not None and handoff.hub_seq == 0 and handoff.held == []
+    for seq, text in enumerate(("hello", "how can I help?"), start=1):
+        event = world.event(conv, "agent_message", text=text, sequence=seq)
+        assert world.send(copilot_id, event) == ["applied"]
+    assert agent_messages(world, conv, token) == ["hello", "how can I help?"]
+    assert "from the future" not in [t for _, t in world.texts(conv, token)]
+
+
+def test_the_furthest_gap_allowed_is_skipped_with_a_compact_log_and_bounded_memory(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    copilot_id, conv, token = escalated(world)
+    ahead = world.handoff.config.max_ahead
+    world.send(copilot_id, world.event(conv, "agent_message", text="first", sequence=1))
+    assert world.send(
+        copilot_id, world.event(conv, "agent_message", text="far", sequence=1 + ahead)
+    ) == ["held"]
+    with pytest.raises(BadRequestError):
+        world.send(copilot_id, world.event(conv, "agent_message", text="x", sequence=2 + ahead))
+    caplog.set_level(logging.WARNING)
+    world.clock.now += timedelta(seconds=11)  # the reorder window is over: the poll skips
+    assert agent_messages(world, conv, token) == ["first", "far"]
+    skipped_lines = [r.getMessage() for r in caplog.records if "did not arrive" in r.getMessage()]
+    assert len(skipped_lines) == 1 and f"2-{ahead}" in skipped_lines[0]
+    assert len(skipped_lines[0]) < 300
+    handoff = world.store.get(conv).handoff  # type: ignore[union-attr]
+    assert handoff is not None and handoff.hub_seq == 1 + ahead
+    assert len(handoff.skipped) <= max(MAX_SKIPPED, ahead)
+    late = world.event(conv, "agent_message", text="late", sequence=2)
+    assert world.send(copilot_id, late) == ["applied"]  # remembered as skipped: shown late
+    assert agent_messages(world, conv, token)[-1] == "late"
+
+
+def test_max_ahead_must_leave_room_for_the_held_events() -> None:
+    with pytest.raises(ValueError):
+        HandoffConfig(max_held=100, max_ahead=100)

@@ -16,8 +16,15 @@ log = logging.getLogger(__name__)
 class HandoffConfig:
     reorder_window: float = 10.0  # seconds an event ahead of a gap waits for the gap to fill
     max_held: int = 100  # events held at most; beyond, the gap is skipped at once
+    max_held_bytes: int = 150_000  # and their size (they are stored on the conversation's item)
+    max_ahead: int = 200  # a sequence number further past the last one in order is refused
     max_attempts: int = 5  # deliveries of a start before the customer is told it failed
     reply_to: str | None = None  # public base URL of the hand-off function (webhooks)
+
+    def __post_init__(self) -> None:
+        if self.max_ahead <= self.max_held:
+            # A backlog of max_held events replayed out of order must still be taken in.
+            raise ValueError("max_ahead must be greater than max_held")
 
 
 def hub_secret(

@@ -5,17 +5,32 @@ effect) and in the hub's order: an event that arrives ahead of a gap in the hub'
 numbers is held on the conversation until the gap fills, or, if it never does, for
 ``reorder_window`` seconds (then the gap is skipped on the next event or customer poll, and a
 skipped event that comes after all is applied late rather than dropped).
+
+Everything here is bounded, so no hub (broken, replaying a backlog, or hostile) can wedge a
+conversation: at most ``max_held`` events (``max_held_bytes`` of them) wait for a gap, a
+sequence number more than ``max_ahead`` past the last one in order is refused, and one write
+applies at most MAX_EVENTS_PER_WRITE events (a DynamoDB transaction takes 100 items); events
+whose turn has come beyond that stay queued, in order, for the next writes of the same call
+or of the customer's next poll.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from typing import get_args
 
 from copilot.admin.models import Copilot
 from copilot.conversation.models import Conversation, ConversationState, Message
-from copilot.errors import DuplicateError, NotFoundError
+from copilot.errors import (
+    BadRequestError,
+    DuplicateError,
+    ForbiddenError,
+    NotFoundError,
+    UnavailableError,
+)
 from copilot.handoff.changes import Change, Verdict, back_to_bot, failed, update
 from copilot.handoff.config import HandoffConfig, hub_secret
 from copilot.handoff.models import (
@@ -23,6 +38,7 @@ from copilot.handoff.models import (
     Handoff,
     HandoffEventName,
     HubEvent,
+    HubType,
     WebhookAck,
     WebhookResult,
 )
@@ -39,6 +55,10 @@ from copilot.schema import utcnow
 log = logging.getLogger(__name__)
 
 MAX_SKIPPED = 200  # sequence numbers remembered as skipped (so they apply if they come late)
+# One write is one DynamoDB transaction of at most 100 items: the conversation, the event's
+# claim, and up to two messages per event ("ended" shows two). 40 events leave a wide margin.
+MAX_EVENTS_PER_WRITE = 40
+TRANSACTION_ITEMS = 100
 
 RESUMED = "I'm back. Is there anything else I can help you with?"
 CLOSED = "This conversation has ended. Thanks for chatting with us!"
@@ -63,11 +83,16 @@ class InboundEvents:
         self._clock = clock
 
     def receive(self, hub_type: str, copilot_id: str, request: InboundRequest) -> WebhookAck:
+        if hub_type not in get_args(HubType):
+            raise NotFoundError("no such webhook")  # the list of hub types is public
+        adapter = self._hubs(hub_type)
         copilot = self._copilots.get(copilot_id)
         hub = copilot.hub if copilot else None
         if copilot is None or hub is None or hub.type != hub_type:
-            raise NotFoundError("no such webhook")  # the same for every reason: leaks nothing
-        adapter = self._hubs(hub_type)
+            # Answer exactly as for a copilot with this hub and a wrong signature (401 when
+            # unsigned, 403 when signed): whether a copilot exists, or has a hub, leaks nowhere.
+            adapter.verify(request, os.urandom(32).hex(), self._clock())
+            raise ForbiddenError("the signature does not match")  # no adapter gets here
         adapter.verify(request, hub_secret(self._secrets(), hub), self._clock())
         events = adapter.parse(request)
         # Verified and parsed: the webhook's log lines can name the conversation (a batch of
@@ -77,18 +102,34 @@ class InboundEvents:
         return WebhookAck(results=[self._apply(copilot, event) for event in events])
 
     def due(self, conversation: Conversation) -> bool:
-        """Held events waited out their window: a customer poll applies them."""
+        """Events queued in order, or held ones that waited out their window: a poll applies
+        them."""
         handoff = conversation.handoff
-        return handoff is not None and self._expired(handoff)
+        return handoff is not None and (_queued(handoff) or self._expired(handoff))
 
     def flush(self, conversation_id: str) -> None:
-        def change(conversation: Conversation) -> Change | None:
-            copilot = self._copilots.get(conversation.copilot_id)
-            if copilot is None or not self.due(conversation):
-                return None  # gone, or another poll or event got there first
-            return self._advance(conversation, copilot, None)
+        conversation = self._conversations.get(conversation_id)
+        copilot = self._copilots.get(conversation.copilot_id) if conversation else None
+        if copilot is not None:
+            self._drain(copilot, conversation_id, self.due)
 
-        update(self._conversations, conversation_id, change)
+    def _drain(
+        self, copilot: Copilot, conversation_id: str, pending: Callable[[Conversation], bool]
+    ) -> Conversation | None:
+        """Apply what ``pending`` finds, a write at a time, until nothing is (or the bound:
+        the held events make a few writes at most)."""
+        stored: Conversation | None = None
+        for _ in range(self._config.max_held // MAX_EVENTS_PER_WRITE + 3):
+
+            def change(conversation: Conversation) -> Change | None:
+                if conversation.handoff is None or not pending(conversation):
+                    return None  # another poll or event got there first
+                return self._advance(conversation, copilot, None)
+
+            stored, done = update(self._conversations, conversation_id, change)
+            if done is None:
+                break
+        return stored
 
     def _apply(self, copilot: Copilot, event: HubEvent) -> WebhookResult:
         assert copilot.hub is not None
@@ -114,59 +155,101 @@ class InboundEvents:
             ):
                 verdict = "duplicate"  # a retry under another id: this position is taken
                 return None
+            self._within_reach(conversation, handoff, event)
             done = self._advance(conversation, copilot, event)
             verdict = done.status
             return done
 
         try:
-            update(self._conversations, event.conversation_id, change, claims=[claim])
+            _, done = update(self._conversations, event.conversation_id, change, claims=[claim])
         except DuplicateError:
-            verdict = "duplicate"
+            return WebhookResult(event_id=event.event_id, status="duplicate")
+        if done is not None and _queued(done.conversation.handoff):
+            # In order but beyond one write: apply the rest now. The event is recorded (and
+            # claimed) already, so a failure here is for the customer's next poll to finish.
+            try:
+                stored = self._drain(copilot, event.conversation_id, _queued_in)
+            except UnavailableError:
+                log.warning("queued hub events left for the next poll", exc_info=True)
+                stored = None
+            handoff = stored.handoff if stored is not None else None
+            if handoff is not None and all(e.event_id != event.event_id for e in handoff.held):
+                verdict = "applied"  # (when it was held, a later write of this call applied it)
         return WebhookResult(event_id=event.event_id, status=verdict)
+
+    def _within_reach(self, conversation: Conversation, handoff: Handoff, event: HubEvent) -> None:
+        """A sequence number far past the last one in order is a broken or hostile hub: taking
+        it in would make every later event a duplicate, so it is refused (once, one line)."""
+        limit = handoff.hub_seq + self._config.max_ahead
+        if event.sequence is not None and event.sequence > limit:
+            log.warning(
+                "conversation %s: hub event %s has sequence %d, past the last in order (%d) "
+                "by more than %d: refused",
+                conversation.conversation_id,
+                event.event_id[:80],
+                event.sequence,
+                handoff.hub_seq,
+                self._config.max_ahead,
+            )
+            raise BadRequestError(
+                f"sequence {event.sequence} is more than {self._config.max_ahead} past the "
+                f"last one applied ({handoff.hub_seq})",
+                field="sequence",
+            )
 
     def _advance(
         self, conversation: Conversation, copilot: Copilot, incoming: HubEvent | None
     ) -> Change:
-        """Take ``incoming`` in, then apply every event whose turn has come, in hub order."""
+        """Take ``incoming`` in, then apply the events whose turn has come, in hub order, at
+        most MAX_EVENTS_PER_WRITE of them; the rest stay queued on the conversation."""
         handoff = conversation.handoff
         assert handoff is not None
         held, skipped = list(handoff.held), list(handoff.skipped)
-        ready: list[HubEvent] = []
+        first: list[HubEvent] = []
         if incoming is not None and incoming.sequence is None:
-            ready.append(incoming)  # a hub without sequence numbers: arrival order
-        elif incoming is not None and incoming.sequence in skipped:
-            ready.append(incoming)  # it came after all: late, but never lost
-            skipped.remove(incoming.sequence)
+            first.append(incoming)  # a hub without sequence numbers: arrival order
         elif incoming is not None:
+            if incoming.sequence in skipped:
+                skipped.remove(incoming.sequence)  # it came after all: late, but never lost
             held.append(incoming)
-        held.sort(key=lambda e: e.sequence or 0)
-        hub_seq = handoff.hub_seq
-        while held and held[0].sequence == hub_seq + 1:
-            ready.append(held.pop(0))
-            hub_seq += 1
-        if held and (len(held) > self._config.max_held or self._expired(handoff, held)):
-            present = {e.sequence for e in held}
-            missing = [n for n in range(hub_seq + 1, held[-1].sequence or 0) if n not in present]
+        held.sort(key=_sequence)
+        # hub_seq: the last sequence number taken into order. Held events at or below it are
+        # queued (in order, waiting for a write); those above it wait for a gap to fill.
+        hub_seq, in_order = handoff.hub_seq, 0
+        while in_order < len(held) and _sequence(held[in_order]) <= hub_seq + 1:
+            hub_seq = max(hub_seq, _sequence(held[in_order]))
+            in_order += 1
+        waiting = held[in_order:]
+        if waiting and (
+            len(held) > self._config.max_held
+            or _size(held) > self._config.max_held_bytes
+            or self._expired(handoff, waiting)
+        ):
+            gaps = _gaps(hub_seq, [_sequence(e) for e in waiting])
             log.warning(
                 "conversation %s: hub events %s did not arrive in time; applying later ones",
                 conversation.conversation_id,
-                missing,
+                _ranges(gaps),
             )
-            skipped = (skipped + missing)[-MAX_SKIPPED:]
-            ready.extend(held)
-            hub_seq = held[-1].sequence or hub_seq
-            held = []
-        status: Verdict = "applied" if incoming is None or incoming in ready else "held"
+            memory = max(MAX_SKIPPED, self._config.max_ahead)
+            skipped = (skipped + _numbers(gaps, memory))[-memory:]
+            hub_seq, in_order = _sequence(waiting[-1]), len(held)
+        ready = first + held[:in_order]
+        now, later = ready[:MAX_EVENTS_PER_WRITE], ready[MAX_EVENTS_PER_WRITE:]
+        held = later + held[in_order:]
+        status: Verdict = "applied" if incoming is None or incoming in now else "held"
         update = {"held": held, "hub_seq": hub_seq, "skipped": skipped}
         current = conversation.model_copy(
             update={"handoff": handoff.model_copy(update=update), "updated_at": utcnow()}
         )
         messages: list[Message] = []
-        for event in ready:
+        for event in now:
             current, more = self._transition(
                 current, copilot, event, current.last_seq + len(messages)
             )
             messages += more
+        if 1 + len(messages) + 1 > TRANSACTION_ITEMS:  # the conversation, messages, a claim
+            raise RuntimeError(f"{len(messages)} messages exceed one transaction's items")
         return Change(current, messages, status)
 
     def _transition(
@@ -216,8 +299,57 @@ class InboundEvents:
         return conversation, []  # "accepted", or a late rejection: nothing to show
 
     def _expired(self, handoff: Handoff, held: Sequence[HubEvent] | None = None) -> bool:
-        events = handoff.held if held is None else held
+        events = _waiting(handoff) if held is None else held
         if not events:
             return False
         oldest = min(e.received_at for e in events)
         return (self._clock() - oldest).total_seconds() >= self._config.reorder_window
+
+
+def _sequence(event: HubEvent) -> int:
+    return event.sequence or 0
+
+
+def _queued(handoff: Handoff | None) -> bool:
+    """Held events whose turn has come (more than one write's worth arrived in order)."""
+    return handoff is not None and any(_sequence(e) <= handoff.hub_seq for e in handoff.held)
+
+
+def _queued_in(conversation: Conversation) -> bool:
+    return _queued(conversation.handoff)
+
+
+def _waiting(handoff: Handoff) -> list[HubEvent]:
+    return [e for e in handoff.held if _sequence(e) > handoff.hub_seq]
+
+
+def _size(events: Iterable[HubEvent]) -> int:
+    """Bytes the events take on the stored conversation (one DynamoDB item: 400 KB at most)."""
+    return sum(len(e.model_dump_json()) for e in events)
+
+
+def _gaps(after: int, present: Sequence[int]) -> list[tuple[int, int]]:
+    """The missing ranges (first, last) between ``after`` and the sorted ``present`` numbers."""
+    gaps, previous = [], after
+    for number in present:
+        if number > previous + 1:
+            gaps.append((previous + 1, number - 1))
+        previous = max(previous, number)
+    return gaps
+
+
+def _ranges(gaps: Sequence[tuple[int, int]], shown: int = 10) -> str:
+    """A compact log form of ``gaps`` ("4-99, 101"): its size does not grow with the gaps."""
+    parts = [str(a) if a == b else f"{a}-{b}" for a, b in gaps[:shown]]
+    more = f" and {len(gaps) - shown} more gaps" if len(gaps) > shown else ""
+    return ", ".join(parts) + more
+
+
+def _numbers(gaps: Sequence[tuple[int, int]], last: int) -> list[int]:
+    """The ``last`` highest missing numbers, without listing the others."""
+    numbers: list[int] = []
+    for a, b in reversed(gaps):
+        numbers[:0] = range(max(a, b - (last - len(numbers)) + 1), b + 1)
+        if len(numbers) >= last:
+            break
+    return numbers

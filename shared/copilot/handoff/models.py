@@ -146,9 +146,13 @@ class Handoff(BaseModel):
     context: HandoffContext
     transcript_after: int = Field(0, description="The transcript sent starts after this seq.")
     agent: Agent | None = None
-    hub_seq: int = Field(0, description="Last hub sequence number applied.")
+    hub_seq: int = Field(
+        0, description="Last hub sequence number taken in order (applied, or queued in held)."
+    )
     held: list[HubEvent] = Field(
-        default_factory=list, description="Events that arrived ahead of a gap, in wait."
+        default_factory=list,
+        description="Events in wait: ahead of a gap (sequence > hub_seq), or in order but more "
+        "than one write holds (sequence <= hub_seq: the next write applies them).",
     )
     skipped: list[int] = Field(
         default_factory=list,

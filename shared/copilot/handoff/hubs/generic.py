@@ -39,7 +39,9 @@ TIMESTAMP_HEADER = "X-Copilot-Timestamp"
 SIGNATURE_HEADER = "X-Copilot-Signature"
 EVENT_ID_HEADER = "X-Copilot-Event-Id"
 TOLERANCE_SECONDS = 300
-_SIGNATURE = re.compile(r"^sha256=[0-9a-f]{64}$")
+_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
+# ASCII digits only: str.isdigit() also takes "²" or "٣", which int() then refuses (a 500).
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _RETRYABLE = {408, 425, 429}
 
 
@@ -69,9 +71,9 @@ def verify_signature(
     given = headers.get(SIGNATURE_HEADER.lower())
     if not ts or not given:
         raise UnauthorizedError(f"sign the call: {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}")
-    if not ts.isdigit():
+    if not _TIMESTAMP.fullmatch(ts):
         raise UnauthorizedError(f"{TIMESTAMP_HEADER} must be Unix seconds")
-    if not _SIGNATURE.match(given):
+    if not _SIGNATURE.fullmatch(given):
         raise ForbiddenError(f"{SIGNATURE_HEADER} must be 'sha256=<64 hex digits>'")
     if not hmac.compare_digest(given, signature(secret, ts, body)):
         raise ForbiddenError("the signature does not match")
