@@ -92,15 +92,16 @@ def test_every_upload_ends_with_a_record_and_failed_ones_can_be_retried(tmp_path
         # dead-lettered, and the dead-letter consumer records it as failed.
         stack.kill("chroma")
         s3.put_object(Bucket=config.bucket, Key=f"{copilot_id}/faq.md", Body=b"# FAQ\n\nHi.")
-        retrying = wait_for(
-            lambda: (d := records(client, copilot_id).get("faq.md")) and d.reason and d,
-            "the retry reason",
-        )
+
+        def faq(ready: Callable[[DocumentStatus], bool]) -> DocumentStatus | None:
+            d = records(client, copilot_id).get("faq.md")
+            return d if d is not None and ready(d) else None
+
+        retrying = wait_for(lambda: faq(lambda d: d.reason is not None), "the retry reason")
         assert retrying.status == "pending"
         assert retrying.reason == "the knowledge index is unavailable; retrying"
         failed = wait_for(
-            lambda: (d := records(client, copilot_id).get("faq.md")) and d.status == "failed" and d,
-            "the dead letter to be recorded",
+            lambda: faq(lambda d: d.status == "failed"), "the dead letter to be recorded"
         )
         assert "given up after repeated failures" in (failed.reason or "")
         assert "the knowledge index is unavailable" in (failed.reason or "")
