@@ -101,6 +101,13 @@ class DuplicateError(CopilotError):
     code = "duplicate"
 
 
+class IdempotencyKeyReusedError(CopilotError):
+    """An idempotency key sent again with a different request (IETF idempotency-key draft)."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
 class HubUnavailableError(UnavailableError):
     """The hub did not take a call (network error, timeout, 429, 5xx): try again later."""
 

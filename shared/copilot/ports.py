@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from copilot.admin.models import Copilot
-from copilot.conversation.models import Conversation, Message
+from copilot.conversation.models import Conversation, IdempotentOutcome, Message
 from copilot.handoff.models import HubCommand, HubEvent, HubSettings
 from copilot.ingest.models import DocumentStatus
 from copilot.knowledge.models import Chunk, Passage
@@ -36,7 +36,15 @@ class CopilotRegistry(abc.ABC):
 
 class ConversationStore(abc.ABC):
     @abc.abstractmethod
-    def create(self, conversation: Conversation, messages: Sequence[Message]) -> Conversation: ...
+    def create(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        *,
+        outcome: IdempotentOutcome | None = None,
+    ) -> Conversation:
+        """Store a new conversation; WriteConflict if its id is taken. ``outcome``: as in
+        ``append``."""
 
     @abc.abstractmethod
     def get(self, conversation_id: str) -> Conversation | None: ...
@@ -49,6 +57,7 @@ class ConversationStore(abc.ABC):
         *,
         claims: Sequence[str] = (),
     ) -> Conversation:
+        outcome: IdempotentOutcome | None = None,
         """Write ``messages`` and the new conversation state in one conditional write.
 
         ``conversation.version`` is the version that was read; the write succeeds only if it is
@@ -58,8 +67,14 @@ class ConversationStore(abc.ABC):
         ``claims`` (e.g. a hub's message ids) are recorded in the same write, which fails with
         DuplicateError if any of them was claimed before: an event is applied exactly once.
         """
+        ``outcome`` (a client request's answer) is stored the same way under its claim, which
+        counts as taken until the outcome's ``expires_at``.
 
     @abc.abstractmethod
+    @abc.abstractmethod
+    def outcome(self, claim: str) -> IdempotentOutcome | None:
+        """The answer stored under ``claim``, unless it has expired."""
+
     def messages_after(
         self, conversation_id: str, after_seq: int, limit: int = 100
     ) -> list[Message]: ...

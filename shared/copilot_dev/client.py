@@ -25,6 +25,7 @@ class CopilotClient:
         self.admin_key = admin_key
         self.timeout = timeout
         self.http = requests.Session()
+        self.last_response: requests.Response | None = None
 
     def _call(
         self,
@@ -43,6 +44,7 @@ class CopilotClient:
         response = self.http.request(
             method, self.base_url + path, headers=headers, timeout=self.timeout, **kwargs
         )
+        self.last_response = response  # e.g. its Idempotent-Replayed header
         body = response.json() if response.content else None
         if not response.ok:
             raise ApiError(response.status_code, body)
@@ -84,20 +86,35 @@ class CopilotClient:
 
     # conversations
     def start(
-        self, copilot_id: str, variables: dict[str, str] | None = None
+        self,
+        copilot_id: str,
+        variables: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> StartConversationResponse:
+        """``idempotency_key``: send the same random key (e.g. uuid4) on a retry to get the
+        same conversation back instead of a second one."""
         body = {"variables": variables} if variables else {}
         return StartConversationResponse.model_validate(
-            self._call("POST", f"/copilots/{copilot_id}/conversations", json=body)
+            self._call(
+                "POST",
+                f"/copilots/{copilot_id}/conversations",
+                json=body,
+                headers=_idempotency(idempotency_key),
+            )
         )
 
-    def send(self, conversation_id: str, token: str, text: str) -> TurnResponse:
+    def send(
+        self, conversation_id: str, token: str, text: str, idempotency_key: str | None = None
+    ) -> TurnResponse:
+        """``idempotency_key``: send the same random key on a retry of this message, so it is
+        stored once however often it is sent."""
         return TurnResponse.model_validate(
             self._call(
                 "POST",
                 f"/conversations/{conversation_id}/messages",
                 token=token,
                 json={"text": text},
+                headers=_idempotency(idempotency_key),
             )
         )
 
@@ -115,3 +132,7 @@ class CopilotClient:
         return TurnResponse.model_validate(
             self._call("POST", f"/conversations/{conversation_id}/handoff/cancel", token=token)
         )
+
+
+def _idempotency(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key else {}

@@ -13,7 +13,7 @@ from copilot.admin.models import Copilot
 from copilot.bootstrap import Container
 from copilot.config import Settings
 from copilot.conflicts import WriteConflict
-from copilot.conversation.models import Conversation, Message
+from copilot.conversation.models import Conversation, IdempotentOutcome, Message
 from copilot.errors import DuplicateError, PermanentIngestError
 from copilot.ingest.models import DocumentStatus
 from copilot.knowledge.models import Chunk, Passage
@@ -34,6 +34,7 @@ from copilot.ports import (
 )
 
 
+from copilot.schema import utcnow
 class MemoryCopilotRegistry(CopilotRegistry):
     def __init__(self) -> None:
         self._items: dict[str, str] = {}
@@ -70,12 +71,23 @@ class MemoryConversationStore(ConversationStore):
         self._claims: set[str] = set()
         self._lock = threading.Lock()
 
-    def create(self, conversation: Conversation, messages: Sequence[Message]) -> Conversation:
+        self._outcomes: dict[str, str] = {}
+    def create(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        *,
+        outcome: IdempotentOutcome | None = None,
+    ) -> Conversation:
         with self._lock:
             if conversation.conversation_id in self._meta:
                 raise WriteConflict("conversation exists")
+            if outcome is not None and self.outcome(outcome.claim) is not None:
+                raise DuplicateError("already applied")
             stored = conversation.model_copy(
                 update={"version": 1, "last_seq": conversation.last_seq + len(messages)}
+            if outcome is not None:
+                self._outcomes[outcome.claim] = outcome.model_dump_json()
             )
             self._meta[stored.conversation_id] = stored.model_dump_json()
             self._messages[stored.conversation_id] = {m.seq: m.model_dump_json() for m in messages}
@@ -93,10 +105,13 @@ class MemoryConversationStore(ConversationStore):
         claims: Sequence[str] = (),
     ) -> Conversation:
         with self._lock:
+        outcome: IdempotentOutcome | None = None,
             if self._claims.intersection(claims):
                 raise DuplicateError("already applied")
             current = self.get(conversation.conversation_id)
             if current is None or current.version != conversation.version:
+            if outcome is not None and self.outcome(outcome.claim) is not None:
+                raise DuplicateError("already applied")
                 raise WriteConflict("conversation changed")
             expected = list(range(current.last_seq + 1, current.last_seq + 1 + len(messages)))
             if [m.seq for m in messages] != expected:
@@ -113,8 +128,15 @@ class MemoryConversationStore(ConversationStore):
             self._claims.update(claims)
             return stored
 
+            if outcome is not None:
+                self._outcomes[outcome.claim] = outcome.model_dump_json()
     def messages_after(
         self, conversation_id: str, after_seq: int, limit: int = 100
+    def outcome(self, claim: str) -> IdempotentOutcome | None:
+        raw = self._outcomes.get(claim)
+        stored = IdempotentOutcome.model_validate_json(raw) if raw else None
+        return stored if stored is not None and stored.expires_at > utcnow() else None
+
     ) -> list[Message]:
         box = self._messages.get(conversation_id, {})
         seqs = sorted(s for s in box if s > after_seq)[:limit]

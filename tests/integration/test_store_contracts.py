@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -19,7 +20,8 @@ from copilot.adapters.aws.dynamo import (
 )
 from copilot.admin.models import Copilot
 from copilot.conflicts import WriteConflict
-from copilot.conversation.models import Conversation, Message
+from copilot.conversation.models import Conversation, IdempotentOutcome, Message
+from copilot.errors import DuplicateError
 from copilot.ingest.models import DocumentStatus, DocumentStatusValue
 from copilot.schema import utcnow
 from copilot_dev.fakes import (
@@ -170,3 +172,73 @@ def test_state_lives_beside_documents_without_showing_as_one(dynamodb: Any) -> N
     )
     assert store.get_state(copilot_id, "crawl:example.com") == {"hashes": {"a": "1"}}
     assert [d.doc_key for d in store.list(copilot_id)] == ["a.md"]
+
+
+def make_outcome(claim: str, body: str = '{"ok": true}', ttl: float = 3600) -> IdempotentOutcome:
+    return IdempotentOutcome(
+        claim=claim,
+        fingerprint="f",
+        status=200,
+        body=body,
+        expires_at=utcnow() + timedelta(seconds=ttl),
+    )
+
+
+def test_an_outcome_is_written_with_the_messages_and_claims_its_key_once(
+    stores: tuple[Any, Any, Any],
+) -> None:
+    _, conversations, _ = stores
+    claim = uuid.uuid4().hex
+    created = conversations.create(make_conversation(), [msg(1, "start")])
+    assert conversations.outcome(claim) is None
+    outcome = make_outcome(claim)
+    after = conversations.append(created, [msg(2, "hello")], outcome=outcome)
+    assert conversations.outcome(claim) == outcome
+    # A retry that read the same version, or the new one: refused as a duplicate either way,
+    # and nothing of it is written.
+    for read in (created, after):
+        with pytest.raises(DuplicateError):
+            conversations.append(
+                read, [msg(read.last_seq + 1, "hello again")], outcome=make_outcome(claim, "{}")
+            )
+    assert conversations.get(created.conversation_id) == after
+    assert [m.text for m in conversations.messages_after(created.conversation_id, 0)] == [
+        "start",
+        "hello",
+    ]
+    assert conversations.outcome(claim).body == '{"ok": true}'
+
+
+def test_racing_starts_with_one_claim_create_one_conversation(
+    stores: tuple[Any, Any, Any],
+) -> None:
+    _, conversations, _ = stores
+    claim = uuid.uuid4().hex
+    candidates = [make_conversation() for _ in range(4)]
+    duplicates: list[Exception] = []
+
+    def create(conversation: Conversation) -> None:
+        try:
+            conversations.create(conversation, [msg(1)], outcome=make_outcome(claim))
+        except DuplicateError as e:
+            duplicates.append(e)
+
+    threads = [threading.Thread(target=create, args=(c,)) for c in candidates]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    created = [c for c in candidates if conversations.get(c.conversation_id) is not None]
+    assert len(created) == 1 and len(duplicates) == 3
+    assert conversations.outcome(claim) is not None
+
+
+def test_an_expired_outcome_is_gone_and_its_key_free_again(stores: tuple[Any, Any, Any]) -> None:
+    _, conversations, _ = stores
+    claim = uuid.uuid4().hex
+    created = conversations.create(
+        make_conversation(), [msg(1)], outcome=make_outcome(claim, ttl=-5)
+    )
+    assert conversations.outcome(claim) is None  # stored, but past its window
+    conversations.append(created, [msg(2)], outcome=make_outcome(claim, '{"new": 1}'))
+    assert conversations.outcome(claim).body == '{"new": 1}'

@@ -70,6 +70,23 @@ class Conversation(BaseModel):
 
 
 class StartConversationRequest(Strict):
+    # The last message the hub's outbox has to deliver, and when the outbox was last told:
+    # a customer poll tells it again if it is behind that long (a lost or failed nudge).
+    outbox_due_seq: int = 0
+    outbox_nudged_at: datetime | None = None
+    outbox_renudges: int = 0  # re-nudges of the current backlog (they back off)
+
+
+class IdempotentOutcome(BaseModel):
+    """A write's answer, stored under its idempotency claim so a retry gets it back."""
+
+    claim: str = Field(description="Hash of the key and its scope; the key is never stored.")
+    fingerprint: str = Field(description="Hash of the request it answered.")
+    status: int
+    body: str = Field(description="The response JSON, its secret field (if any) blanked.")
+    secret_field: str | None = None
+    sealed: str | None = Field(None, description="The secret, encrypted with the key's pad.")
+    expires_at: datetime
     locale: str | None = Field(None, max_length=35)
     variables: dict[str, str] = Field(
         default_factory=dict,

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from copilot.admin.lookup import require_copilot
 from copilot.admin.models import Copilot
-from copilot.conflicts import retry_on_conflict
+from copilot.conflicts import WriteConflict, retry_on_conflict
 from copilot.conversation.dialog import Dialog, Reply
+from copilot.conversation.idempotency import HEADER, Done, IdempotentRequest
 from copilot.conversation.models import (
     Conversation,
     ConversationState,
@@ -21,7 +28,13 @@ from copilot.conversation.models import (
     StartConversationResponse,
     TurnResponse,
 )
-from copilot.errors import ConflictError, NotFoundError, UnauthorizedError
+from copilot.errors import (
+    ConflictError,
+    DuplicateError,
+    NotFoundError,
+    UnauthorizedError,
+    UnavailableError,
+)
 from copilot.handoff.changes import ACTIVE
 from copilot.handoff.service import HandoffService
 from copilot.knowledge.answer import KnowledgeAnswerer
@@ -30,6 +43,25 @@ from copilot.ports import ConversationStore, CopilotRegistry
 from copilot.schema import new_id, utcnow
 
 HISTORY_TURNS = 12  # messages of context given to follow-up handling
+# A poll re-nudges the hub outbox when it is behind and was last nudged this long ago: longer
+# than a normal delivery takes, short enough that a message saved while SQS was down reaches
+# the agent soon after SQS is back. It doubles with each re-nudge of the same backlog (up to
+# RENUDGE_MAX), so a long hub outage costs few extra writes and queue messages.
+RENUDGE_AFTER = timedelta(seconds=10)
+RENUDGE_MAX = timedelta(minutes=5)
+
+log = logging.getLogger(__name__)
+R = TypeVar("R", bound=BaseModel)
+
+
+def _outbox_stalled(conversation: Conversation) -> bool:
+    """The hub's outbox is behind and was last told long enough ago to tell it again (read
+    from the conversation alone: a normal poll costs nothing more)."""
+    if conversation.outbox_due_seq <= conversation.hub_outbox.delivered_seq:
+        return False
+    told = conversation.outbox_nudged_at
+    wait = min(RENUDGE_MAX, RENUDGE_AFTER * 2 ** min(conversation.outbox_renudges, 16))
+    return told is None or utcnow() - told >= wait
 
 
 def hash_token(token: str) -> str:
@@ -56,10 +88,26 @@ class ConversationService:
     def start(
         self, copilot_id: str, request: StartConversationRequest | None = None
     ) -> StartConversationResponse:
+        return self.start_once(copilot_id, request, None).response
+
+    def start_once(
+        self,
+        copilot_id: str,
+        request: StartConversationRequest | None,
+        idempotency_key: str | None,
+    ) -> Done[StartConversationResponse]:
+        """A new conversation. With ``idempotency_key``, a retry of the same start (same key,
+        copilot and request) within the window gets the same conversation and token back."""
         self._prewarm()
         copilot = require_copilot(self._copilots, copilot_id)
-        token = secrets.token_urlsafe(32)
         request = request or StartConversationRequest()
+        once = None
+        if idempotency_key is not None:
+            payload = json.dumps(request.model_dump(mode="json"), sort_keys=True)
+            once = IdempotentRequest(f"start:{copilot.copilot_id}", idempotency_key, payload)
+            if (replayed := self._replay(once, StartConversationResponse)) is not None:
+                return replayed
+        token = secrets.token_urlsafe(32)
         conversation = Conversation(
             conversation_id=new_id(),
             copilot_id=copilot.copilot_id,
@@ -67,13 +115,21 @@ class ConversationService:
             context=DialogContext(locale=request.locale, variables=request.variables),
         )
         first = Message(seq=1, role="copilot", text=copilot.messages.conversation_start)
-        stored = self._conversations.create(conversation, [first])
-        return StartConversationResponse(
-            conversation_id=stored.conversation_id,
+        response = StartConversationResponse(
+            conversation_id=conversation.conversation_id,
             token=token,
-            state=stored.state,
+            state=conversation.state,
             messages=[first],
         )
+        if once is None:
+            self._conversations.create(conversation, [first])
+            return Done(response)
+        try:
+            outcome = once.outcome(201, response, secret="token")
+            self._conversations.create(conversation, [first], outcome=outcome)
+        except DuplicateError:
+            return self._replay_winner(once, StartConversationResponse)
+        return Done(response)
 
     def authorize(self, conversation_id: str, token: str | None) -> Conversation:
         if not token:
@@ -90,8 +146,25 @@ class ConversationService:
         return conversation
 
     def post(self, conversation_id: str, token: str | None, text: str) -> TurnResponse:
+        return self.post_once(conversation_id, token, text, None).response
+
+    def post_once(
+        self,
+        conversation_id: str,
+        token: str | None,
+        text: str,
+        idempotency_key: str | None,
+    ) -> Done[TurnResponse]:
+        """The customer's message and the replies to it. With ``idempotency_key``, a retry of
+        the same message within the window gets the first answer back; nothing is stored or
+        run again, even when the retry races the first request (one write wins)."""
         self._prewarm()
         conversation = self.authorize(conversation_id, token)
+        once = None
+        if idempotency_key is not None:
+            once = IdempotentRequest(f"post:{conversation_id}", idempotency_key, text)
+            if (replayed := self._replay(once, TurnResponse)) is not None:
+                return replayed
         copilot = require_copilot(self._copilots, conversation.copilot_id)
         answers: dict[str, Answer | None] = {}  # knowledge answers survive a retried turn
 
@@ -105,22 +178,71 @@ class ConversationService:
 
         first = True
 
-        def turn() -> tuple[TurnResponse, Conversation, bool]:
+        def turn() -> tuple[Done[TurnResponse], Conversation | None]:
             nonlocal conversation, first
             if not first:
-                # Another writer appended first: run the turn again on the fresh state, so
-                # nothing is lost or duplicated.
+                # Another writer appended first (maybe a retry of this very request): run the
+                # turn again on the fresh state, so nothing is lost or duplicated.
+                if once is not None and (replayed := self._replay(once, TurnResponse)):
+                    return replayed, None
                 fresh = self._conversations.get(conversation_id)
                 if fresh is None:
                     raise NotFoundError("no such conversation")
                 conversation = fresh
             first = False
-            return self._turn(copilot, conversation, text, answer)
+            messages, updated, nudge = self._turn(copilot, conversation, text, answer)
+            if nudge:
+                # The hub has something new; the nudge below tells the outbox, and a customer
+                # poll tells it again should that nudge be lost.
+                updated = updated.model_copy(
+                    update={
+                        "outbox_due_seq": messages[-1].seq,
+                        "outbox_nudged_at": utcnow(),
+                        "outbox_renudges": 0,
+                    }
+                )
+            response = TurnResponse(
+                conversation_id=conversation_id, state=updated.state, messages=messages
+            )
+            if once is None:
+                stored = self._conversations.append(updated, messages)
+                return Done(response), stored if nudge else None
+            try:
+                outcome = once.outcome(200, response)
+                stored = self._conversations.append(updated, messages, outcome=outcome)
+            except DuplicateError:
+                return self._replay_winner(once, TurnResponse), None
+            return Done(response), stored if nudge else None
 
-        response, stored, nudge = retry_on_conflict(turn, what="the conversation")
-        if nudge and self._handoff is not None:
-            self._handoff.nudge(stored)  # the hub has something new: the outbox delivers it
-        return response
+        done, to_nudge = retry_on_conflict(turn, what="the conversation")
+        if to_nudge is not None:
+            self._nudge(to_nudge)
+        return done
+
+    def _replay(self, once: IdempotentRequest, model: type[R]) -> Done[R] | None:
+        stored = self._conversations.outcome(once.claim)
+        return once.replay(stored, model) if stored is not None else None
+
+    def _replay_winner(self, once: IdempotentRequest, model: type[R]) -> Done[R]:
+        """After losing the write to a concurrent request with the same key: its answer (it
+        was written in the same transaction as its messages, so it is there to read)."""
+        replayed = self._replay(once, model)
+        if replayed is None:  # it expired in between: the client may send it again
+            raise ConflictError(f"a request with this {HEADER} was just answered; try again")
+        return replayed
+
+    def _nudge(self, conversation: Conversation) -> None:
+        """Tell the outbox; if it is down, the message is saved all the same and the
+        customer's next poll after RENUDGE_AFTER tells it again, so this never fails the
+        request (a 5xx would invite the client to send the message twice)."""
+        assert self._handoff is not None
+        try:
+            self._handoff.nudge(conversation)
+        except UnavailableError:
+            log.warning(
+                "hub outbox unavailable for %s; a customer poll will nudge it again",
+                conversation.conversation_id,
+            )
 
     def _turn(
         self,
@@ -128,15 +250,15 @@ class ConversationService:
         conversation: Conversation,
         text: str,
         answer: Callable[[str], Answer | None],
-    ) -> tuple[TurnResponse, Conversation, bool]:
-        """The turn's messages, written; and whether the hub has something new."""
+    ) -> tuple[list[Message], Conversation, bool]:
+        """The turn's messages and the conversation after them (to write together); and
+        whether the hub has something new."""
         seq = conversation.last_seq
         customer = Message(seq=seq + 1, role="customer", text=text)
         handoff = self._handoff
         if handoff is not None and conversation.state in ACTIVE and conversation.handoff:
             messages, updated = handoff.forward(conversation, customer)
-            stored = self._conversations.append(updated, messages)
-            return self._response(stored, messages), stored, True
+            return messages, updated, True
         handoff_request = None
         if conversation.state is ConversationState.ENDED:
             replies = [Reply("This conversation has ended. Please start a new one.")]
@@ -164,14 +286,7 @@ class ConversationService:
         if handoff_request is not None and handoff is not None:
             notice, updated = handoff.open(copilot, updated, handoff_request, messages)
             messages += notice
-        stored = self._conversations.append(updated, messages)
-        return self._response(stored, messages), stored, handoff_request is not None
-
-    @staticmethod
-    def _response(stored: Conversation, messages: list[Message]) -> TurnResponse:
-        return TurnResponse(
-            conversation_id=stored.conversation_id, state=stored.state, messages=messages
-        )
+        return messages, updated, handoff_request is not None
 
     def _history(self, conversation: Conversation) -> list[Message]:
         """Earlier messages since the last start-over, oldest first (for follow-up questions)."""
@@ -185,6 +300,8 @@ class ConversationService:
         if self._handoff is not None and self._handoff.due(conversation):
             self._handoff.flush(conversation_id)  # agent events held for a gap: their wait is over
             conversation = self.authorize(conversation_id, token)
+        if self._handoff is not None and _outbox_stalled(conversation):
+            conversation = self._renudge(conversation)
         page = self._conversations.messages_after(conversation_id, after, limit)
         return MessagesPage(
             conversation_id=conversation_id,
@@ -192,6 +309,23 @@ class ConversationService:
             last_seq=conversation.last_seq,
             messages=page,
         )
+
+    def _renudge(self, conversation: Conversation) -> Conversation:
+        # Noted first (a conditional write, so concurrent polls nudge once), then sent: if the
+        # outbox is still down, the next try comes later (see RENUDGE_AFTER).
+        noted = conversation.model_copy(
+            update={
+                "outbox_nudged_at": utcnow(),
+                "outbox_renudges": conversation.outbox_renudges + 1,
+            }
+        )
+        try:
+            stored = self._conversations.append(noted, [])
+        except WriteConflict:
+            return conversation  # another writer was first; the next poll looks again
+        log.info("re-nudging the hub outbox of %s", conversation.conversation_id)
+        self._nudge(stored)
+        return stored
 
     def cancel_handoff(self, conversation_id: str, token: str | None) -> TurnResponse:
         self.authorize(conversation_id, token)

@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from copilot.admin.models import Copilot
 from copilot.conflicts import WriteConflict
-from copilot.conversation.models import Conversation, Message
+from copilot.conversation.models import Conversation, IdempotentOutcome, Message
 from copilot.errors import DuplicateError, UnavailableError
 from copilot.ingest.models import DocumentStatus
 from copilot.ports import ConversationStore, CopilotRegistry, DocumentStore, StateStore
@@ -92,7 +92,13 @@ class DynamoConversationStore(ConversationStore):
         self._table = table
         self._ttl_seconds = ttl_days * 86400
 
-    def create(self, conversation: Conversation, messages: Sequence[Message]) -> Conversation:
+    def create(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        *,
+        outcome: IdempotentOutcome | None = None,
+    ) -> Conversation:
         stored = conversation.model_copy(
             update={"version": 1, "last_seq": conversation.last_seq + len(messages)}
         )
@@ -107,7 +113,10 @@ class DynamoConversationStore(ConversationStore):
             }
         ]
         items += [self._put_message(stored.conversation_id, m) for m in messages]
-        self._transact(items)
+        first_claim = len(items)
+        if outcome is not None:
+            items.append(self._put_outcome(outcome))
+        self._write(items, first_claim)
         return stored
 
     def get(self, conversation_id: str) -> Conversation | None:
@@ -127,6 +136,7 @@ class DynamoConversationStore(ConversationStore):
         messages: Sequence[Message],
         *,
         claims: Sequence[str] = (),
+        outcome: IdempotentOutcome | None = None,
     ) -> Conversation:
         self._check_seqs(conversation, messages)
         stored = conversation.model_copy(
@@ -149,6 +159,28 @@ class DynamoConversationStore(ConversationStore):
         items += [self._put_message(stored.conversation_id, m) for m in messages]
         first_claim = len(items)
         items += [self._put_claim(key) for key in claims]
+        if outcome is not None:
+            items.append(self._put_outcome(outcome))
+        self._write(items, first_claim)
+        return stored
+
+    def outcome(self, claim: str) -> IdempotentOutcome | None:
+        try:
+            item = self._db.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": self._outcome_pk(claim)}, "sk": {"N": str(_META_SK)}},
+                ConsistentRead=True,
+            ).get("Item")
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e) from e
+        if not item or "body" not in item:
+            return None
+        stored = IdempotentOutcome.model_validate_json(item["body"]["S"])
+        # TTL deletes expired items only eventually (within days): expiry is checked here.
+        return stored if stored.expires_at.timestamp() > time.time() else None
+
+    def _write(self, items: list[dict[str, Any]], first_claim: int) -> None:
+        """One transaction; DuplicateError if a claim from ``items[first_claim:]`` is taken."""
         try:
             self._db.transact_write_items(TransactItems=items)
         except ClientError as e:
@@ -158,7 +190,6 @@ class DynamoConversationStore(ConversationStore):
             raise _translate(e) from e
         except BotoCoreError as e:
             raise _translate(e) from e
-        return stored
 
     def messages_after(
         self, conversation_id: str, after_seq: int, limit: int = 100
@@ -186,12 +217,6 @@ class DynamoConversationStore(ConversationStore):
         except (ClientError, BotoCoreError) as e:
             raise _translate(e) from e
         return [Message.model_validate_json(i["body"]["S"]) for i in response["Items"]]
-
-    def _transact(self, items: list[dict[str, Any]]) -> None:
-        try:
-            self._db.transact_write_items(TransactItems=items)
-        except (ClientError, BotoCoreError) as e:
-            raise _translate(e) from e
 
     @staticmethod
     def _check_seqs(conversation: Conversation, messages: Sequence[Message]) -> None:
@@ -227,6 +252,27 @@ class DynamoConversationStore(ConversationStore):
                     "expires_at": self._expires_at(),
                 },
                 "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    @staticmethod
+    def _outcome_pk(claim: str) -> str:
+        return f"claim#outcome:{claim}"
+
+    def _put_outcome(self, outcome: IdempotentOutcome) -> dict[str, Any]:
+        # A claim with a body: taken until its own expiry (shorter than the conversation's),
+        # after which the same key may claim it again even before TTL has deleted it.
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "pk": {"S": self._outcome_pk(outcome.claim)},
+                    "sk": {"N": str(_META_SK)},
+                    "body": {"S": outcome.model_dump_json()},
+                    "expires_at": {"N": str(int(outcome.expires_at.timestamp()))},
+                },
+                "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
+                "ExpressionAttributeValues": {":now": {"N": str(int(time.time()))}},
             }
         }
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 
 from copilot.admin.models import Copilot, CopilotList, CopilotPatch, CopilotSpec
+from copilot.conversation import idempotency
+from copilot.conversation.idempotency import Done
 from copilot.conversation.models import (
     MessagesPage,
     PostMessageRequest,
@@ -21,10 +23,33 @@ from copilot.conversation.models import (
     StartConversationResponse,
     TurnResponse,
 )
-from copilot.entrypoints.http.router import Api, Call, Route, health_route
+from copilot.entrypoints.http.router import Api, Call, HeaderParam, Route, health_route
 from copilot.errors import ForbiddenError, UnauthorizedError
 from copilot.ingest.models import DocumentList, ReindexResult, RetryRequest, RetryResult
 from copilot.observability import bind
+
+R = TypeVar("R", bound=BaseModel)
+
+IDEMPOTENCY_KEY = HeaderParam(
+    idempotency.HEADER,
+    idempotency.KEY_PATTERN,
+    "A random value (e.g. a UUID) naming this request, the same on each retry of it: a retry "
+    f"within {int(idempotency.WINDOW.total_seconds() // 3600)} h gets the first request's "
+    f"status and body back with '{idempotency.REPLAYED_HEADER}: true', and nothing is stored "
+    "or run again; the same key with a different body is a 422. Scoped to the conversation "
+    "(posts) or to the copilot (starts). Without it, a retry is a new request.",
+    errors=((422, "This Idempotency-Key was used with a different request body"),),
+    response_headers=(
+        (idempotency.REPLAYED_HEADER, "'true' when this is the stored answer of an earlier try"),
+    ),
+)
+
+
+def _answer(call: Call, done: Done[R]) -> R:
+    if done.replayed:
+        call.response_headers[idempotency.REPLAYED_HEADER] = "true"
+    return done.response
+
 
 if TYPE_CHECKING:
     from copilot.admin.service import AdminService
@@ -60,15 +85,18 @@ class ChatRoutes:
 
     def start_conversation(self, call: Call) -> StartConversationResponse:
         assert isinstance(call.body, StartConversationRequest)
-        started = self._chat().start(call.params["copilot_id"], call.body)
-        bind(conversation_id=started.conversation_id)  # the access line names it too
-        return started
+        key = call.request.headers.get(IDEMPOTENCY_KEY.name)
+        started = self._chat().start_once(call.params["copilot_id"], call.body, key)
+        bind(conversation_id=started.response.conversation_id)  # the access line names it too
+        return _answer(call, started)
 
     def post_message(self, call: Call) -> TurnResponse:
         assert isinstance(call.body, PostMessageRequest)
-        return self._chat().post(
-            call.params["conversation_id"], call.bearer_token(), call.body.text
+        key = call.request.headers.get(IDEMPOTENCY_KEY.name)
+        done = self._chat().post_once(
+            call.params["conversation_id"], call.bearer_token(), call.body.text, key
         )
+        return _answer(call, done)
 
     def list_messages(self, call: Call) -> MessagesPage:
         after = call.query_int("after", 0, 0, 2**53)
@@ -128,6 +156,7 @@ class ChatRoutes:
                     status=201,
                     tags=chat,
                     body_optional=True,
+                    headers=(IDEMPOTENCY_KEY,),
                 ),
                 Route(
                     "POST",
@@ -139,6 +168,7 @@ class ChatRoutes:
                     auth="conversation",
                     tags=chat,
                     timing="turn",
+                    headers=(IDEMPOTENCY_KEY,),
                 ),
                 Route(
                     "GET",

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
 from copilot import __version__
-from copilot.entrypoints.http.router import Api
+from copilot.entrypoints.http.router import Api, Route
 from copilot.schema import ErrorResponse
 
 _ERRORS = {
@@ -78,6 +78,7 @@ def build_openapi(api: Api) -> dict[str, Any]:
                     "description": text,
                     "content": {"application/json": {"schema": _ref(ErrorResponse)}},
                 }
+        _header_rules(route, op)
         if route.auth == "conversation":
             op["security"] = [{"conversationToken": []}]
         elif route.auth == "admin":
@@ -99,6 +100,32 @@ def build_openapi(api: Api) -> dict[str, Any]:
             },
         },
     }
+
+
+def _header_rules(route: Route, op: dict[str, Any]) -> None:
+    """The route's request headers (router.HeaderParam, checked by the router against the
+    same pattern), the error statuses and the response headers they bring."""
+    for header in route.headers:
+        op["parameters"].append(
+            {
+                "name": header.name,
+                "in": "header",
+                "required": False,
+                "description": header.description,
+                "schema": {"type": "string", "pattern": header.pattern},
+            }
+        )
+        for status, why in header.errors:
+            op["responses"][str(status)] = {
+                "description": why,
+                "content": {"application/json": {"schema": _ref(ErrorResponse)}},
+            }
+        ok = op["responses"][str(route.status)]
+        for name, meaning in header.response_headers:
+            ok.setdefault("headers", {})[name] = {
+                "description": meaning,
+                "schema": {"type": "string"},
+            }
 
 
 def _ref(model: type[BaseModel] | None) -> dict[str, str]:

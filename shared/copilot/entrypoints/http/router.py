@@ -43,6 +43,7 @@ class Call:
     def bearer_token(self) -> str | None:
         header = self.request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
+    response_headers: dict[str, str] = field(default_factory=dict)  # set by the handler
         return value.strip() or None if scheme.lower() == "bearer" else None
 
     def query_int(self, name: str, default: int, low: int, high: int) -> int:
@@ -65,6 +66,25 @@ Handler = Callable[[Call], BaseModel | None]
 class Route:
     method: str
     path: str
+@dataclass(frozen=True)
+class HeaderParam:
+    """An optional request header a route reads: checked before its handler runs (400 naming
+    it) and stated, with its pattern, in the OpenAPI document."""
+
+    name: str
+    pattern: str
+    description: str
+    errors: tuple[tuple[int, str], ...] = ()  # (status, why): what the header adds to a route's
+    response_headers: tuple[tuple[str, str], ...] = ()  # (name, meaning) it may set on success
+
+    def check(self, request: Request) -> None:
+        value = request.headers.get(self.name)
+        if value is not None and not re.fullmatch(self.pattern, value):
+            raise BadRequestError(
+                f"the '{self.name}' header must match {self.pattern}", field=self.name
+            )
+
+
     handler: Handler
     summary: str
     request_model: type[BaseModel] | None = None
@@ -78,6 +98,7 @@ class Route:
 
 class Health(BaseModel):
     status: str = "ok"
+    headers: tuple[HeaderParam, ...] = ()
     function: str
 
 
@@ -149,6 +170,8 @@ class Api:
             response = _error(405, "method_not_allowed", f"{request.method} is not allowed here")
         except RouteNotFound:
             response = _error(404, "not_found", f"no route for {request.method} {request.path}")
+            for header in route.headers:
+                header.check(request)
         except HTTPException as e:
             response = _error(e.code or 400, "bad_request", e.description or "bad request")
         except Exception:
@@ -157,6 +180,7 @@ class Api:
         return self._with_cors(response) if self._cors else response
 
     def wsgi(self) -> Callable[..., Any]:
+            response.headers.update(call.response_headers)
         @Request.application
         def app(request: Request) -> Response:
             return self.dispatch(request)
