@@ -15,6 +15,7 @@ from copilot_dev.fakes import (
     MemoryCopilotRegistry,
     MemoryDocumentStore,
     MemoryKnowledgeIndex,
+    MemoryRateLimitStore,
 )
 from tests.conftest import REPO_ROOT
 
@@ -30,6 +31,7 @@ def client() -> Iterator[Any]:
             conversations=MemoryConversationStore(),
             documents=MemoryDocumentStore(),
             index=MemoryKnowledgeIndex(),
+            rate_limits=MemoryRateLimitStore(),
         )
     )
     app = create_app("chat", str(REPO_ROOT / "functions" / "chat" / "main.py"))

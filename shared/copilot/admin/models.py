@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from copilot.handoff.models import HubSettings
+from copilot.limits import Rate
 from copilot.schema import HTTP_URL_PATTERN, MAX_MESSAGE_CHARS, Strict
 
 MAX_TOPICS = 200
@@ -149,6 +150,54 @@ class WebsiteSource(Strict):
         return urls
 
 
+class RateLimit(Strict):
+    """A token bucket: ``burst`` requests at once, refilled at ``per_minute`` (copilot.limits)."""
+
+    model_config = ConfigDict(frozen=True)  # shared as a default
+
+    burst: int = Field(ge=1, le=100_000, description="Requests admitted at once.")
+    per_minute: float = Field(gt=0, le=100_000, description="Sustained requests a minute.")
+
+    @property
+    def rate(self) -> Rate:
+        return Rate(self.burst, self.per_minute)
+
+
+class Limits(Strict):
+    """Rate limits of the public chat API (answered with 429 and Retry-After). Client means
+    the caller's IP address; a conversation's buckets are per conversation token."""
+
+    model_config = ConfigDict(frozen=True)
+
+    starts_per_client: RateLimit = Field(
+        RateLimit(burst=60, per_minute=10),
+        description="Conversation starts with this copilot from one client "
+        "(default: 60 at once, then 10 a minute: 600 an hour).",
+    )
+    posts_per_client: RateLimit = Field(
+        RateLimit(burst=300, per_minute=300),
+        description="Customer messages to this copilot's conversations from one client "
+        "(default: 300 at once, then 300 a minute; generous, for customers behind one NAT).",
+    )
+    posts_per_conversation: RateLimit = Field(
+        RateLimit(burst=20, per_minute=30),
+        description="Customer messages in one conversation (default: 20 at once, then 30 a "
+        "minute).",
+    )
+    polls_per_conversation: RateLimit = Field(
+        RateLimit(burst=30, per_minute=120),
+        description="Message polls of one conversation (default: 30 at once, then 120 a "
+        "minute: a poll every 0.5 s).",
+    )
+    handoff_interval_seconds: int = Field(
+        60,
+        ge=0,
+        le=86_400,
+        description="A request for a person within this many seconds of the conversation's "
+        "last one is answered without a new request to the hub (default 60; 0: none).",
+    )
+
+
 def _unique_topic_names(topics: list[Topic]) -> list[Topic]:
     names = [t.name.strip().lower() for t in topics]
     if len(set(names)) != len(names):
@@ -182,6 +231,7 @@ class CopilotSpec(Strict):
     hub: HubSettings | None = Field(
         None, description="Live-agent hand-off; without it escalation gives the escalate link."
     )
+    limits: Limits = Field(Limits(), description="Rate limits of the chat API (see Limits).")
 
     _check_topics = field_validator("topics")(_unique_topic_names)
 
@@ -209,6 +259,9 @@ class CopilotPatch(Strict):
     knowledge_bases: list[KnowledgeBaseName] | None = None
     hub: HubSettings | None = Field(
         None, description="Replaces the hub settings; null removes them."
+    )
+    limits: Limits | None = Field(
+        None, description="Replaces the limits (fields left out: defaults)."
     )
 
     _null = _refuse_null_patch
