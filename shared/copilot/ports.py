@@ -13,7 +13,6 @@ from copilot.conversation.models import Conversation, IdempotentOutcome, Message
 from copilot.handoff.models import HubCommand, HubEvent, HubSettings
 from copilot.ingest.models import DocumentStatus
 from copilot.knowledge.models import Chunk, Passage
-from copilot.limits import Rate
 
 
 class CopilotRegistry(abc.ABC):
@@ -57,8 +56,8 @@ class ConversationStore(abc.ABC):
         messages: Sequence[Message],
         *,
         claims: Sequence[str] = (),
-    ) -> Conversation:
         outcome: IdempotentOutcome | None = None,
+    ) -> Conversation:
         """Write ``messages`` and the new conversation state in one conditional write.
 
         ``conversation.version`` is the version that was read; the write succeeds only if it is
@@ -67,15 +66,15 @@ class ConversationStore(abc.ABC):
 
         ``claims`` (e.g. a hub's message ids) are recorded in the same write, which fails with
         DuplicateError if any of them was claimed before: an event is applied exactly once.
-        """
         ``outcome`` (a client request's answer) is stored the same way under its claim, which
         counts as taken until the outcome's ``expires_at``.
+        """
 
-    @abc.abstractmethod
     @abc.abstractmethod
     def outcome(self, claim: str) -> IdempotentOutcome | None:
         """The answer stored under ``claim``, unless it has expired."""
 
+    @abc.abstractmethod
     def messages_after(
         self, conversation_id: str, after_seq: int, limit: int = 100
     ) -> list[Message]: ...
@@ -303,13 +302,3 @@ class HubAdapter(abc.ABC):
     ) -> tuple[list[HubEvent], str | None]:
         """Events after ``cursor`` and the next cursor (hubs without webhooks)."""
         raise NotImplementedError(f"the {self.name} hub delivers events by webhook")
-
-
-class RateLimitStore(abc.ABC):
-    """Token buckets shared by every instance of a function (copilot.limits)."""
-
-    @abc.abstractmethod
-    def take(self, key: str, rate: Rate, now: float) -> float:
-        """Take one request from the bucket ``key`` (created full): 0 when taken, else the
-        seconds until one will be available (nothing taken). UnavailableError when the store
-        cannot be reached."""

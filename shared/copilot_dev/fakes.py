@@ -18,7 +18,6 @@ from copilot.errors import DuplicateError, PermanentIngestError
 from copilot.ingest.models import DocumentStatus
 from copilot.knowledge.models import Chunk, Passage
 from copilot.knowledge.vectors import cosine
-from copilot.limits import Rate, admit
 from copilot.ports import (
     BlobStore,
     ConversationStore,
@@ -29,14 +28,13 @@ from copilot.ports import (
     KnowledgeIndex,
     LexicalStore,
     ObjectInfo,
-    RateLimitStore,
     SecretStore,
     StateStore,
     StoredObject,
 )
-
-
 from copilot.schema import utcnow
+
+
 class MemoryCopilotRegistry(CopilotRegistry):
     def __init__(self) -> None:
         self._items: dict[str, str] = {}
@@ -71,9 +69,9 @@ class MemoryConversationStore(ConversationStore):
         self._meta: dict[str, str] = {}
         self._messages: dict[str, dict[int, str]] = {}
         self._claims: set[str] = set()
+        self._outcomes: dict[str, str] = {}
         self._lock = threading.Lock()
 
-        self._outcomes: dict[str, str] = {}
     def create(
         self,
         conversation: Conversation,
@@ -82,14 +80,14 @@ class MemoryConversationStore(ConversationStore):
         outcome: IdempotentOutcome | None = None,
     ) -> Conversation:
         with self._lock:
-            if conversation.conversation_id in self._meta:
-                raise WriteConflict("conversation exists")
             if outcome is not None and self.outcome(outcome.claim) is not None:
                 raise DuplicateError("already applied")
-            stored = conversation.model_copy(
-                update={"version": 1, "last_seq": conversation.last_seq + len(messages)}
+            if conversation.conversation_id in self._meta:
+                raise WriteConflict("conversation exists")
             if outcome is not None:
                 self._outcomes[outcome.claim] = outcome.model_dump_json()
+            stored = conversation.model_copy(
+                update={"version": 1, "last_seq": conversation.last_seq + len(messages)}
             )
             self._meta[stored.conversation_id] = stored.model_dump_json()
             self._messages[stored.conversation_id] = {m.seq: m.model_dump_json() for m in messages}
@@ -105,15 +103,15 @@ class MemoryConversationStore(ConversationStore):
         messages: Sequence[Message],
         *,
         claims: Sequence[str] = (),
+        outcome: IdempotentOutcome | None = None,
     ) -> Conversation:
         with self._lock:
-        outcome: IdempotentOutcome | None = None,
             if self._claims.intersection(claims):
+                raise DuplicateError("already applied")
+            if outcome is not None and self.outcome(outcome.claim) is not None:
                 raise DuplicateError("already applied")
             current = self.get(conversation.conversation_id)
             if current is None or current.version != conversation.version:
-            if outcome is not None and self.outcome(outcome.claim) is not None:
-                raise DuplicateError("already applied")
                 raise WriteConflict("conversation changed")
             expected = list(range(current.last_seq + 1, current.last_seq + 1 + len(messages)))
             if [m.seq for m in messages] != expected:
@@ -128,17 +126,17 @@ class MemoryConversationStore(ConversationStore):
             box = self._messages[stored.conversation_id]
             box.update({m.seq: m.model_dump_json() for m in messages})
             self._claims.update(claims)
-            return stored
-
             if outcome is not None:
                 self._outcomes[outcome.claim] = outcome.model_dump_json()
-    def messages_after(
-        self, conversation_id: str, after_seq: int, limit: int = 100
+            return stored
+
     def outcome(self, claim: str) -> IdempotentOutcome | None:
         raw = self._outcomes.get(claim)
         stored = IdempotentOutcome.model_validate_json(raw) if raw else None
         return stored if stored is not None and stored.expires_at > utcnow() else None
 
+    def messages_after(
+        self, conversation_id: str, after_seq: int, limit: int = 100
     ) -> list[Message]:
         box = self._messages.get(conversation_id, {})
         seqs = sorted(s for s in box if s > after_seq)[:limit]
@@ -371,21 +369,7 @@ def in_memory_container(settings: Settings | None = None, **overrides: Any) -> C
         "index": MemoryKnowledgeIndex,
         "lexical_store": MemoryLexicalStore,
         "blobs": MemoryBlobStore,
-        "rate_limits": MemoryRateLimitStore,
     }
     for name, fake in stores.items():
         overrides.setdefault(name, fake())
     return Container(settings or Settings(bucket="memory"), **overrides)
-
-
-class MemoryRateLimitStore(RateLimitStore):
-    def __init__(self) -> None:
-        self.buckets: dict[str, float] = {}  # key -> theoretical arrival time
-        self._lock = threading.Lock()
-
-    def take(self, key: str, rate: Rate, now: float) -> float:
-        with self._lock:
-            tat, wait = admit(self.buckets.get(key), now, rate)
-            if tat is not None:
-                self.buckets[key] = tat
-            return wait

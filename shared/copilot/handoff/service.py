@@ -39,12 +39,7 @@ class HandoffService:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config or HandoffConfig()
-        customer = CustomerSide(
-            conversations,
-            outbox=outbox,
-            clock=clock,
-            request_interval=self.config.request_interval,
-        )
+        customer = CustomerSide(conversations, outbox=outbox, clock=clock)
         inbound = InboundEvents(
             copilots, conversations, secrets=secrets, hubs=hubs, config=self.config, clock=clock
         )
