@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from copilot.admin.service import AdminService
 from copilot.config import Settings
+from copilot.conversation.limits import ChatLimits
 from copilot.conversation.service import ConversationService
 from copilot.errors import UnavailableError
 from copilot.handoff.service import HandoffConfig, HandoffService
@@ -25,6 +26,7 @@ from copilot.ports import (
     HubOutbox,
     KnowledgeIndex,
     LexicalStore,
+    RateLimitStore,
     SecretStore,
     StateStore,
 )
@@ -243,10 +245,34 @@ class Container:
                     max_ahead=s.handoff_max_sequence_ahead,
                     max_attempts=s.hub_max_attempts,
                     reply_to=s.handoff_public_url,
+                    request_interval=s.rate_limits_enabled,
                 ),
             )
 
         return self._get("handoff", build)
+
+    @property
+    def rate_limits(self) -> RateLimitStore:
+        from copilot.adapters.aws.rate_limits import DynamoRateLimitStore
+
+        return self._get(
+            "rate_limits",
+            lambda: DynamoRateLimitStore(
+                self._client("dynamodb"), self.settings.conversations_table
+            ),
+        )
+
+    @property
+    def chat_limits(self) -> ChatLimits:
+        def build() -> ChatLimits:
+            return ChatLimits(
+                lambda: self.rate_limits,
+                lambda: self.copilots,
+                lambda: self.conversations,
+                enabled=self.settings.rate_limits_enabled,
+            )
+
+        return self._get("chat_limits", build)
 
     @property
     def ingest_queue(self) -> EventQueue:
@@ -347,6 +373,8 @@ class Container:
                 chat=lambda: self.chat,
                 admin=lambda: self.admin,
                 admin_api_key=self.admin_api_key,
+                limits=lambda: self.chat_limits,
+                forwarded_hops=self.settings.forwarded_hops,
             )
             return routes.api
 

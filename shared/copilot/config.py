@@ -147,3 +147,17 @@ class Settings(ProviderSettings):
     webhook_tolerance_seconds: int = Field(
         default=300, ge=1, description="Webhook timestamps further from our clock are refused."
     )
+
+    # Rate limits of the chat API (copilot.conversation.limits; sizes: a copilot's ``limits``)
+    rate_limits_enabled: bool = Field(
+        default=True,
+        description="Off: no request is rate-limited and hand-offs have no minimum interval "
+        "(the local stack's default; never in production).",
+    )
+    forwarded_hops: int = Field(
+        default=0,
+        ge=0,
+        le=5,
+        description="Proxies of this deployment that append to X-Forwarded-For in front of the "
+        "function (0: the header is ignored and API Gateway's source IP is the client).",
+    )

@@ -13,6 +13,7 @@ from copilot.conversation.models import Conversation, IdempotentOutcome, Message
 from copilot.handoff.models import HubCommand, HubEvent, HubSettings
 from copilot.ingest.models import DocumentStatus
 from copilot.knowledge.models import Chunk, Passage
+from copilot.limits import Rate
 
 
 class CopilotRegistry(abc.ABC):
@@ -302,3 +303,13 @@ class HubAdapter(abc.ABC):
     ) -> tuple[list[HubEvent], str | None]:
         """Events after ``cursor`` and the next cursor (hubs without webhooks)."""
         raise NotImplementedError(f"the {self.name} hub delivers events by webhook")
+
+
+class RateLimitStore(abc.ABC):
+    """Token buckets shared by every instance of a function (copilot.limits)."""
+
+    @abc.abstractmethod
+    def take(self, key: str, rate: Rate, now: float) -> float:
+        """Take one request from the bucket ``key`` (created full): 0 when taken, else the
+        seconds until one will be available (nothing taken). UnavailableError when the store
+        cannot be reached."""

@@ -18,6 +18,7 @@ from copilot.errors import DuplicateError, PermanentIngestError
 from copilot.ingest.models import DocumentStatus
 from copilot.knowledge.models import Chunk, Passage
 from copilot.knowledge.vectors import cosine
+from copilot.limits import Rate, admit
 from copilot.ports import (
     BlobStore,
     ConversationStore,
@@ -28,6 +29,7 @@ from copilot.ports import (
     KnowledgeIndex,
     LexicalStore,
     ObjectInfo,
+    RateLimitStore,
     SecretStore,
     StateStore,
     StoredObject,
@@ -369,7 +371,21 @@ def in_memory_container(settings: Settings | None = None, **overrides: Any) -> C
         "index": MemoryKnowledgeIndex,
         "lexical_store": MemoryLexicalStore,
         "blobs": MemoryBlobStore,
+        "rate_limits": MemoryRateLimitStore,
     }
     for name, fake in stores.items():
         overrides.setdefault(name, fake())
     return Container(settings or Settings(bucket="memory"), **overrides)
+
+
+class MemoryRateLimitStore(RateLimitStore):
+    def __init__(self) -> None:
+        self.buckets: dict[str, float] = {}  # key -> theoretical arrival time
+        self._lock = threading.Lock()
+
+    def take(self, key: str, rate: Rate, now: float) -> float:
+        with self._lock:
+            tat, wait = admit(self.buckets.get(key), now, rate)
+            if tat is not None:
+                self.buckets[key] = tat
+            return wait

@@ -32,6 +32,7 @@ from copilot_dev.fakes import (
     MemoryDocumentStore,
     MemoryHubOutbox,
     MemoryKnowledgeIndex,
+    MemoryRateLimitStore,
     StaticSecretStore,
     in_memory_container,
 )
@@ -49,6 +50,7 @@ def client() -> Iterator[Any]:
             conversations=MemoryConversationStore(),
             documents=MemoryDocumentStore(),
             index=MemoryKnowledgeIndex(),
+            rate_limits=MemoryRateLimitStore(),
         )
     )
     app = create_app("chat", str(REPO_ROOT / "functions" / "chat" / "main.py"))
@@ -244,6 +246,7 @@ def app() -> Iterator[App]:
         index=MemoryKnowledgeIndex(),
         hub_outbox=outbox,
         hub_secrets=StaticSecretStore({"DESK": "desk-secret"}),
+        rate_limits=MemoryRateLimitStore(),
     )
     set_container(container)
     function = create_app("chat", str(REPO_ROOT / "functions" / "chat" / "main.py"))

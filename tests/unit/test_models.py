@@ -32,6 +32,14 @@ def test_defaults_cover_all_seven_behaviour_messages() -> None:
             {"name": "x", "topics": [{"name": "t", "trigger_phrases": [], "response": "r"}]},
             "topics.0.trigger_phrases",
         ),
+        (
+            {
+                "name": "x",
+                "topics": [{"name": "t", "trigger_phrases": ["ok", "  "], "response": "r"}],
+            },
+            "topics.0.trigger_phrases.1",
+        ),
+        ({"name": "x", "hub": {"type": "generic", "url": "ftp://h", "secret_ref": "S"}}, "hub.url"),
         ({"name": "x", "colour": "blue"}, "colour"),
     ],
 )
@@ -53,3 +61,41 @@ def test_message_text_limits() -> None:
     with pytest.raises(ValidationError):
         PostMessageRequest(text="x" * 4001)
     assert PostMessageRequest(text="x" * 4000).text
+
+
+def test_trigger_phrases_are_stripped_and_at_most_200_characters() -> None:
+    topic = {"name": "t", "response": "r"}
+    spec = CopilotSpec.model_validate(
+        {"name": "x", "topics": [{**topic, "trigger_phrases": ["  opening hours "]}]}
+    )
+    assert spec.topics[0].trigger_phrases == ["opening hours"]
+    assert CopilotSpec.model_validate(
+        {"name": "x", "topics": [{**topic, "trigger_phrases": [" " + "p" * 200 + " "]}]}
+    )
+    with pytest.raises(ValidationError):
+        CopilotSpec.model_validate(
+            {"name": "x", "topics": [{**topic, "trigger_phrases": ["p" * 201]}]}
+        )
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"name": None}, "name"),
+        ({"strictness": None}, "strictness"),
+        ({"topics": None}, "topics"),
+        ({"messages": {"greeting": None}}, "messages.greeting"),
+    ],
+)
+def test_patch_refuses_null_where_the_copilot_has_no_empty_value(
+    data: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValidationError, match="send a value or leave the field out") as info:
+        CopilotPatch.model_validate(data)
+    assert ".".join(map(str, info.value.errors()[0]["loc"])) == field
+
+
+def test_patch_null_clears_instructions_and_hub() -> None:
+    patch = CopilotPatch.model_validate({"instructions": None, "hub": None})
+    assert patch.model_fields_set == {"instructions", "hub"}
+    assert patch.instructions is None and patch.hub is None

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from copilot.handoff.models import HubSettings
-from copilot.schema import MAX_MESSAGE_CHARS, Strict
+from copilot.limits import Rate
+from copilot.schema import HTTP_URL_PATTERN, MAX_MESSAGE_CHARS, Strict
 
 MAX_TOPICS = 200
 
@@ -50,7 +58,39 @@ class BehaviourMessages(Strict):
     goodbye: str = Field("Thanks for chatting. Goodbye!", min_length=1, max_length=2000)
 
 
+NULL_REFUSED = "send a value or leave the field out (null is not allowed here)"
+
+
+def _null_clears_only(clearable: tuple[str, ...]) -> Any:
+    """A patch model's rule for an explicit null: it clears the fields in ``clearable``; any
+    other field has no empty value (a stored null would break every later read of the copilot),
+    so null there is a 400. The JSON schema says the same: only those fields are nullable."""
+
+    def refuse(value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in clearable:
+            raise ValueError(NULL_REFUSED)
+        return value
+
+    def schema(schema: dict[str, Any]) -> None:
+        for name, prop in schema.get("properties", {}).items():
+            if prop.get("default", ...) is None:
+                del prop["default"]  # a field left out changes nothing; None is no JSON value
+            if name in clearable or "anyOf" not in prop:
+                continue
+            kept = [s for s in prop.pop("anyOf") if s != {"type": "null"}]
+            prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+
+    return field_validator("*")(refuse), schema
+
+
+_refuse_null_message, _messages_schema = _null_clears_only(())
+
+
 class BehaviourMessagesPatch(Strict):
+    """The messages to change; a message left out keeps its text."""
+
+    model_config = ConfigDict(json_schema_extra=_messages_schema)
+
     greeting: str | None = Field(None, min_length=1, max_length=2000)
     start_over: str | None = Field(None, min_length=1, max_length=2000)
     conversation_start: str | None = Field(None, min_length=1, max_length=2000)
@@ -61,10 +101,18 @@ class BehaviourMessagesPatch(Strict):
     thank_you: str | None = Field(None, min_length=1, max_length=2000)
     goodbye: str | None = Field(None, min_length=1, max_length=2000)
 
+    _null = _refuse_null_message
+
+
+# Stripped, then 1-200 characters: the pattern says "not blank" to readers of the schema.
+TriggerPhrase = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"\S")
+]
+
 
 class Topic(Strict):
     name: str = Field(min_length=1, max_length=100)
-    trigger_phrases: list[str] = Field(min_length=1, max_length=100)
+    trigger_phrases: list[TriggerPhrase] = Field(min_length=1, max_length=100)
     response: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     handoff: bool = Field(
         False, description="After its response, hand the conversation to a live agent."
@@ -74,14 +122,6 @@ class Topic(Strict):
         max_length=1000,
         description="Private note to the agent when this topic hands off (va_AgentMessage).",
     )
-
-    @field_validator("trigger_phrases")
-    @classmethod
-    def _phrases_not_blank(cls, phrases: list[str]) -> list[str]:
-        cleaned = [p.strip() for p in phrases]
-        if any(not p or len(p) > 200 for p in cleaned):
-            raise ValueError("each trigger phrase must be 1-200 characters")
-        return cleaned
 
 
 KnowledgeBaseName = Literal["servicenow", "salesforce"]
@@ -93,7 +133,11 @@ Strictness = Literal["low", "medium", "high"]
 class WebsiteSource(Strict):
     """A public website the copilot learns from: crawled, and re-crawled on a schedule."""
 
-    start_urls: list[str] = Field(min_length=1, max_length=20)
+    start_urls: list[str] = Field(
+        min_length=1,
+        max_length=20,
+        json_schema_extra={"items": {"type": "string", "pattern": HTTP_URL_PATTERN}},
+    )
     max_depth: int = Field(3, ge=0, le=10)
     max_pages: int = Field(200, ge=1, le=2000)
 
@@ -101,9 +145,57 @@ class WebsiteSource(Strict):
     @classmethod
     def _http_urls(cls, urls: list[str]) -> list[str]:
         for url in urls:
-            if not re.match(r"^https?://[^/\s]+", url):
+            if not re.match(HTTP_URL_PATTERN, url):
                 raise ValueError(f"not an http(s) URL: {url!r}")
         return urls
+
+
+class RateLimit(Strict):
+    """A token bucket: ``burst`` requests at once, refilled at ``per_minute`` (copilot.limits)."""
+
+    model_config = ConfigDict(frozen=True)  # shared as a default
+
+    burst: int = Field(ge=1, le=100_000, description="Requests admitted at once.")
+    per_minute: float = Field(gt=0, le=100_000, description="Sustained requests a minute.")
+
+    @property
+    def rate(self) -> Rate:
+        return Rate(self.burst, self.per_minute)
+
+
+class Limits(Strict):
+    """Rate limits of the public chat API (answered with 429 and Retry-After). Client means
+    the caller's IP address; a conversation's buckets are per conversation token."""
+
+    model_config = ConfigDict(frozen=True)
+
+    starts_per_client: RateLimit = Field(
+        RateLimit(burst=60, per_minute=10),
+        description="Conversation starts with this copilot from one client "
+        "(default: 60 at once, then 10 a minute: 600 an hour).",
+    )
+    posts_per_client: RateLimit = Field(
+        RateLimit(burst=300, per_minute=300),
+        description="Customer messages to this copilot's conversations from one client "
+        "(default: 300 at once, then 300 a minute; generous, for customers behind one NAT).",
+    )
+    posts_per_conversation: RateLimit = Field(
+        RateLimit(burst=20, per_minute=30),
+        description="Customer messages in one conversation (default: 20 at once, then 30 a "
+        "minute).",
+    )
+    polls_per_conversation: RateLimit = Field(
+        RateLimit(burst=30, per_minute=120),
+        description="Message polls of one conversation (default: 30 at once, then 120 a "
+        "minute: a poll every 0.5 s).",
+    )
+    handoff_interval_seconds: int = Field(
+        60,
+        ge=0,
+        le=86_400,
+        description="A request for a person within this many seconds of the conversation's "
+        "last one is answered without a new request to the hub (default 60; 0: none).",
+    )
 
 
 def _unique_topic_names(topics: list[Topic]) -> list[Topic]:
@@ -139,23 +231,40 @@ class CopilotSpec(Strict):
     hub: HubSettings | None = Field(
         None, description="Live-agent hand-off; without it escalation gives the escalate link."
     )
+    limits: Limits = Field(Limits(), description="Rate limits of the chat API (see Limits).")
 
     _check_topics = field_validator("topics")(_unique_topic_names)
 
 
+_refuse_null_patch, _patch_schema = _null_clears_only(("instructions", "hub"))
+
+
 class CopilotPatch(Strict):
+    """Only the fields sent change; messages merge with the current ones. null clears a field
+    that may be empty (instructions; hub: null removes the hand-off); any other field has no
+    empty value, so null there is a 400: send a value or leave the field out."""
+
+    model_config = ConfigDict(json_schema_extra=_patch_schema)
+
     name: str | None = Field(None, min_length=1, max_length=100)
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     messages: BehaviourMessagesPatch | None = None
     topics: list[Topic] | None = Field(None, max_length=MAX_TOPICS)
     no_match_threshold: int | None = Field(None, ge=1, le=10)
     strictness: Strictness | None = None
-    instructions: str | None = Field(None, max_length=2000)
+    instructions: str | None = Field(
+        None, max_length=2000, description="Replaces the instructions; null removes them."
+    )
     websites: list[WebsiteSource] | None = Field(None, max_length=20)
     knowledge_bases: list[KnowledgeBaseName] | None = None
     hub: HubSettings | None = Field(
         None, description="Replaces the hub settings; null removes them."
     )
+    limits: Limits | None = Field(
+        None, description="Replaces the limits (fields left out: defaults)."
+    )
+
+    _null = _refuse_null_patch
 
     @field_validator("topics")
     @classmethod

@@ -13,6 +13,9 @@ from copilot.handoff.models import Handoff, HandoffEventName, HubOutboxCursor
 from copilot.knowledge.models import Citation
 from copilot.schema import MAX_MESSAGE_CHARS, Role, Strict, utcnow
 
+VARIABLE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+MAX_VARIABLE_CHARS = 500
+
 
 class ConversationState(StrEnum):
     BOT = "bot"
@@ -93,16 +96,20 @@ class StartConversationRequest(Strict):
         max_length=20,
         description="What the site knows about the customer (e.g. name, account); passed to "
         "the agent on hand-off.",
+        json_schema_extra={
+            "propertyNames": {"pattern": VARIABLE_NAME_PATTERN},
+            "additionalProperties": {"type": "string", "maxLength": MAX_VARIABLE_CHARS},
+        },
     )
 
     @field_validator("variables")
     @classmethod
     def _short_variables(cls, variables: dict[str, str]) -> dict[str, str]:
         for key, value in variables.items():
-            if not re.match(r"^[A-Za-z][A-Za-z0-9_]{0,63}$", key):
+            if not re.match(VARIABLE_NAME_PATTERN, key):
                 raise ValueError(f"variable names are letters, digits and _: {key[:64]!r}")
-            if len(value) > 500:
-                raise ValueError(f"variable {key!r} is over 500 characters")
+            if len(value) > MAX_VARIABLE_CHARS:
+                raise ValueError(f"variable {key!r} is over {MAX_VARIABLE_CHARS} characters")
         return variables
 
 
@@ -114,7 +121,9 @@ class StartConversationResponse(BaseModel):
 
 
 class PostMessageRequest(Strict):
-    text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    text: str = Field(
+        min_length=1, max_length=MAX_MESSAGE_CHARS, json_schema_extra={"pattern": r"\S"}
+    )
 
     @field_validator("text")
     @classmethod

@@ -286,7 +286,8 @@ class ConversationService:
         if handoff_request is not None and handoff is not None:
             notice, updated = handoff.open(copilot, updated, handoff_request, messages)
             messages += notice
-        return messages, updated, handoff_request is not None
+        # A request inside the hand-off interval left the conversation with the copilot.
+        return messages, updated, handoff_request is not None and updated.state in ACTIVE
 
     def _history(self, conversation: Conversation) -> list[Message]:
         """Earlier messages since the last start-over, oldest first (for follow-up questions)."""

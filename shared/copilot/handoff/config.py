@@ -20,6 +20,7 @@ class HandoffConfig:
     max_ahead: int = 200  # a sequence number further past the last one in order is refused
     max_attempts: int = 5  # deliveries of a start before the customer is told it failed
     reply_to: str | None = None  # public base URL of the hand-off function (webhooks)
+    request_interval: bool = True  # Copilot.limits.handoff_interval_seconds applies
 
     def __post_init__(self) -> None:
         if self.max_ahead <= self.max_held:

@@ -3,6 +3,7 @@ agent through the hub, stop waiting or leave the agent's chat."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -21,6 +22,10 @@ from copilot.schema import new_id, utcnow
 CONNECTING = "I'm connecting you with a person. Please wait; type 'cancel' to stop waiting."
 WAIT_CANCELLED = "OK, I've cancelled the request for a person. What else can I help you with?"
 AGENT_CHAT_CLOSED = "OK, I've ended the chat with the agent. What else can I help you with?"
+JUST_REQUESTED = (
+    "I asked for a person for you a moment ago, so I won't ask again just yet: please try "
+    "again in {wait} seconds. What else can I help you with?"
+)
 
 
 class CustomerSide:
@@ -30,10 +35,12 @@ class CustomerSide:
         *,
         outbox: Callable[[], HubOutbox],
         clock: Callable[[], datetime],
+        request_interval: bool = True,
     ) -> None:
         self._conversations = conversations
         self._outbox = outbox
         self._clock = clock
+        self._request_interval = request_interval  # off with the rate limits (Settings)
 
     def available(self, copilot: Copilot) -> bool:
         """A hub is configured and inside its business hours."""
@@ -47,11 +54,16 @@ class CustomerSide:
         turn: Sequence[Message],
     ) -> tuple[list[Message], Conversation]:
         """The hand-off notice to append after ``turn``, and the conversation waiting for an
-        agent (``conversation`` already carries the turn's dialog context)."""
+        agent (``conversation`` already carries the turn's dialog context). Within the copilot's
+        hand-off interval of the last request, a reply says so instead, and the conversation
+        stays with the copilot: a loop of requests reaches the hub once per interval."""
         hub = copilot.hub
         assert hub is not None, "only offered when a hub is configured"
-        handoff_id = new_id()
         seq = turn[-1].seq + 1
+        if wait := self.seconds_until_next_request(copilot, conversation):
+            text = JUST_REQUESTED.format(wait=wait)
+            return [Message(seq=seq, role="copilot", text=text, topic=request.topic)], conversation
+        handoff_id = new_id()
         notice = Message(
             seq=seq,
             role="system",
@@ -84,6 +96,16 @@ class CustomerSide:
             }
         )
         return [notice], updated
+
+    def seconds_until_next_request(self, copilot: Copilot, conversation: Conversation) -> int:
+        """0 when a hand-off may be requested now; else the whole seconds left of the interval
+        since the conversation's last request (Copilot.limits.handoff_interval_seconds)."""
+        interval = copilot.limits.handoff_interval_seconds
+        last = conversation.handoff
+        if not self._request_interval or last is None or interval <= 0:
+            return 0
+        elapsed = (self._clock() - last.requested_at).total_seconds()
+        return max(0, math.ceil(interval - elapsed))
 
     def forward(
         self, conversation: Conversation, customer: Message

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from copilot.schema import Role, Strict, utcnow
+from copilot.schema import HTTP_URL_PATTERN, Role, Strict, utcnow
 
 HubType = Literal["generic"]  # the named hubs (hubs.md) join this list as their adapters land
 
@@ -41,7 +41,11 @@ class HubSettings(Strict):
     type: HubType = Field(
         description="The hub's protocol: 'generic' (docs/handoff-generic-hub.md)."
     )
-    url: str = Field(max_length=2000, description="Where hand-off events are POSTed.")
+    url: str = Field(
+        max_length=2000,
+        description="Where hand-off events are POSTed (http or https).",
+        json_schema_extra={"pattern": HTTP_URL_PATTERN},
+    )
     secret_ref: str = Field(
         pattern=r"^[A-Za-z0-9_]{1,64}$",
         description="Name of the shared secret, resolved at run time from the environment "
@@ -66,7 +70,7 @@ class HubSettings(Strict):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", url):
+        if not re.match(HTTP_URL_PATTERN, url):
             raise ValueError("not an http(s) URL")
         return url
 

@@ -39,7 +39,12 @@ class HandoffService:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config or HandoffConfig()
-        customer = CustomerSide(conversations, outbox=outbox, clock=clock)
+        customer = CustomerSide(
+            conversations,
+            outbox=outbox,
+            clock=clock,
+            request_interval=self.config.request_interval,
+        )
         inbound = InboundEvents(
             copilots, conversations, secrets=secrets, hubs=hubs, config=self.config, clock=clock
         )

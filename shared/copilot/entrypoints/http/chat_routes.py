@@ -23,6 +23,7 @@ from copilot.conversation.models import (
     StartConversationResponse,
     TurnResponse,
 )
+from copilot.entrypoints.http.clients import client_address
 from copilot.entrypoints.http.router import Api, Call, HeaderParam, Route, health_route
 from copilot.errors import ForbiddenError, UnauthorizedError
 from copilot.ingest.models import DocumentList, ReindexResult, RetryRequest, RetryResult
@@ -53,6 +54,7 @@ def _answer(call: Call, done: Done[R]) -> R:
 
 if TYPE_CHECKING:
     from copilot.admin.service import AdminService
+    from copilot.conversation.limits import ChatLimits
     from copilot.conversation.service import ConversationService
 
 
@@ -62,11 +64,18 @@ class ChatRoutes:
         chat: Callable[[], ConversationService],
         admin: Callable[[], AdminService],
         admin_api_key: Callable[[], str | None],
+        limits: Callable[[], ChatLimits | None] = lambda: None,
+        forwarded_hops: int = 0,
     ) -> None:
         self._chat = chat
         self._admin = admin
         self._admin_api_key = admin_api_key
+        self._limits = limits  # rate limits of the customer routes (None: unlimited)
+        self._forwarded_hops = forwarded_hops
         self.api = self._build()
+
+    def client(self, call: Call) -> str:
+        return client_address(call.request, self._forwarded_hops)
 
     def require_admin(self, call: Call) -> None:
         given = call.request.headers.get("X-Admin-Key")
@@ -85,6 +94,8 @@ class ChatRoutes:
 
     def start_conversation(self, call: Call) -> StartConversationResponse:
         assert isinstance(call.body, StartConversationRequest)
+        if limits := self._limits():
+            limits.start(call.params["copilot_id"], self.client(call))
         key = call.request.headers.get(IDEMPOTENCY_KEY.name)
         started = self._chat().start_once(call.params["copilot_id"], call.body, key)
         bind(conversation_id=started.response.conversation_id)  # the access line names it too
@@ -92,6 +103,8 @@ class ChatRoutes:
 
     def post_message(self, call: Call) -> TurnResponse:
         assert isinstance(call.body, PostMessageRequest)
+        if limits := self._limits():
+            limits.post(call.params["conversation_id"], call.bearer_token(), self.client(call))
         key = call.request.headers.get(IDEMPOTENCY_KEY.name)
         done = self._chat().post_once(
             call.params["conversation_id"], call.bearer_token(), call.body.text, key
@@ -101,6 +114,8 @@ class ChatRoutes:
     def list_messages(self, call: Call) -> MessagesPage:
         after = call.query_int("after", 0, 0, 2**53)
         limit = call.query_int("limit", 100, 1, 500)
+        if limits := self._limits():
+            limits.poll(call.params["conversation_id"], call.bearer_token())
         return self._chat().messages(
             call.params["conversation_id"], call.bearer_token(), after, limit
         )

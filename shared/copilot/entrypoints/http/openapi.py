@@ -9,16 +9,39 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
 from copilot import __version__
-from copilot.entrypoints.http.router import Api, Route
-from copilot.schema import ErrorResponse
+from copilot.entrypoints.http.router import MAX_BODY_BYTES, Api, Route
+from copilot.schema import MAX_JSON_DEPTH, MAX_NUMBER_CHARS, ErrorResponse
 
 _ERRORS = {
-    "400": "Malformed JSON, a missing or invalid field (the message names it)",
+    "400": "Malformed JSON, a missing or invalid field or query parameter (the message names it)",
     "401": "Missing credentials",
     "403": "Credentials that do not grant access",
-    "404": "Unknown copilot or conversation",
+    "404": "Unknown copilot or conversation (or another customer's: the same answer)",
+    "409": "Conflicts with the stored state (e.g. no hand-off to cancel), or lost every retry "
+    "to concurrent writers: read again and retry",
     "413": "Request body too large",
+    "429": "Too many requests: wait the Retry-After seconds",
+    "503": "A dependency (storage, index, model, hub) failed: retry",
 }
+_BODY_LIMITS = (
+    f"A JSON object of at most {MAX_BODY_BYTES // 1024} KB, nested at most {MAX_JSON_DEPTH} "
+    f"levels, with no number over {MAX_NUMBER_CHARS} characters (else 413 or 400)."
+)
+# The bounds list_messages reads its query with (Call.query_int).
+_PAGE_QUERY: list[dict[str, Any]] = [
+    {
+        "name": "after",
+        "in": "query",
+        "description": "Only messages with a higher sequence number.",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 2**53, "default": 0},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "At most this many messages.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+    },
+]
 
 
 class OpenApiDocument(BaseModel):
@@ -38,17 +61,10 @@ def build_openapi(api: Api) -> dict[str, Any]:
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route.path)
         params = [
             {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-            for n in re.findall(r"\{(\w+)\}", path)
+            for n in path_params(path)
         ]
         if route.method == "GET" and "messages" in path:
-            params += [
-                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                },
-            ]
+            params += _PAGE_QUERY
         op: dict[str, Any] = {
             "summary": route.summary,
             "operationId": route.handler.__name__,
@@ -68,15 +84,20 @@ def build_openapi(api: Api) -> dict[str, Any]:
         if route.request_model is not None:
             op["requestBody"] = {
                 "required": not route.body_optional,
+                "description": _BODY_LIMITS,
                 "content": {"application/json": {"schema": _ref(route.request_model)}},
             }
-        if route.auth != "none" or route.request_model is not None:
-            for code, text in _ERRORS.items():
-                if route.auth == "none" and code in ("401", "403"):
-                    continue
-                op["responses"][code] = {
-                    "description": text,
-                    "content": {"application/json": {"schema": _ref(ErrorResponse)}},
+        for code in _error_statuses(route, has_query=len(params) > len(path_params(path))):
+            op["responses"][code] = {
+                "description": _ERRORS[code],
+                "content": {"application/json": {"schema": _ref(ErrorResponse)}},
+            }
+            if code == "429":
+                op["responses"][code]["headers"] = {
+                    "Retry-After": {
+                        "description": "Seconds to wait before trying again.",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
                 }
         _header_rules(route, op)
         if route.auth == "conversation":
@@ -100,6 +121,35 @@ def build_openapi(api: Api) -> dict[str, Any]:
             },
         },
     }
+
+
+def path_params(path: str) -> list[str]:
+    return re.findall(r"\{(\w+)\}", path)
+
+
+def _error_statuses(route: Route, has_query: bool) -> list[str]:
+    """The error statuses a route can answer, from what it takes: a body or query (400, 413),
+    ids in its path (404), credentials (401, 403), a write (409); every route that reaches a
+    service may find a dependency down (503), and the customer routes are rate limited (429)."""
+    if route.auth == "none" and route.request_model is None and "<" not in route.path:
+        return []  # health and this document: no input, no service
+    codes = set()
+    if route.request_model is not None or has_query:
+        codes.add("400")
+    if route.request_model is not None:
+        codes.add("413")
+    if route.auth == "admin":
+        codes |= {"401", "403"}
+    elif route.auth == "conversation":
+        codes |= {"401", "429"}  # another customer's token is a 404, like an unknown id
+    else:
+        codes.add("429")
+    if "<" in route.path:
+        codes.add("404")
+    if route.method != "GET":
+        codes.add("409")
+    codes.add("503")
+    return sorted(codes)
 
 
 def _header_rules(route: Route, op: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, MapAdapter, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
 from copilot.errors import BadRequestError, CopilotError, PayloadTooLargeError
@@ -32,6 +32,10 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Route parameters that are correlation fields of the request's log lines.
 CORRELATED_PARAMS = ("copilot_id", "conversation_id", "hub")
+# What a browser's preflight may ask for on the customer routes: the conversation token, a JSON
+# body, the retry key of an idempotent write and a correlation id; and what its script may read.
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+CORS_EXPOSE_HEADERS = "Retry-After, X-Request-Id"
 
 
 @dataclass
@@ -110,6 +114,14 @@ def health_route(function: str, path: str = "/healthz", summary: str = "Liveness
 
 
 class Api:
+    """Routes, matched exactly: no redirects (werkzeug would answer an id holding %2F, decoded
+    to a double slash, with a 308 and no Location), 405 names the allowed methods.
+
+    ``cors``: browsers may call the routes that take no admin key (customer chats authenticate
+    with a bearer token, never cookies, so any origin may). Admin routes are called from servers
+    and the CLI: they send no CORS header and answer no preflight.
+    """
+
     def __init__(
         self, title: str, routes: list[Route], cors: bool = False, function: str | None = None
     ) -> None:
@@ -118,7 +130,8 @@ class Api:
         self._cors = cors
         self.function = function  # the "function" field and metric dimension of its requests
         self._map = Map(
-            [Rule(r.path, endpoint=i, methods=[r.method]) for i, r in enumerate(routes)]
+            [Rule(r.path, endpoint=i, methods=[r.method]) for i, r in enumerate(routes)],
+            merge_slashes=False,
         )
 
     def dispatch(self, request: Request) -> Response:
@@ -147,10 +160,12 @@ class Api:
         return response
 
     def _dispatch(self, request: Request) -> Response:
-        if self._cors and request.method == "OPTIONS":
-            return self._with_cors(Response(status=204))
+        adapter = self._map.bind_to_environ(request.environ)
+        allowed = self._allowed_methods(adapter, request.path)
+        cors = self._cors_on(adapter, request.path, allowed)
+        if cors and request.method == "OPTIONS":
+            return self._with_cors(Response(status=204), allowed)
         try:
-            adapter = self._map.bind_to_environ(request.environ)
             endpoint, params = adapter.match(request.path, method=request.method)
             route = self.routes[endpoint]
             bind(route=route.path, **{k: str(params[k]) for k in CORRELATED_PARAMS if k in params})
@@ -171,14 +186,15 @@ class Api:
             response.headers.update(e.headers)
         except MethodNotAllowed:
             response = _error(405, "method_not_allowed", f"{request.method} is not allowed here")
-        except RouteNotFound:
+            response.headers["Allow"] = ", ".join(allowed)
+        except (RouteNotFound, RequestRedirect):
             response = _error(404, "not_found", f"no route for {request.method} {request.path}")
         except HTTPException as e:
             response = _error(e.code or 400, "bad_request", e.description or "bad request")
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = _error(500, "internal_error", "something went wrong on our side; try again")
-        return self._with_cors(response) if self._cors else response
+        return self._with_cors(response, allowed) if cors else response
 
     def wsgi(self) -> Callable[..., Any]:
         @Request.application
@@ -187,12 +203,30 @@ class Api:
 
         return app
 
+    def _allowed_methods(self, adapter: MapAdapter, path: str) -> list[str]:
+        """The methods of the routes on ``path`` (HEAD with GET, as werkzeug serves it), plus
+        OPTIONS where browsers may call: the Allow header of a 405 and of a preflight."""
+        methods = set(adapter.allowed_methods(path))
+        if methods and self._cors_on(adapter, path, sorted(methods)):
+            methods.add("OPTIONS")
+        return sorted(methods)
+
+    def _cors_on(self, adapter: MapAdapter, path: str, allowed: list[str]) -> bool:
+        if not self._cors or not allowed:
+            return False
+        method = next(m for m in allowed if m != "OPTIONS")
+        try:
+            endpoint, _ = adapter.match(path, method=method)
+        except HTTPException:
+            return False
+        return self.routes[endpoint].auth != "admin"
+
     @staticmethod
-    def _with_cors(response: Response) -> Response:
-        # Customer endpoints authenticate with a bearer token, never cookies, so any origin may call.
+    def _with_cors(response: Response, allowed: list[str]) -> Response:
         response.headers["Access-Control-Allow-Origin"] = "*"
-        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Allow-Methods"] = ", ".join(allowed)
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
         response.headers["Access-Control-Max-Age"] = "600"
         return response
 
