@@ -105,6 +105,8 @@ class StackConfig:
             "COPILOT_HUB_BACKOFF_MAX_SECONDS": str(self.hub_backoff_max),
             "COPILOT_HANDOFF_REORDER_WINDOW_SECONDS": str(self.handoff_reorder_window),
             "COPILOT_ADMIN_API_KEY": self.admin_api_key,
+            # Tests poll and post faster than any customer (extra_env may turn them on).
+            "COPILOT_RATE_LIMITS_ENABLED": "false",
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": self.region,

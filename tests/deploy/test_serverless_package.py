@@ -199,6 +199,13 @@ def test_http_routes(template: dict[str, Any]) -> None:
     }
 
 
+def test_http_api_is_throttled_at_the_edge(template: dict[str, Any]) -> None:
+    (stage,) = _resources(template, "AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["DefaultRouteSettings"]
+    assert settings["ThrottlingRateLimit"] == 200
+    assert settings["ThrottlingBurstLimit"] == 400
+
+
 def _mappings(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Event source mappings by the queue they read."""
     return {
