@@ -182,17 +182,18 @@ class InboundEvents:
         it in would make every later event a duplicate, so it is refused (once, one line)."""
         limit = handoff.hub_seq + self._config.max_ahead
         if event.sequence is not None and event.sequence > limit:
+            sequence = _short(event.sequence)
             log.warning(
-                "conversation %s: hub event %s has sequence %d, past the last in order (%d) "
+                "conversation %s: hub event %s has sequence %s, past the last in order (%d) "
                 "by more than %d: refused",
                 conversation.conversation_id,
                 event.event_id[:80],
-                event.sequence,
+                sequence,
                 handoff.hub_seq,
                 self._config.max_ahead,
             )
             raise BadRequestError(
-                f"sequence {event.sequence} is more than {self._config.max_ahead} past the "
+                f"sequence {sequence} is more than {self._config.max_ahead} past the "
                 f"last one applied ({handoff.hub_seq})",
                 field="sequence",
             )
@@ -304,6 +305,12 @@ class InboundEvents:
             return False
         oldest = min(e.received_at for e in events)
         return (self._clock() - oldest).total_seconds() >= self._config.reorder_window
+
+
+def _short(number: int) -> str:
+    """A number for a log line or an error: a hub may send thousands of digits."""
+    digits = str(number)
+    return digits if len(digits) <= 20 else f"{digits[:6]}... ({len(digits)} digits)"
 
 
 def _sequence(event: HubEvent) -> int:
