@@ -31,6 +31,10 @@ configure_logging()  # once per process: JSON lines, the level from COPILOT_LOG_
 if "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:
     # Register the typed signature for functions-framework. Skipped on Lambda: importing it
     # loads Flask, ~0.2 s of every cold start.
+    import flask
     import functions_framework
 
     chat = functions_framework.http(chat)
+    # Flask's catch-all route cannot match a path holding a newline (an id with %0A): its 404
+    # page would be HTML. The API answers those requests too, in JSON like any other.
+    functions_framework.errorhandler(404)(lambda _: chat(flask.request))

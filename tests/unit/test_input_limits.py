@@ -160,20 +160,21 @@ def test_patch_with_null_clears_instructions_and_hub(client: Any, chat: dict[str
 # --- routing: no redirects, 405 with Allow, CORS only for browsers -----------------------------
 
 
-@pytest.mark.parametrize("bad_id", ["a%2F", "%2F", "a%2F%2Fb", "%2Fa"])
-def test_ids_holding_an_encoded_slash_are_a_404_never_a_redirect(
+@pytest.mark.parametrize("bad_id", ["a%2F", "%2F", "a%2F%2Fb", "%2Fa", "a%0Ab", "%0A"])
+def test_ids_holding_an_encoded_slash_or_newline_are_a_json_404_never_a_redirect(
     client: Any, chat: dict[str, str], bad_id: str
 ) -> None:
-    for method, url, headers in (
-        ("POST", f"/copilots/{bad_id}/conversations", {}),
-        ("GET", f"/conversations/{bad_id}/messages", bearer(chat)),
-        ("POST", f"/conversations/{bad_id}/messages", bearer(chat)),
-        ("POST", f"/conversations/{bad_id}/handoff/cancel", bearer(chat)),
-        ("GET", f"/admin/copilots/{bad_id}", ADMIN),
-        ("PATCH", f"/admin/copilots/{bad_id}", ADMIN),
-        ("GET", f"/admin/copilots/{bad_id}/documents", ADMIN),
+    text = {"text": "hi"}
+    for method, url, headers, body in (
+        ("POST", f"/copilots/{bad_id}/conversations", {}, {}),
+        ("GET", f"/conversations/{bad_id}/messages", bearer(chat), None),
+        ("POST", f"/conversations/{bad_id}/messages", bearer(chat), text),
+        ("POST", f"/conversations/{bad_id}/handoff/cancel", bearer(chat), None),
+        ("GET", f"/admin/copilots/{bad_id}", ADMIN, None),
+        ("PATCH", f"/admin/copilots/{bad_id}", ADMIN, {"name": "x"}),
+        ("GET", f"/admin/copilots/{bad_id}/documents", ADMIN, None),
     ):
-        response = client.open(url, method=method, json={"text": "hi"}, headers=headers)
+        response = client.open(url, method=method, json=body, headers=headers)
         assert_json_error(response, 404)
         assert "Location" not in response.headers
 
