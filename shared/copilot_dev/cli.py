@@ -100,6 +100,7 @@ def up(
         ingest_port=free_port(),
         handoff_port=free_port(),
         outbox_port=free_port(),
+        rate_limits=True,  # the product as deployed: 429s for a client over its limits
     )
     agent_desk = None
     if desk and demo:

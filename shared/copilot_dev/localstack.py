@@ -63,6 +63,8 @@ class StackConfig:
     hub_backoff_base: int = 2
     hub_backoff_max: int = 60
     handoff_reorder_window: float = 10
+    # Off for tests, which poll and post faster than any customer; `copilot up` turns them on.
+    rate_limits: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. hub credentials
 
     @classmethod
@@ -105,8 +107,7 @@ class StackConfig:
             "COPILOT_HUB_BACKOFF_MAX_SECONDS": str(self.hub_backoff_max),
             "COPILOT_HANDOFF_REORDER_WINDOW_SECONDS": str(self.handoff_reorder_window),
             "COPILOT_ADMIN_API_KEY": self.admin_api_key,
-            # Tests poll and post faster than any customer (extra_env may turn them on).
-            "COPILOT_RATE_LIMITS_ENABLED": "false",
+            "COPILOT_RATE_LIMITS_ENABLED": str(self.rate_limits).lower(),
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": self.region,

@@ -29,7 +29,8 @@ def desk() -> Iterator[AgentDesk]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = StackConfig.with_free_ports(REPO_ROOT, tmp_path_factory.mktemp("limits-stack"))
-    config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET, "COPILOT_RATE_LIMITS_ENABLED": "true"}
+    config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET}
+    config.rate_limits = True
     with LocalStack(config) as running:
         yield running
 
