@@ -258,7 +258,10 @@ class LocalStack:
 
     def restart(self, name: str, down_seconds: float = 0.0) -> None:
         """Kill one service, leave it down ``down_seconds``, start it again on the same port and
-        data (chaos tests: e.g. Chroma restarting keeps its index on disk)."""
+        data (chaos tests: e.g. Chroma restarting keeps its index on disk).
+
+        Call it from a thread that outlives the service (e.g. the main one): Linux sends the
+        parent-death signal (_die_with_parent) when the *thread* that spawned a child exits."""
         self.kill(name)
         time.sleep(down_seconds)
         cmd, env = self._commands[name]
