@@ -81,12 +81,23 @@ def med(rows: list[dict[str, Any]], key: str) -> float:
 # --- the stack -----------------------------------------------------------------------------------
 
 
-def start_stack(tmp: Path) -> tuple[Any, Any, Any]:
+# The bench's copilot: every bucket checked on every turn (as deployed), none ever refusing.
+UNLIMITED = {"burst": 100_000, "per_minute": 100_000}
+BENCH_LIMITS = {
+    "starts_per_client": UNLIMITED,
+    "posts_per_client": UNLIMITED,
+    "posts_per_conversation": UNLIMITED,
+    "polls_per_conversation": UNLIMITED,
+}
+
+
+def start_stack(tmp: Path, rate_limits: bool = True) -> tuple[Any, Any, Any]:
     from copilot_dev.client import CopilotClient
     from copilot_dev.demo import seed_demo
     from copilot_dev.localstack import LocalStack, StackConfig
 
     config = StackConfig.with_free_ports(ROOT, tmp)
+    config.rate_limits = rate_limits
     stack = LocalStack(config)
     t = time.perf_counter()
     stack.start()
@@ -96,6 +107,8 @@ def start_stack(tmp: Path) -> tuple[Any, Any, Any]:
         t = time.perf_counter()
         copilot, docs = seed_demo(client, stack.client("s3"), config.bucket, DEMO_DIR)
         seeded = time.perf_counter() - t
+        if rate_limits:
+            copilot = client.update_copilot(copilot.copilot_id, {"limits": BENCH_LIMITS})
         failed = [d.doc_key for d in docs if d.status != "indexed"]
         if failed:
             raise RuntimeError(f"demo documents not indexed: {failed}")
@@ -889,6 +902,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=5, help="cold starts per kind (default 5)")
     parser.add_argument("--turns", type=int, default=200, help="warm turns (default 200)")
     parser.add_argument("--json", type=Path, help="write the results to this JSON file")
+    parser.add_argument(
+        "--no-rate-limits",
+        dest="rate_limits",
+        action="store_false",
+        help="turn the chat API's rate limits off (default: on, as deployed, never refusing)",
+    )
     args = parser.parse_args(argv)
     if args.samples < 1 or args.turns < 1:
         parser.error("--samples and --turns must be at least 1")
@@ -901,11 +920,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "loadavg": load,
         "machine": machine(),
-        "args": {"samples": args.samples, "turns": args.turns},
+        "args": {"samples": args.samples, "turns": args.turns, "rate_limits": args.rate_limits},
         "questions": QUESTIONS,
     }
     with tempfile.TemporaryDirectory(prefix="copilot-bench-") as tmp:
-        stack, client, copilot = start_stack(Path(tmp))
+        stack, client, copilot = start_stack(Path(tmp), args.rate_limits)
         try:
             env = {
                 **os.environ,
