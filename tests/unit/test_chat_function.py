@@ -422,6 +422,26 @@ def test_an_outbox_failure_after_the_save_answers_success_and_a_poll_renudges(
     assert len(app.outbox.nudges) == 1
 
 
+def test_a_cancel_saved_while_the_outbox_is_down_answers_success_and_a_poll_renudges(
+    app: App,
+) -> None:
+    hub = {"type": "generic", "url": "http://hub.example/in", "secret_ref": "DESK"}
+    conv, auth = start(app.http, new_copilot(app.http, hub=hub))
+    url = f"/conversations/{conv}/messages"
+    assert app.http.post(url, json={"text": "talk to a person"}, headers=auth).status_code == 200
+    app.outbox.down = True
+
+    cancelled = app.http.post(f"/conversations/{conv}/handoff/cancel", headers=auth)
+
+    assert cancelled.status_code == 200 and cancelled.json["state"] == "bot"
+    app.outbox.down = False
+    nudged = len(app.outbox.nudges)
+    backdate_nudge(app.conversations, conv, RENUDGE_AFTER + timedelta(seconds=1))
+    assert app.http.get(url, headers=auth).status_code == 200
+    # The hub hears of the end: the poll tells the outbox again.
+    assert [n[0] for n in app.outbox.nudges[nudged:]] == [conv]
+
+
 def backdate_nudge(conversations: MemoryConversationStore, conv: str, ago: timedelta) -> None:
     """As if the last nudge had been ``ago`` earlier (the service reads the wall clock)."""
     current = conversations.get(conv)

@@ -3,6 +3,7 @@ agent through the hub, stop waiting or leave the agent's chat."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -11,13 +12,15 @@ from copilot.admin.models import Copilot
 from copilot.conversation import topics as t
 from copilot.conversation.dialog import HandoffRequest
 from copilot.conversation.models import Conversation, ConversationState, Message, TurnResponse
-from copilot.errors import ConflictError
+from copilot.errors import ConflictError, UnavailableError
 from copilot.handoff.changes import ACTIVE, Change, back_to_bot, update
 from copilot.handoff.context import MAX_TRANSCRIPT, build_context
 from copilot.handoff.hours import is_open
 from copilot.handoff.models import Handoff
 from copilot.ports import ConversationStore, HubOutbox
 from copilot.schema import new_id, utcnow
+
+log = logging.getLogger(__name__)
 
 CONNECTING = "I'm connecting you with a person. Please wait; type 'cancel' to stop waiting."
 WAIT_CANCELLED = "OK, I've cancelled the request for a person. What else can I help you with?"
@@ -126,11 +129,26 @@ class CustomerSide:
             if conversation.state not in ACTIVE or conversation.handoff is None:
                 raise ConflictError("there is no hand-off to cancel")
             messages, updated = self._close_by_customer(conversation, [])
+            # The hub must hear of the end: if the nudge below is lost, a customer poll tells
+            # the outbox again (ConversationService.messages).
+            updated = updated.model_copy(
+                update={
+                    "outbox_due_seq": messages[-1].seq,
+                    "outbox_nudged_at": utcnow(),
+                    "outbox_renudges": 0,
+                }
+            )
             return Change(updated, messages)
 
         stored, done = update(self._conversations, conversation_id, change)
         assert done is not None
-        self.nudge(stored)
+        try:
+            self.nudge(stored)
+        except UnavailableError:
+            # Saved all the same: a 503 here would only make the client try again for nothing.
+            log.warning(
+                "hub outbox unavailable for %s; a poll will nudge it again", conversation_id
+            )
         return TurnResponse(
             conversation_id=conversation_id, state=stored.state, messages=done.messages
         )
