@@ -39,7 +39,11 @@ configure_logging()  # once per process: JSON lines, the level from COPILOT_LOG_
 if "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:
     # Register the typed signatures for functions-framework. Skipped on Lambda: importing it
     # loads Flask, ~0.2 s of every cold start.
+    import flask
     import functions_framework
 
     handoff = functions_framework.http(handoff)
     outbox = functions_framework.cloud_event(outbox)
+    # Flask's catch-all route cannot match a path holding a newline (an id with %0A): its 404
+    # page would be HTML. The webhook API answers those requests too, in JSON.
+    functions_framework.errorhandler(404)(lambda _: handoff(flask.request))

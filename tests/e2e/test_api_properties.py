@@ -169,3 +169,15 @@ def test_no_redirects_405_allow_and_no_cors_on_admin(real: dict[str, str]) -> No
         headers={"Authorization": f"Bearer {real['token']}", "Origin": "https://x.example"},
     )
     assert page.status_code == 200 and page.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_webhook_paths_flask_cannot_route_get_a_json_answer(stack: LocalStack) -> None:
+    hooks = stack.config.function_url("handoff")
+    # An unsigned call is a 401 whatever the copilot id; an unknown hub type or path a 404.
+    for path, status in (
+        ("/hooks/generic/a%0Ab", 401),
+        ("/hooks/generic%0A/x", 404),
+        ("/nope%0A", 404),
+    ):
+        response = requests.post(hooks + path, data=b"{}", timeout=10, allow_redirects=False)
+        assert_json_error(response, status)
