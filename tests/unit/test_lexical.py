@@ -1,8 +1,23 @@
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import pytest
+
+from copilot.entrypoints.ingest import IngestHandler
+from copilot.errors import UnavailableError
 from copilot.ingest.chunking import chunk_document
 from copilot.knowledge.lexical import LexicalIndex
+from copilot.knowledge.lexical_snapshots import LexicalMaintainer
+from copilot.knowledge.models import Chunk
 from copilot.text import analyze
+from copilot_dev.fakes import (
+    MemoryDocumentStore,
+    MemoryEventQueue,
+    MemoryKnowledgeIndex,
+    MemoryLexicalStore,
+)
 
 DOCS = {
     "returns.md": b"# Returns\n\n## Window\n\nReturn bikes within 30 days for a refund.",
@@ -59,3 +74,31 @@ def test_one_analyzer_joins_hyphens_and_apostrophes_and_folds_accents() -> None:
     assert analyze("that is all") == []
     assert analyze("that is all", keep_stopwords=True) == ["that", "is", "all"]
     assert analyze("x" * 40 + " key") == ["key"]  # ids and hashes are not words
+
+
+class _DownIndex(MemoryKnowledgeIndex):
+    def all_chunks(self, copilot_id: str) -> list[Chunk]:
+        raise UnavailableError("the knowledge index is unavailable")
+
+
+@pytest.mark.parametrize("index_up", [False, True])
+def test_a_dead_lettered_rebuild_never_leaves_the_copilot_unschedulable(index_up: bool) -> None:
+    """A rebuild the ingest queue gave up on is tried once more by the dead-letter consumer;
+    if it fails again, the next change still schedules a rebuild."""
+    store, queue = MemoryLexicalStore(), MemoryEventQueue()
+    index = MemoryKnowledgeIndex() if index_up else _DownIndex()
+    maintainer = LexicalMaintainer(store, lambda: index, MemoryDocumentStore(), lambda: queue)
+    handler = IngestHandler(_unused, lambda: maintainer, _unused)
+    maintainer.changed("c1")
+    maintainer.changed("c1")
+    assert len(queue.messages) == 1  # one rebuild scheduled for both changes
+
+    handler.dead_letter(json.loads(queue.messages[0]))
+
+    assert (store.pointer("c1") is not None) is index_up  # rebuilt on the second chance
+    maintainer.changed("c1")
+    assert len(queue.messages) == 2  # scheduled again either way
+
+
+def _unused() -> Any:
+    raise AssertionError("not used by a lexical rebuild")

@@ -77,8 +77,12 @@ class IngestHandler:
 
     def dead_letter(self, body: dict[str, Any]) -> list[IngestResult]:
         """A message the ingest queue gave up on: record its documents as failed."""
+        if body.get("action") == REBUILD_ACTION and isinstance(body.get("copilot_id"), str):
+            with request_scope(action=REBUILD_ACTION, copilot_id=body["copilot_id"]):
+                self._lexical().give_up(body["copilot_id"])
+            return []
         if body.get("action"):
-            # Refreshes run again on schedule; a lexical rebuild again on the next change.
+            # Refreshes run again on schedule.
             log.error("gave up on %s for %s", body.get("action"), body.get("copilot_id"))
             return []
         try:

@@ -47,6 +47,16 @@ class LexicalMaintainer:
         else:
             queue.send_many([rebuild_message(copilot_id)], delay_seconds=REBUILD_DELAY_SECONDS)
 
+    def give_up(self, copilot_id: str) -> None:
+        """The queue gave up on a scheduled rebuild: try once more, and if that fails too,
+        unschedule it, so the copilot's next change schedules a rebuild again (otherwise the
+        'scheduled' mark would stay and no change would ever rebuild the snapshot)."""
+        try:
+            self.rebuild(copilot_id)
+        except Exception:
+            log.exception("lexical rebuild of %s failed again; the next change retries", copilot_id)
+            self._store.begin_rebuild(copilot_id)  # clears the mark; publishes nothing
+
     def rebuild(self, copilot_id: str) -> int:
         generation = self._store.begin_rebuild(copilot_id)
         chunks = self._index().all_chunks(copilot_id)
