@@ -819,6 +819,7 @@ def mtrag(stack: Any, client: Any, quick: bool) -> dict[str, Any]:
     cid = copilot.copilot_id
     s3 = stack.client("s3")
     first = len(stack.deliveries)
+    first_dead = len(stack.dead_letters)  # the stack's DLQ consumer drains the DLQ itself
     procs = {n: p.pid for n, p in stack._procs.items()}
     sampler = CpuSampler(procs)
     progress: list[tuple[float, int]] = []
@@ -859,7 +860,7 @@ def mtrag(stack: Any, client: Any, quick: bool) -> dict[str, Any]:
     ingest_s = [d["done"] - d["received"] for d in deliveries if d["kind"] == "s3"]
     rebuild_s = [d["done"] - d["received"] for d in deliveries if d["kind"] == "rebuild-lexical"]
     failed = [(d.doc_key, d.status, d.reason) for d in statuses if d.status != "indexed"]
-    dlq = int(
+    dlq = len(stack.dead_letters[first_dead:]) + int(
         sqs.get_queue_attributes(
             QueueUrl=stack.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]["ApproximateNumberOfMessages"]
