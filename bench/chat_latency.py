@@ -636,7 +636,8 @@ def components(chat: InProcessChat, module: Any, rounds: int = 3) -> dict[str, d
 PROFILE_TARGETS = [
     # (label, filename suffix, function name)
     ("lambda_handler (whole turn)", "chat/main.py", "lambda_handler"),
-    ("ConversationService.post", "conversation/service.py", "post"),
+    ("ChatLimits.post (rate-limit buckets)", "conversation/limits.py", "post"),
+    ("ConversationService.post_once", "conversation/service.py", "post_once"),
     ("  authorize -> DynamoDB GetItem conversation", "conversation/service.py", "authorize"),
     ("  require_copilot -> DynamoDB GetItem copilot", "admin/lookup.py", "require_copilot"),
     ("  _history -> DynamoDB Query recent messages", "conversation/service.py", "_history"),

@@ -16,6 +16,7 @@ throttling, serverless.yml) bounds what gets through meanwhile.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import math
@@ -23,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from copilot.admin.models import Limits, RateLimit
 from copilot.errors import TooManyRequestsError, UnavailableError
@@ -67,15 +69,20 @@ class ChatLimits:
         if found is None:
             return
         copilot_id, limits = found
-        self._take(
-            f"post#{conversation_id}#{_digest(token)}",
-            limits.posts_per_conversation,
-            "too many messages in this conversation",
-        )
-        self._take(
-            f"post#{copilot_id}#{client}",
-            limits.posts_per_client,
-            "too many messages from your address",
+        # Both buckets at once: one store round trip of latency instead of two on every turn.
+        self._take_all(
+            [
+                (
+                    f"post#{conversation_id}#{_digest(token)}",
+                    limits.posts_per_conversation,
+                    "too many messages in this conversation",
+                ),
+                (
+                    f"post#{copilot_id}#{client}",
+                    limits.posts_per_client,
+                    "too many messages from your address",
+                ),
+            ]
         )
 
     def poll(self, conversation_id: str, token: str | None) -> None:
@@ -88,11 +95,28 @@ class ChatLimits:
             )
 
     def _take(self, key: str, limit: RateLimit, what: str) -> None:
+        self._refuse_if(self._wait(key, limit), limit, what)
+
+    def _take_all(self, checks: list[tuple[str, RateLimit, str]]) -> None:
+        """Take from every bucket concurrently; refused if any refuses (the first named)."""
+        futures = [
+            _pool().submit(contextvars.copy_context().run, self._wait, key, limit)
+            for key, limit, _ in checks
+        ]
+        waits = [f.result() for f in futures]
+        for (_, limit, what), wait in zip(checks, waits, strict=True):
+            self._refuse_if(wait, limit, what)
+
+    def _wait(self, key: str, limit: RateLimit) -> float:
+        """Seconds until the bucket admits a request (0: admitted, a token taken)."""
         try:
-            wait = self._store().take(key, limit.rate, self._clock())
+            return self._store().take(key, limit.rate, self._clock())
         except UnavailableError as e:
             log.warning("rate limit not checked (request served): %s", e)
-            return
+            return 0.0
+
+    @staticmethod
+    def _refuse_if(wait: float, limit: RateLimit, what: str) -> None:
         if wait > 0:
             seconds = max(1, math.ceil(wait))
             raise TooManyRequestsError(
@@ -139,6 +163,19 @@ class ChatLimits:
             while len(self._limits) > _CACHED:
                 self._limits.popitem(last=False)
         return limits
+
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads for concurrent bucket checks, started on first use (not on a cold import)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rate-limits")
+        return _executor
 
 
 def _digest(token: str | None) -> str:
