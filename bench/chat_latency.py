@@ -636,7 +636,7 @@ def components(chat: InProcessChat, module: Any, rounds: int = 3) -> dict[str, d
 PROFILE_TARGETS = [
     # (label, filename suffix, function name)
     ("lambda_handler (whole turn)", "chat/main.py", "lambda_handler"),
-    ("ChatLimits.post (rate-limit buckets)", "conversation/limits.py", "post"),
+    ("ChatLimits.begin_post (starts the bucket checks)", "conversation/limits.py", "begin_post"),
     ("ConversationService.post_once", "conversation/service.py", "post_once"),
     ("  authorize -> DynamoDB GetItem conversation", "conversation/service.py", "authorize"),
     ("  require_copilot -> DynamoDB GetItem copilot", "admin/lookup.py", "require_copilot"),

@@ -65,12 +65,19 @@ class ChatLimits:
             )
 
     def post(self, conversation_id: str, token: str | None, client: str) -> None:
+        self.begin_post(conversation_id, token, client)()
+
+    def begin_post(
+        self, conversation_id: str, token: str | None, client: str
+    ) -> Callable[[], None]:
+        """Start taking a post's buckets, both at once, in the background; the gate returned
+        waits for them and raises the 429. The turn calls it after its own first reads and
+        before any costly work, so the checks' round trip overlaps those reads."""
         found = self._conversation_limits(conversation_id) if self.enabled else None
         if found is None:
-            return
+            return _open
         copilot_id, limits = found
-        # Both buckets at once: one store round trip of latency instead of two on every turn.
-        self._take_all(
+        return self._begin_all(
             [
                 (
                     f"post#{conversation_id}#{_digest(token)}",
@@ -97,15 +104,20 @@ class ChatLimits:
     def _take(self, key: str, limit: RateLimit, what: str) -> None:
         self._refuse_if(self._wait(key, limit), limit, what)
 
-    def _take_all(self, checks: list[tuple[str, RateLimit, str]]) -> None:
-        """Take from every bucket concurrently; refused if any refuses (the first named)."""
+    def _begin_all(self, checks: list[tuple[str, RateLimit, str]]) -> Callable[[], None]:
+        """Take from every bucket concurrently; the gate refuses if any refused (the first
+        named). Only store calls run on the pool (never a task waiting on another task)."""
         futures = [
             _pool().submit(contextvars.copy_context().run, self._wait, key, limit)
             for key, limit, _ in checks
         ]
-        waits = [f.result() for f in futures]
-        for (_, limit, what), wait in zip(checks, waits, strict=True):
-            self._refuse_if(wait, limit, what)
+
+        def gate() -> None:
+            waits = [f.result() for f in futures]
+            for (_, limit, what), wait in zip(checks, waits, strict=True):
+                self._refuse_if(wait, limit, what)
+
+        return gate
 
     def _wait(self, key: str, limit: RateLimit) -> float:
         """Seconds until the bucket admits a request (0: admitted, a token taken)."""
@@ -163,6 +175,10 @@ class ChatLimits:
             while len(self._limits) > _CACHED:
                 self._limits.popitem(last=False)
         return limits
+
+
+def _open() -> None:
+    """The gate of a request no limit applies to."""
 
 
 _executor: ThreadPoolExecutor | None = None

@@ -154,10 +154,13 @@ class ConversationService:
         token: str | None,
         text: str,
         idempotency_key: str | None,
+        gate: Callable[[], None] | None = None,
     ) -> Done[TurnResponse]:
         """The customer's message and the replies to it. With ``idempotency_key``, a retry of
         the same message within the window gets the first answer back; nothing is stored or
-        run again, even when the retry races the first request (one write wins)."""
+        run again, even when the retry races the first request (one write wins). ``gate``
+        (the rate limits' verdict, being fetched meanwhile) is called after the first reads
+        and before the turn's costly work: it raises to refuse the request."""
         self._prewarm()
         conversation = self.authorize(conversation_id, token)
         once = None
@@ -166,6 +169,8 @@ class ConversationService:
             if (replayed := self._replay(once, TurnResponse)) is not None:
                 return replayed
         copilot = require_copilot(self._copilots, conversation.copilot_id)
+        if gate is not None:
+            gate()
         answers: dict[str, Answer | None] = {}  # knowledge answers survive a retried turn
 
         def answer(question: str) -> Answer | None:

@@ -103,11 +103,18 @@ class ChatRoutes:
 
     def post_message(self, call: Call) -> TurnResponse:
         assert isinstance(call.body, PostMessageRequest)
-        if limits := self._limits():
-            limits.post(call.params["conversation_id"], call.bearer_token(), self.client(call))
+        limits = self._limits()
+        # The limits are checked while the turn reads the conversation (the gate waits).
+        gate = (
+            limits.begin_post(
+                call.params["conversation_id"], call.bearer_token(), self.client(call)
+            )
+            if limits
+            else None
+        )
         key = call.request.headers.get(IDEMPOTENCY_KEY.name)
         done = self._chat().post_once(
-            call.params["conversation_id"], call.bearer_token(), call.body.text, key
+            call.params["conversation_id"], call.bearer_token(), call.body.text, key, gate
         )
         return _answer(call, done)
 
