@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from functions_framework import create_app
+from langchain_core.embeddings import Embeddings
 from moto import mock_aws
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
@@ -38,6 +39,7 @@ from copilot_dev.fakes import (
     MemoryDocumentStore,
     MemoryHubOutbox,
     MemoryKnowledgeIndex,
+    MemoryLexicalStore,
     MemoryRateLimitStore,
     StaticSecretStore,
 )
@@ -382,3 +384,39 @@ def test_without_limits_a_handoff_may_be_asked_again_at_once() -> None:
     assert chat.post(conv, token, "talk to a person").state == "handoff_requested"
     chat.post(conv, token, "cancel")
     assert chat.post(conv, token, "talk to a person").state == "handoff_requested"
+
+
+class CountingEmbeddings(Embeddings):
+    """Deterministic vectors; counts the queries it embeds (the turn's costly work)."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [[float(len(t) % 7 + 1), 1.0, 0.5] for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        self.queries += 1
+        return [1.0, 1.0, 0.5]
+
+
+def test_a_refused_post_does_no_costly_work_and_stores_nothing() -> None:
+    embedder = CountingEmbeddings()
+    client = chat_app(embedder=embedder, lexical_store=MemoryLexicalStore())
+    try:
+        limits = {**TIGHT, "posts_per_conversation": {"burst": 1, "per_minute": 1}}
+        started = start(client, new_copilot(client, **limits)).json
+        auth = {"Authorization": f"Bearer {started['token']}"}
+        url = f"/conversations/{started['conversation_id']}/messages"
+        question = {"text": "How long is the warranty on e-bike batteries?"}
+        assert client.post(url, json=question, headers=auth).status_code == 200
+        embedded = embedder.queries
+        assert embedded >= 1  # a knowledge question is embedded when it is let through
+
+        assert_limited(client.post(url, json=question, headers=auth))
+
+        assert embedder.queries == embedded  # refused before embedding or querying
+        page = client.get(url, headers=auth).json
+        assert [m["role"] for m in page["messages"]].count("customer") == 1
+    finally:
+        set_container(None)
