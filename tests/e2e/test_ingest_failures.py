@@ -106,9 +106,12 @@ def test_every_upload_ends_with_a_record_and_failed_ones_can_be_retried(tmp_path
         assert "given up after repeated failures" in (failed.reason or "")
         assert "the knowledge index is unavailable" in (failed.reason or "")
         assert "copilot docs retry" in (failed.reason or "")
+        # The pump notes the message after the ingest function answered (the record is
+        # written during that call): wait for the note, not just the record.
+        dead = wait_for(lambda: list(stack.dead_letters), "the pump to note the dead letter")
         dead_keys = [
             unquote_plus(r["s3"]["object"]["key"])
-            for m in stack.dead_letters
+            for m in dead
             for r in json.loads(m["Body"])["Records"]
         ]
         assert dead_keys == [f"{copilot_id}/faq.md"]
