@@ -18,3 +18,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".${extra}"
   touch "$stamp"
 fi
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright; Playwright's own
+# browser downloads are never used (they cannot be fetched here). Installed once, via apt.
+if [ "${1:-}" = "dev" ] && ! command -v chromium >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "chromium is missing: run 'apt-get install chromium' as root" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
