@@ -41,8 +41,9 @@ class CopilotClient:
             headers["Authorization"] = f"Bearer {token}"
         if admin and self.admin_key:
             headers["X-Admin-Key"] = self.admin_key
+        timeout = kwargs.pop("timeout", self.timeout)
         response = self.http.request(
-            method, self.base_url + path, headers=headers, timeout=self.timeout, **kwargs
+            method, self.base_url + path, headers=headers, timeout=timeout, **kwargs
         )
         self.last_response = response  # e.g. its Idempotent-Replayed header
         body = response.json() if response.content else None
@@ -118,13 +119,19 @@ class CopilotClient:
             )
         )
 
-    def messages(self, conversation_id: str, token: str, after: int = 0) -> MessagesPage:
+    def messages(
+        self, conversation_id: str, token: str, after: int = 0, wait: int = 0
+    ) -> MessagesPage:
+        """Messages after ``after``; with ``wait`` (seconds), a long-poll that answers as soon
+        as there is one (or with none when the wait is over)."""
+        params = {"after": after, **({"wait": wait} if wait else {})}
         return MessagesPage.model_validate(
             self._call(
                 "GET",
                 f"/conversations/{conversation_id}/messages",
                 token=token,
-                params={"after": after},
+                params=params,
+                timeout=max(self.timeout, wait + 10),  # the wait, then the answer's own time
             )
         )
 

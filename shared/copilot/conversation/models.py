@@ -14,6 +14,9 @@ from copilot.knowledge.models import Citation
 from copilot.schema import MAX_MESSAGE_CHARS, Role, Strict, utcnow
 
 VARIABLE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+# The longest wait of a long-poll (GET messages ?wait=): under API Gateway's 30 s integration
+# timeout and the chat function's 29 s Lambda timeout, with room for the poll's own reads.
+MAX_WAIT_SECONDS = 20
 MAX_VARIABLE_CHARS = 500
 
 

@@ -7,7 +7,8 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TypeVar
 
@@ -50,6 +51,12 @@ HISTORY_TURNS = 12  # messages of context given to follow-up handling
 RENUDGE_AFTER = timedelta(seconds=10)
 RENUDGE_MAX = timedelta(minutes=5)
 
+# A long-poll re-reads the conversation's meta item (one consistent GetItem) at these pauses,
+# then at the last one until its wait is over: the first reads come soon after the poll starts
+# (an agent often answers within a second of the customer), the later ones cost 4 reads a
+# second at most and add at most 250 ms to a message's delivery (docs/realtime.md).
+WAIT_PAUSES = (0.05, 0.1, 0.15, 0.2, 0.25)
+
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
 
@@ -64,6 +71,12 @@ def _outbox_stalled(conversation: Conversation) -> bool:
     return told is None or utcnow() - told >= wait
 
 
+def _pauses() -> Iterator[float]:
+    yield from WAIT_PAUSES
+    while True:
+        yield WAIT_PAUSES[-1]
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -76,8 +89,11 @@ class ConversationService:
         answerer: Callable[[], KnowledgeAnswerer],
         handoff: HandoffService | None = None,
         prewarm: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._copilots = copilots
+        self._clock, self._sleep = clock, sleep  # a long-poll's wait (injected by unit tests)
         # Starts loading the models in the background (once per process): a cold knowledge
         # turn then overlaps the model load with its storage round trips.
         self._prewarm = prewarm or (lambda: None)
@@ -300,21 +316,43 @@ class ConversationService:
         return [m for m in recent if m.seq > conversation.context.history_start_seq]
 
     def messages(
-        self, conversation_id: str, token: str | None, after: int, limit: int
+        self, conversation_id: str, token: str | None, after: int, limit: int, wait: float = 0
     ) -> MessagesPage:
-        conversation = self.authorize(conversation_id, token)
-        if self._handoff is not None and self._handoff.due(conversation):
-            self._handoff.flush(conversation_id)  # agent events held for a gap: their wait is over
-            conversation = self.authorize(conversation_id, token)
-        if self._handoff is not None and _outbox_stalled(conversation):
-            conversation = self._renudge(conversation)
-        page = self._conversations.messages_after(conversation_id, after, limit)
+        """Messages after ``after``. With ``wait`` (seconds), a long-poll: answers as soon as
+        there is one, or with an empty page when the wait is over. While it waits it reads the
+        conversation's meta item only (its ``last_seq``), and queries messages once there are
+        some; each read does what a short poll does (held agent events, a stalled outbox)."""
+        deadline = self._clock() + wait
+        pauses = _pauses()
+        conversation = self._settle(conversation_id, token)
+        while conversation.last_seq <= after:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            self._sleep(min(next(pauses), remaining))
+            conversation = self._settle(conversation_id, token)
+        page = (
+            self._conversations.messages_after(conversation_id, after, limit)
+            if conversation.last_seq > after
+            else []
+        )
         return MessagesPage(
             conversation_id=conversation_id,
             state=conversation.state,
             last_seq=conversation.last_seq,
             messages=page,
         )
+
+    def _settle(self, conversation_id: str, token: str | None) -> Conversation:
+        """The conversation after what a poll applies: agent events held for a gap whose wait is
+        over, and a re-nudge of a stalled hub outbox."""
+        conversation = self.authorize(conversation_id, token)
+        if self._handoff is not None and self._handoff.due(conversation):
+            self._handoff.flush(conversation_id)  # agent events held for a gap: their wait is over
+            conversation = self.authorize(conversation_id, token)
+        if self._handoff is not None and _outbox_stalled(conversation):
+            conversation = self._renudge(conversation)
+        return conversation
 
     def _renudge(self, conversation: Conversation) -> Conversation:
         # Noted first (a conditional write, so concurrent polls nudge once), then sent: if the

@@ -17,6 +17,7 @@ from copilot.admin.models import Copilot, CopilotList, CopilotPatch, CopilotSpec
 from copilot.conversation import idempotency
 from copilot.conversation.idempotency import Done
 from copilot.conversation.models import (
+    MAX_WAIT_SECONDS,
     MessagesPage,
     PostMessageRequest,
     StartConversationRequest,
@@ -121,10 +122,11 @@ class ChatRoutes:
     def list_messages(self, call: Call) -> MessagesPage:
         after = call.query_int("after", 0, 0, 2**53)
         limit = call.query_int("limit", 100, 1, 500)
+        wait = call.query_int("wait", 0, 0, MAX_WAIT_SECONDS)
         if limits := self._limits():
-            limits.poll(call.params["conversation_id"], call.bearer_token())
+            limits.poll(call.params["conversation_id"], call.bearer_token())  # once per long-poll
         return self._chat().messages(
-            call.params["conversation_id"], call.bearer_token(), after, limit
+            call.params["conversation_id"], call.bearer_token(), after, limit, wait
         )
 
     def cancel_handoff(self, call: Call) -> TurnResponse:
@@ -196,7 +198,8 @@ class ChatRoutes:
                     "GET",
                     "/conversations/<conversation_id>/messages",
                     self.list_messages,
-                    "Messages after a sequence number (poll with ?after=<last seen seq>)",
+                    "Messages after a sequence number (poll with ?after=<last seen seq>; "
+                    "long-poll with &wait=<seconds>)",
                     response_model=MessagesPage,
                     auth="conversation",
                     tags=chat,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
 from copilot import __version__
+from copilot.conversation.models import MAX_WAIT_SECONDS
 from copilot.entrypoints.http.router import MAX_BODY_BYTES, Api, Route
 from copilot.schema import MAX_JSON_DEPTH, MAX_NUMBER_CHARS, ErrorResponse
 
@@ -40,6 +41,14 @@ _PAGE_QUERY: list[dict[str, Any]] = [
         "in": "query",
         "description": "At most this many messages.",
         "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+    },
+    {
+        "name": "wait",
+        "in": "query",
+        "description": "Long-poll: wait up to this many seconds for a message after 'after' "
+        "(the answer comes as soon as there is one; an empty page when the wait is over). "
+        "0: answer at once.",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
     },
 ]
 
