@@ -205,7 +205,8 @@ class LocalStack:
                         "--port",
                         str(getattr(cfg, f"{name}_port")),
                     ],
-                    {**env, "THREADS": "8"},
+                    # chat: long-polls hold a thread each while they wait (docs/realtime.md)
+                    {**env, "THREADS": "32" if name == "chat" else "8"},
                     logs,
                 )
             self._wait_http(cfg.aws_url + "/moto-api/", "moto")
