@@ -1,0 +1,170 @@
+"""Agent -> customer latency through the long-poll (GET messages ?wait=S) on the local stack.
+
+    .venv/bin/python bench/realtime_latency.py [--messages N] [--wait S] [--json out.json]
+
+Starts the real local stack in-process (moto server, Chroma, the functions under
+functions-framework, the outbox pump) and the agent desk (the generic hub emulator), makes a
+copilot whose hub is the desk, escalates one conversation and has the agent join. A customer
+thread long-polls the conversation (``?after=<last seq>&wait=S``), one poll at a time as a
+client would. For each message the agent's desk POSTs a signed ``agent.message`` webhook (t0
+just before the POST) once the customer's poll is already waiting (a random 0-1 s later, so
+the message lands anywhere in the poll's pause cycle); t1 is when the long-poll returned it.
+Also counted: the polls made (a long-poll returns once per message, plus the empty ones when
+a wait ran out) against what a back-to-back short poller makes in the same time
+(bench/handoff_latency.py). See docs/realtime.md for results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-desk-secret"
+TARGET_P95_MS = 1000.0  # agent webhook -> the customer's long-poll returns it
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _stats import summary  # noqa: E402
+
+
+class LongPoller(threading.Thread):
+    """Long-polls the conversation, one poll after another; notes when each text arrives."""
+
+    def __init__(self, base_url: str, conversation: str, token: str, wait: int) -> None:
+        super().__init__(daemon=True)
+        from copilot_dev.client import CopilotClient
+
+        self.client = CopilotClient(base_url)
+        self.conversation, self.token, self.wait = conversation, token, wait
+        self.seen: dict[str, float] = {}
+        self.polls = 0
+        self.empty = 0
+        self.waiting = threading.Event()  # set while a poll is out
+        self.after = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.waiting.set()
+            try:
+                page = self.client.messages(
+                    self.conversation, self.token, after=self.after, wait=self.wait
+                )
+            except Exception:
+                if self.stop.is_set():
+                    return  # the stack went down under the last poll: the bench is over
+                raise
+            now = time.perf_counter()
+            self.waiting.clear()
+            self.polls += 1
+            self.empty += not page.messages
+            for m in page.messages:
+                self.seen.setdefault(m.text, now)
+                self.after = max(self.after, m.seq)
+
+    def wait_for(self, text: str, timeout: float = 30) -> float:
+        deadline = time.perf_counter() + timeout
+        while text not in self.seen:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"the customer never saw {text!r}")
+            time.sleep(0.0005)
+        return self.seen[text]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=50, help="agent messages to time")
+    parser.add_argument("--wait", type=int, default=20, help="the long-poll's wait (s)")
+    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--json", type=Path, help="write every sample here")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT / "shared"))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the desk's request lines
+    from copilot_dev.client import CopilotClient
+    from copilot_dev.emulators.agent_desk import AgentDesk
+    from copilot_dev.localstack import LocalStack, StackConfig
+
+    rng = random.Random(args.seed)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp, AgentDesk(SECRET) as desk:
+        config = StackConfig.with_free_ports(ROOT, Path(tmp))
+        config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET}
+        t = time.perf_counter()
+        with LocalStack(config):
+            print(f"stack up in {time.perf_counter() - t:.1f} s", flush=True)
+            client = CopilotClient(config.function_url("chat"), admin_key=config.admin_api_key)
+            hub = {"type": "generic", "url": desk.hub_url, "secret_ref": "DESK"}
+            copilot_id = client.create_copilot({"name": "Bench", "hub": hub}).copilot_id
+            s = client.start(copilot_id)
+            conv, token = s.conversation_id, s.token
+            client.send(conv, token, "talk to a person")
+            desk.wait_for_session(conv, timeout=30)
+            desk.join(conv)
+            poller = LongPoller(config.function_url("chat"), conv, token, args.wait)
+            poller.after = client.messages(conv, token).last_seq
+            poller.start()
+
+            relay, webhook = [], []
+            t_start = time.perf_counter()
+            for i in range(args.messages + 1):  # the first one warms up
+                text = f"agent message {i}"
+                poller.waiting.wait(10)
+                time.sleep(rng.uniform(0, 1))  # anywhere in the poll's pause cycle
+                t0 = time.perf_counter()
+                response = desk.say(conv, text)
+                t_ack = time.perf_counter()
+                assert response.ok, response.text
+                t1 = poller.wait_for(text)
+                if i:
+                    relay.append((t1 - t0) * 1000)
+                    webhook.append((t_ack - t0) * 1000)
+            elapsed = time.perf_counter() - t_start
+            poller.stop.set()
+
+    results: dict[str, Any] = {
+        "agent_to_long_poll_ms": summary(relay),
+        "agent_webhook_round_trip_ms": summary(webhook),
+        "wait_s": args.wait,
+        "long_polls": poller.polls,
+        "empty_long_polls": poller.empty,
+        "seconds": elapsed,
+        "target_agent_to_customer_p95_ms": TARGET_P95_MS,
+        "machine": {
+            "nproc": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "samples": {"agent_to_long_poll_ms": relay, "agent_webhook_round_trip_ms": webhook},
+    }
+    print(f"{'path':<30}{'n':>5}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)")
+    for key in ("agent_to_long_poll_ms", "agent_webhook_round_trip_ms"):
+        r = results[key]
+        print(
+            f"{key:<30}{r['n']:>5.0f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
+        )
+    print(
+        f"{poller.polls} long-polls ({poller.empty} empty) in {elapsed:.1f} s; "
+        f"load average before {load_before}, after {os.getloadavg()}"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+        print(f"samples written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
