@@ -409,24 +409,31 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 
 _PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Agent desk</title>
+<html lang="en"><head><meta charset="utf-8"><title>Agent desk</title>
+<meta name="viewport" content="width=device-width,initial-scale=1">
 <style>
 body{font:14px system-ui,sans-serif;margin:0;display:flex;height:100vh}
+h1{font-size:16px;margin:0 0 8px}
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 #list{width:260px;border-right:1px solid #ddd;overflow:auto}
-#list div{padding:8px 10px;border-bottom:1px solid #eee;cursor:pointer}
-#list div.sel{background:#eef}
+#list button{display:block;width:100%;text-align:left;font:inherit;padding:8px 10px;border:0;
+border-bottom:1px solid #eee;background:#fff;cursor:pointer}
+#list button[aria-current]{background:#eef}
 #main{flex:1;display:flex;flex-direction:column;padding:10px;overflow:hidden}
 #ctx{font-size:12px;color:#333;white-space:pre-wrap;max-height:35%;overflow:auto;
 background:#fafafa;border:1px solid #eee;padding:6px}
 #log{flex:1;overflow:auto;margin:8px 0}
-.customer{color:#064}.agent{color:#506}.bot{color:#777}
-form{display:flex;gap:6px}#text{flex:1}
+.customer{color:#064}.agent{color:#506}.bot{color:#555}
+form{display:flex;gap:6px;align-items:center}#text{flex:1}
 </style></head><body>
-<div id="list"></div>
-<div id="main"><div id="ctx">Waiting for a hand-off...</div><div id="log"></div>
-<form id="f"><input id="text" placeholder="Reply to the customer" autocomplete="off">
-<button>Send</button><button type="button" id="join">Join</button>
-<button type="button" id="end">End</button></form></div>
+<nav id="list" aria-label="Hand-offs"></nav>
+<main id="main"><h1>Agent desk</h1>
+<h2 class="vh">Hand-off context</h2><div id="ctx">Waiting for a hand-off...</div>
+<h2 class="vh">Conversation</h2><div id="log" aria-live="polite"></div>
+<form id="f"><label for="text">Reply to the customer</label>
+<input id="text" autocomplete="off">
+<button type="submit">Send</button><button type="button" id="join">Join</button>
+<button type="button" id="end">End</button></form></main>
 <script>
 let sel=null;
 const given=new URLSearchParams(location.hash.slice(1)).get("token");
@@ -435,27 +442,34 @@ const auth={"Authorization":"Bearer "+(sessionStorage.getItem("deskToken")||"")}
 const get=u=>fetch(u,{headers:auth});
 const post=(a,b)=>fetch(`/api/sessions/${sel}/${a}`,{method:"POST",
   headers:{...auth,"Content-Type":"application/json"},body:JSON.stringify(b||{})});
-const esc=s=>String(s??"").replace(/[&<>]/g,c=>({"&":"&amp;","<":"&lt;",">":"&gt;"}[c]));
+const esc=s=>String(s??"").replace(/[&<>"']/g,c=>
+  ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
+// Redrawn only on change: a redraw every second would move keyboard focus and repeat the
+// live region to screen readers.
+const drawn={};
+const show=(id,html)=>{if(drawn[id]!==html){drawn[id]=html;document.getElementById(id).innerHTML=html}};
 async function tick(){
   const r=await get("/api/sessions");
   if(!r.ok){document.getElementById("ctx").textContent=
     "Open the desk with the link printed at start-up (it carries the desk's token).";return}
   const {sessions}=await r.json();
   if(!sel&&sessions.length)sel=sessions[sessions.length-1].handoff_id;
-  document.getElementById("list").innerHTML=sessions.map(s=>
-    `<div class="${s.handoff_id===sel?"sel":""}" onclick="sel='${s.handoff_id}';tick()">
-    ${esc(s.bot_name)} &middot; ${esc(s.status)}<br><small>${esc(s.last_topic)}</small></div>`).join("");
+  show("list",sessions.map(s=>`<button type="button" data-id="${esc(s.handoff_id)}"`+
+    `${s.handoff_id===sel?' aria-current="true"':""}>${esc(s.bot_name)} &middot; `+
+    `${esc(s.status)}<br><small>${esc(s.last_topic)}</small></button>`).join(""));
   if(!sel)return;
   const d=await (await get(`/api/sessions/${sel}`)).json();
-  document.getElementById("ctx").textContent=
-    `Summary:\\n${d.summary}\\n\\nNote to agent: ${d.context.va_AgentMessage??"-"}\\n`+
-    `Routing: ${JSON.stringify(d.routing)}\\nContext: ${JSON.stringify(d.context)}`;
+  const ctx=`Summary:\n${d.summary}\n\nNote to agent: ${d.context.va_AgentMessage??"-"}\n`+
+    `Routing: ${JSON.stringify(d.routing)}\nContext: ${JSON.stringify(d.context)}`;
+  const c=document.getElementById("ctx");if(c.textContent!==ctx)c.textContent=ctx;
   const t=d.transcript.map(a=>`<div class="${a.from.role==="user"?"customer":"bot"}">`+
     `${a.from.role==="user"?"Customer":"Copilot"}: ${esc(a.text)}</div>`).join("");
-  const l=d.log.map(e=>`<div class="${e.from}">${e.from==="customer"?"Customer":esc(e.agent)}: `+
+  const l=d.log.map(e=>`<div class="${esc(e.from)}">${e.from==="customer"?"Customer":esc(e.agent)}: `+
     `${esc(e.text??e.type)}</div>`).join("");
-  const log=document.getElementById("log");log.innerHTML=t+"<hr>"+l;
+  show("log",t+"<hr>"+l);
 }
+document.getElementById("list").onclick=e=>{const b=e.target.closest("button");
+  if(b){sel=b.dataset.id;tick()}};
 document.getElementById("f").onsubmit=async e=>{e.preventDefault();
   const i=document.getElementById("text");if(!i.value.trim())return;
   await post("say",{text:i.value});i.value="";tick()};
