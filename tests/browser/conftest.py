@@ -34,13 +34,13 @@ CHROMIUM_ARGS = [
 
 
 def chromium_path() -> Path:
-    found = os.environ.get("COPILOT_CHROMIUM") or shutil.which("chromium")
+    found = os.environ.get("CHROMIUM_EXECUTABLE") or shutil.which("chromium")
     path = Path(found or "/usr/bin/chromium")
     if not path.exists():
         pytest.fail(
             f"no chromium at {path}: the browser tests drive Debian's chromium package. Run "
             "`bash infra/setup.sh dev` (it runs `apt-get install chromium`), or set "
-            "COPILOT_CHROMIUM to a Chromium executable.",
+            "CHROMIUM_EXECUTABLE to a Chromium executable.",
             pytrace=False,
         )
     return path
