@@ -7,6 +7,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+from copilot.admin.origins import CopilotOrigins
 from copilot.admin.service import AdminService
 from copilot.config import Settings
 from copilot.conversation.limits import ChatLimits
@@ -275,6 +276,13 @@ class Container:
         return self._get("chat_limits", build)
 
     @property
+    def chat_origins(self) -> CopilotOrigins:
+        return self._get(
+            "chat_origins",
+            lambda: CopilotOrigins(lambda: self.copilots, lambda: self.conversations),
+        )
+
+    @property
     def ingest_queue(self) -> EventQueue:
         from copilot.adapters.aws.sqs import SqsEventQueue
 
@@ -375,6 +383,7 @@ class Container:
                 admin_api_key=self.admin_api_key,
                 limits=lambda: self.chat_limits,
                 forwarded_hops=self.settings.forwarded_hops,
+                origins=lambda: self.chat_origins,
             )
             return routes.api
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from copilot.admin.models import Copilot
 from copilot.ingest.models import DocumentStatus
@@ -70,10 +71,27 @@ def knowledge_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+def demo_origins(chat_url: str, extra: Iterable[str] = ()) -> list[str]:
+    """The pages of the local stack that may run the demo copilot's chat in a browser: the chat
+    function's own origin, by IP and by name (a page it serves), and ``extra`` (e.g. the demo
+    site's origin)."""
+    parts = urlsplit(chat_url)
+    port = f":{parts.port}" if parts.port else ""
+    own = [f"{parts.scheme}://127.0.0.1{port}", f"{parts.scheme}://localhost{port}"]
+    return list(dict.fromkeys([*own, *extra]))
+
+
 def seed_demo(
-    client: CopilotClient, s3: Any, bucket: str, demo_dir: Path
+    client: CopilotClient,
+    s3: Any,
+    bucket: str,
+    demo_dir: Path,
+    origins: Iterable[str] = (),
 ) -> tuple[Copilot, list[DocumentStatus]]:
+    """The demo copilot, its knowledge indexed; browsers may call it from the local stack's
+    pages (demo_origins, plus ``origins``)."""
     spec = json.loads((demo_dir / "copilot.json").read_text())
+    spec["allowed_origins"] = demo_origins(client.base_url, origins)
     copilot = client.create_copilot(spec)
     folder = demo_dir / "knowledge"
     versions = upload_files(s3, bucket, copilot.copilot_id, knowledge_files(folder), folder)

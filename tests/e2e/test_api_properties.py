@@ -160,15 +160,20 @@ def test_no_redirects_405_allow_and_no_cors_on_admin(real: dict[str, str]) -> No
     not_allowed = call(real, "DELETE", "/admin/copilots", headers=admin)
     assert_json_error(not_allowed, 405)
     assert not_allowed.headers["Allow"] == "GET, HEAD, POST"
+    allowed = {"allowed_origins": ["https://x.example"]}  # the copilot's only browser page
+    url = f"/admin/copilots/{real['copilot_id']}"
+    assert call(real, "PATCH", url, json=allowed, headers=admin).status_code == 200
     listed = call(real, "GET", "/admin/copilots", headers={**admin, "Origin": "https://x.example"})
     assert listed.status_code == 200 and "Access-Control-Allow-Origin" not in listed.headers
-    page = call(
-        real,
-        "GET",
-        f"/conversations/{real['conversation_id']}/messages",
-        headers={"Authorization": f"Bearer {real['token']}", "Origin": "https://x.example"},
-    )
-    assert page.status_code == 200 and page.headers["Access-Control-Allow-Origin"] == "*"
+    for origin, echoed in (("https://x.example", "https://x.example"), ("https://y.example", None)):
+        page = call(
+            real,
+            "GET",
+            f"/conversations/{real['conversation_id']}/messages",
+            headers={"Authorization": f"Bearer {real['token']}", "Origin": origin},
+        )
+        assert page.status_code == 200
+        assert page.headers.get("Access-Control-Allow-Origin") == echoed
 
 
 def test_webhook_paths_flask_cannot_route_get_a_json_answer(stack: LocalStack) -> None:

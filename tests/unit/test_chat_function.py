@@ -182,9 +182,13 @@ def test_openapi_document_is_served_and_matches_the_committed_copy(client: Any) 
 
 
 def test_cors_preflight_for_web_chat(client: Any) -> None:
-    r = client.options("/conversations/x/messages")
+    copilot_id = new_copilot(client, allowed_origins=["https://shop.example"])
+    conversation = client.post(f"/copilots/{copilot_id}/conversations").json["conversation_id"]
+    url = f"/conversations/{conversation}/messages"
+    r = client.options(url, headers={"Origin": "https://shop.example"})
     assert r.status_code == 204
-    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert client.options(url, headers={"Origin": "https://x.example"}).status_code == 403
 
 
 # --- idempotent writes (Idempotency-Key) -------------------------------------------------------

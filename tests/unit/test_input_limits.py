@@ -209,23 +209,31 @@ def test_admin_routes_send_no_cors_headers(client: Any, chat: dict[str, str]) ->
 
 
 def test_customer_routes_answer_browsers(client: Any, chat: dict[str, str]) -> None:
+    shop = {"Origin": "https://shop.example"}  # the copilot's allowed origin
+    client.patch(
+        f"/admin/copilots/{chat['copilot_id']}",
+        json={"allowed_origins": [shop["Origin"]]},
+        headers=ADMIN,
+    )
     conversation = f"/conversations/{chat['conversation_id']}"
     for url, methods in (
         (f"{conversation}/messages", "GET, HEAD, OPTIONS, POST"),
         (f"{conversation}/handoff/cancel", "OPTIONS, POST"),
         (f"/copilots/{chat['copilot_id']}/conversations", "OPTIONS, POST"),
     ):
-        preflight = client.options(url, headers={"Origin": "https://shop.example"})
+        preflight = client.options(url, headers=shop)
         assert preflight.status_code == 204
-        assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+        assert preflight.headers["Access-Control-Allow-Origin"] == shop["Origin"]
         assert preflight.headers["Access-Control-Allow-Methods"] == methods
         asked = {h.strip() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
         assert {"Authorization", "Content-Type", "Idempotency-Key"} <= asked
-    page = client.get(f"{conversation}/messages", headers=bearer(chat))
-    assert page.status_code == 200 and page.headers["Access-Control-Allow-Origin"] == "*"
+    page = client.get(f"{conversation}/messages", headers={**bearer(chat), **shop})
+    assert page.status_code == 200
+    assert page.headers["Access-Control-Allow-Origin"] == shop["Origin"]
     assert "Retry-After" in page.headers["Access-Control-Expose-Headers"]
-    missing = client.get(f"{conversation}/messages")  # a browser reads the error too
-    assert missing.status_code == 401 and missing.headers["Access-Control-Allow-Origin"] == "*"
+    missing = client.get(f"{conversation}/messages", headers=shop)  # a browser reads the error
+    assert missing.status_code == 401
+    assert missing.headers["Access-Control-Allow-Origin"] == shop["Origin"]
 
 
 # --- the OpenAPI document states the rules ----------------------------------------------------
@@ -255,7 +263,7 @@ def test_openapi_states_the_field_rules(doc: dict[str, Any]) -> None:
         for name, prop in patch["properties"].items()
         if {"type": "null"} in prop.get("anyOf", [])
     }
-    assert nullable == {"instructions", "hub"}
+    assert nullable == {"instructions", "hub", "allowed_origins", "appearance"}
 
 
 def test_openapi_states_the_query_bounds_the_server_enforces(

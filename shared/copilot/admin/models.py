@@ -13,6 +13,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from copilot.handoff.models import HubSettings
@@ -20,6 +21,11 @@ from copilot.limits import Rate
 from copilot.schema import HTTP_URL_PATTERN, MAX_MESSAGE_CHARS, Strict
 
 MAX_TOPICS = 200
+MAX_ALLOWED_ORIGINS = 20
+ANY_ORIGIN = "*"
+# What a browser sends in its Origin header: scheme, host (a name, IPv4 or [IPv6]) and a port.
+ORIGIN_PATTERN = r"^https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class BehaviourMessages(Strict):
@@ -198,6 +204,79 @@ class Limits(Strict):
     )
 
 
+def normalize_origin(value: str) -> str:
+    """``value`` as browsers send it in the Origin header: lower case, no default port; a
+    ValueError that says what is wrong otherwise (e.g. a path, or a scheme that is no web one)."""
+    origin = value.strip().lower()
+    if not re.fullmatch(ORIGIN_PATTERN, origin):
+        raise ValueError(
+            f"not an origin: {value[:100]!r}; send scheme://host[:port] with http or https and "
+            "nothing after (no path, not even '/'), e.g. 'https://www.example.com' (an "
+            "internationalized host in its xn-- form)"
+        )
+    scheme, _, rest = origin.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not colon or rest.endswith("]"):  # no port ("[::1]" holds colons, no port)
+        return origin
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"not an origin: {value[:100]!r} (port out of range)")
+    return (
+        f"{scheme}://{host}" if number == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{number}"
+    )
+
+
+def _allowed_origins(origins: list[str] | None) -> list[str] | None:
+    """Origins normalized and de-duplicated (order kept); '*' only on its own."""
+    if origins is None:
+        return None
+    if ANY_ORIGIN in origins:
+        if len(origins) != 1:
+            raise ValueError("'*' (any origin) is the only value when sent; drop the others")
+        return [ANY_ORIGIN]
+    return list(dict.fromkeys(normalize_origin(o) for o in origins))
+
+
+ALLOWED_ORIGINS_DESCRIPTION = (
+    "Web pages (origins: scheme://host[:port], http or https, no path) whose scripts may call "
+    "this copilot's chat API from a browser, e.g. the site embedding the web chat: the API "
+    "answers their CORS preflights and sends Access-Control-Allow-Origin to them only. Empty "
+    f"(the default): no browser page may. At most {MAX_ALLOWED_ORIGINS}. ['*'] lets any web "
+    "page run this copilot's chat in its visitors' browsers (its cost, its rate limits, your "
+    "brand on another site): only for a public demo. Servers and apps that send no Origin "
+    "header are not concerned."
+)
+
+
+class Appearance(Strict):
+    """How the web chat widget shows the copilot (read by browsers: GET
+    /copilots/{copilot_id}/widget-config)."""
+
+    color: str = Field(
+        "#1f6feb",
+        pattern=r"^#[0-9A-Fa-f]{6}$",
+        description="Accent colour of the launcher, header and customer bubbles (#RRGGBB).",
+    )
+    avatar_url: str | None = Field(
+        None,
+        max_length=2000,
+        pattern=r"^https://[^/\s]+\S*$",
+        description="An https image shown beside the copilot's messages; null: none.",
+    )
+    title: str | None = Field(
+        None,
+        min_length=1,
+        max_length=60,
+        pattern=r"\S",
+        description="The chat panel's title; null: the copilot's name.",
+    )
+
+    @field_validator("color")
+    @classmethod
+    def _lower(cls, color: str) -> str:
+        return color.lower()
+
+
 def _unique_topic_names(topics: list[Topic]) -> list[Topic]:
     names = [t.name.strip().lower() for t in topics]
     if len(set(names)) != len(names):
@@ -232,17 +311,30 @@ class CopilotSpec(Strict):
         None, description="Live-agent hand-off; without it escalation gives the escalate link."
     )
     limits: Limits = Field(Limits(), description="Rate limits of the chat API (see Limits).")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_ALLOWED_ORIGINS,
+        description=ALLOWED_ORIGINS_DESCRIPTION,
+        json_schema_extra={"items": {"type": "string", "pattern": rf"^\*$|{ORIGIN_PATTERN}"}},
+    )
+    appearance: Appearance = Field(
+        default_factory=Appearance, description="How the web chat widget shows the copilot."
+    )
 
     _check_topics = field_validator("topics")(_unique_topic_names)
+    _check_origins = field_validator("allowed_origins")(_allowed_origins)
 
 
-_refuse_null_patch, _patch_schema = _null_clears_only(("instructions", "hub"))
+# Fields a null resets to their default (the service stores what the patch holds after it).
+_NULL_RESETS = ("allowed_origins", "appearance")
+_refuse_null_patch, _patch_schema = _null_clears_only(("instructions", "hub", *_NULL_RESETS))
 
 
 class CopilotPatch(Strict):
     """Only the fields sent change; messages merge with the current ones. null clears a field
-    that may be empty (instructions; hub: null removes the hand-off); any other field has no
-    empty value, so null there is a 400: send a value or leave the field out."""
+    that may be empty (instructions; hub: null removes the hand-off) and resets allowed_origins
+    and appearance to their defaults; any other field has no empty value, so null there is a
+    400: send a value or leave the field out."""
 
     model_config = ConfigDict(json_schema_extra=_patch_schema)
 
@@ -263,8 +355,30 @@ class CopilotPatch(Strict):
     limits: Limits | None = Field(
         None, description="Replaces the limits (fields left out: defaults)."
     )
+    allowed_origins: list[str] | None = Field(
+        None,
+        max_length=MAX_ALLOWED_ORIGINS,
+        description="Replaces the allowed origins; null resets them to the default, [] (no "
+        "browser page may call). " + ALLOWED_ORIGINS_DESCRIPTION,
+        json_schema_extra={"items": {"type": "string", "pattern": rf"^\*$|{ORIGIN_PATTERN}"}},
+    )
+    appearance: Appearance | None = Field(
+        None,
+        description="Replaces the appearance (fields left out: defaults); null resets it to the "
+        "default.",
+    )
 
     _null = _refuse_null_patch
+    _check_origins = field_validator("allowed_origins")(_allowed_origins)
+
+    @model_validator(mode="after")
+    def _null_resets(self) -> CopilotPatch:
+        # Still "sent" (in model_fields_set): the service applies the default like a value.
+        if "allowed_origins" in self.model_fields_set and self.allowed_origins is None:
+            self.allowed_origins = []
+        if "appearance" in self.model_fields_set and self.appearance is None:
+            self.appearance = Appearance()
+        return self
 
     @field_validator("topics")
     @classmethod
@@ -283,3 +397,21 @@ class Copilot(CopilotSpec):
 
 class CopilotList(BaseModel):
     copilots: list[Copilot]
+
+
+class WidgetConfig(BaseModel):
+    """What the web chat widget reads of a copilot, without the admin key: public."""
+
+    copilot_id: str
+    name: str
+    language: str
+    appearance: Appearance
+
+    @classmethod
+    def of(cls, copilot: Copilot) -> WidgetConfig:
+        return cls(
+            copilot_id=copilot.copilot_id,
+            name=copilot.name,
+            language=copilot.language,
+            appearance=copilot.appearance,
+        )

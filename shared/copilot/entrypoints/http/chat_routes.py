@@ -8,12 +8,12 @@ client on a cold start.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 
-from copilot.admin.models import Copilot, CopilotList, CopilotPatch, CopilotSpec
+from copilot.admin.models import Copilot, CopilotList, CopilotPatch, CopilotSpec, WidgetConfig
 from copilot.conversation import idempotency
 from copilot.conversation.idempotency import Done
 from copilot.conversation.models import (
@@ -54,6 +54,7 @@ def _answer(call: Call, done: Done[R]) -> R:
 
 
 if TYPE_CHECKING:
+    from copilot.admin.origins import CopilotOrigins
     from copilot.admin.service import AdminService
     from copilot.conversation.limits import ChatLimits
     from copilot.conversation.service import ConversationService
@@ -67,12 +68,14 @@ class ChatRoutes:
         admin_api_key: Callable[[], str | None],
         limits: Callable[[], ChatLimits | None] = lambda: None,
         forwarded_hops: int = 0,
+        origins: Callable[[], CopilotOrigins | None] = lambda: None,
     ) -> None:
         self._chat = chat
         self._admin = admin
         self._admin_api_key = admin_api_key
         self._limits = limits  # rate limits of the customer routes (None: unlimited)
         self._forwarded_hops = forwarded_hops
+        self._origins = origins  # pages allowed to call from browsers (None: no page)
         self.api = self._build()
 
     def client(self, call: Call) -> str:
@@ -132,6 +135,23 @@ class ChatRoutes:
     def cancel_handoff(self, call: Call) -> TurnResponse:
         return self._chat().cancel_handoff(call.params["conversation_id"], call.bearer_token())
 
+    def allowed_origins(self, call: Call) -> Collection[str]:
+        """CORS policy: the allowed origins of the copilot the call is about (from its path,
+        or its conversation's copilot); none for a route about no copilot."""
+        origins = self._origins()
+        if origins is None:
+            return ()
+        if "copilot_id" in call.params:
+            return origins.of_copilot(call.params["copilot_id"])
+        if "conversation_id" in call.params:
+            return origins.of_conversation(call.params["conversation_id"])
+        return ()
+
+    def widget_config(self, call: Call) -> WidgetConfig:
+        # Public and the same for every visitor: browsers and shared caches keep it a minute.
+        call.response_headers["Cache-Control"] = "public, max-age=60"
+        return WidgetConfig.of(self._admin().get(call.params["copilot_id"]))
+
     def create_copilot(self, call: Call) -> Copilot:
         self.require_admin(call)
         assert isinstance(call.body, CopilotSpec)
@@ -181,6 +201,15 @@ class ChatRoutes:
                     tags=chat,
                     body_optional=True,
                     headers=(IDEMPOTENCY_KEY,),
+                ),
+                Route(
+                    "GET",
+                    "/copilots/<copilot_id>/widget-config",
+                    self.widget_config,
+                    "The copilot's name and appearance, for the web chat widget (public, "
+                    "cacheable)",
+                    response_model=WidgetConfig,
+                    tags=chat,
                 ),
                 Route(
                     "POST",
@@ -284,6 +313,6 @@ class ChatRoutes:
                     body_optional=True,
                 ),
             ],
-            cors=True,
+            cors=self.allowed_origins,
             function="chat",
         )

@@ -10,7 +10,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ CORRELATED_PARAMS = ("copilot_id", "conversation_id", "hub")
 # body, the retry key of an idempotent write and a correlation id; and what its script may read.
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
 CORS_EXPOSE_HEADERS = "Retry-After, X-Request-Id"
+ANY_ORIGIN = "*"
 
 
 @dataclass
@@ -64,6 +65,9 @@ class Call:
 
 
 Handler = Callable[[Call], BaseModel | None]
+# The origins whose pages may call a route from a browser ('*' among them: any), given the
+# call (its path parameters name what is called; the body is not read yet).
+CorsPolicy = Callable[[Call], Collection[str]]
 
 
 @dataclass(frozen=True)
@@ -117,13 +121,19 @@ class Api:
     """Routes, matched exactly: no redirects (werkzeug would answer an id holding %2F, decoded
     to a double slash, with a 308 and no Location), 405 names the allowed methods.
 
-    ``cors``: browsers may call the routes that take no admin key (customer chats authenticate
-    with a bearer token, never cookies, so any origin may). Admin routes are called from servers
-    and the CLI: they send no CORS header and answer no preflight.
+    ``cors``: browsers may call the routes that take no admin key from the origins the policy
+    allows for the call (the request's Origin echoed, with ``Vary: Origin``); a preflight from
+    any other origin is a 403, and other requests from it are served without CORS headers (the
+    browser keeps the answer from the page). Admin routes are called from servers and the CLI:
+    they send no CORS header and answer no preflight, whatever the policy.
     """
 
     def __init__(
-        self, title: str, routes: list[Route], cors: bool = False, function: str | None = None
+        self,
+        title: str,
+        routes: list[Route],
+        cors: CorsPolicy | None = None,
+        function: str | None = None,
     ) -> None:
         self.title = title
         self.routes = routes
@@ -162,9 +172,9 @@ class Api:
     def _dispatch(self, request: Request) -> Response:
         adapter = self._map.bind_to_environ(request.environ)
         allowed = self._allowed_methods(adapter, request.path)
-        cors = self._cors_on(adapter, request.path, allowed)
-        if cors and request.method == "OPTIONS":
-            return self._with_cors(Response(status=204), allowed)
+        cors = self._cors_params(adapter, request.path, allowed)
+        if cors is not None and request.method == "OPTIONS":
+            return self._preflight(Call(request=request, params=cors), allowed)
         try:
             endpoint, params = adapter.match(request.path, method=request.method)
             route = self.routes[endpoint]
@@ -194,7 +204,9 @@ class Api:
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = _error(500, "internal_error", "something went wrong on our side; try again")
-        return self._with_cors(response, allowed) if cors else response
+        if cors is not None:
+            self._with_cors(Call(request=request, params=cors), response, allowed)
+        return response
 
     def wsgi(self) -> Callable[..., Any]:
         @Request.application
@@ -207,28 +219,78 @@ class Api:
         """The methods of the routes on ``path`` (HEAD with GET, as werkzeug serves it), plus
         OPTIONS where browsers may call: the Allow header of a 405 and of a preflight."""
         methods = set(adapter.allowed_methods(path))
-        if methods and self._cors_on(adapter, path, sorted(methods)):
+        if methods and self._cors_params(adapter, path, sorted(methods)) is not None:
             methods.add("OPTIONS")
         return sorted(methods)
 
-    def _cors_on(self, adapter: MapAdapter, path: str, allowed: list[str]) -> bool:
-        if not self._cors or not allowed:
-            return False
+    def _cors_params(
+        self, adapter: MapAdapter, path: str, allowed: list[str]
+    ) -> dict[str, Any] | None:
+        """The path parameters of a route on ``path`` browsers may call (None: none may)."""
+        if self._cors is None or not allowed:
+            return None
         method = next(m for m in allowed if m != "OPTIONS")
         try:
-            endpoint, _ = adapter.match(path, method=method)
+            endpoint, params = adapter.match(path, method=method)
         except HTTPException:
-            return False
-        return self.routes[endpoint].auth != "admin"
+            return None
+        return dict(params) if self.routes[endpoint].auth != "admin" else None
+
+    def _allowed_origin(self, call: Call) -> str | None:
+        """The request's Origin when the policy allows it for this call, else None."""
+        origin = call.request.headers.get("Origin")
+        if not origin or self._cors is None:
+            return None  # no browser page (a server or an app): nothing to allow
+        origin = origin.strip().lower()  # scheme and host are case-insensitive
+        allowed = self._cors(call)
+        return origin if origin in allowed or ANY_ORIGIN in allowed else None
+
+    def _preflight(self, call: Call, allowed: list[str]) -> Response:
+        """A browser's preflight: 204 with the CORS headers for an allowed origin, a 403 for
+        another; a plain OPTIONS (no Origin) gets the route's methods."""
+        sent = call.request.headers.get("Origin")
+        bind(**{k: str(call.params[k]) for k in CORRELATED_PARAMS if k in call.params})
+        origin = None
+        try:
+            origin = self._allowed_origin(call)
+        except CopilotError as e:
+            response = _error(e.status, e.code, e.message, e.field)
+        except Exception:
+            log.exception("allowed origins not read for %s", call.request.path)
+            response = _error(500, "internal_error", "something went wrong on our side; try again")
+        else:
+            if sent and origin is None:
+                response = _error(
+                    403,
+                    "origin_not_allowed",
+                    f"the origin {sent[:200]!r} may not call this API from a browser: "
+                    "add it to the copilot's allowed_origins",
+                )
+            else:
+                response = Response(status=204)
+                response.headers["Allow"] = ", ".join(allowed)
+        response.vary.add("Origin")
+        if origin is not None:
+            self._cors_headers(response, origin, allowed)
+        return response
+
+    def _with_cors(self, call: Call, response: Response, allowed: list[str]) -> None:
+        response.vary.add("Origin")  # a shared cache must not serve one origin's answer to another
+        try:
+            origin = self._allowed_origin(call)
+        except Exception:  # the answer stands; only the browser is refused
+            log.exception("allowed origins not read for %s", call.request.path)
+            return
+        if origin is not None:
+            self._cors_headers(response, origin, allowed)
 
     @staticmethod
-    def _with_cors(response: Response, allowed: list[str]) -> Response:
-        response.headers["Access-Control-Allow-Origin"] = "*"
+    def _cors_headers(response: Response, origin: str, allowed: list[str]) -> None:
+        response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
         response.headers["Access-Control-Allow-Methods"] = ", ".join(allowed)
         response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
         response.headers["Access-Control-Max-Age"] = "600"
-        return response
 
 
 def _request_id(request: Request) -> str:
