@@ -201,6 +201,7 @@ class ChatRoutes:
                     tags=chat,
                     body_optional=True,
                     headers=(IDEMPOTENCY_KEY,),
+                    rate_limited=True,
                 ),
                 Route(
                     "GET",
@@ -222,6 +223,7 @@ class ChatRoutes:
                     tags=chat,
                     timing="turn",
                     headers=(IDEMPOTENCY_KEY,),
+                    rate_limited=True,
                 ),
                 Route(
                     "GET",
@@ -232,6 +234,7 @@ class ChatRoutes:
                     response_model=MessagesPage,
                     auth="conversation",
                     tags=chat,
+                    rate_limited=True,
                 ),
                 Route(
                     "POST",

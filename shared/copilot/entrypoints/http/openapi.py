@@ -139,7 +139,7 @@ def path_params(path: str) -> list[str]:
 def _error_statuses(route: Route, has_query: bool) -> list[str]:
     """The error statuses a route can answer, from what it takes: a body or query (400, 413),
     ids in its path (404), credentials (401, 403), a write (409); every route that reaches a
-    service may find a dependency down (503), and the customer routes are rate limited (429)."""
+    service may find a dependency down (503), and the rate-limited routes answer 429."""
     if route.auth == "none" and route.request_model is None and "<" not in route.path:
         return []  # health and this document: no input, no service
     codes = set()
@@ -150,8 +150,8 @@ def _error_statuses(route: Route, has_query: bool) -> list[str]:
     if route.auth == "admin":
         codes |= {"401", "403"}
     elif route.auth == "conversation":
-        codes |= {"401", "429"}  # another customer's token is a 404, like an unknown id
-    else:
+        codes.add("401")  # another customer's token is a 404, like an unknown id
+    if route.rate_limited:
         codes.add("429")
     if "<" in route.path:
         codes.add("404")

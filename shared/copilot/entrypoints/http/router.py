@@ -102,6 +102,7 @@ class Route:
     tags: list[str] = field(default_factory=list)
     body_optional: bool = False
     timing: str | None = None  # the request scope's timing part its handler adds to ("turn")
+    rate_limited: bool = False  # its handler takes from a rate-limit bucket (429 documented)
     headers: tuple[HeaderParam, ...] = ()
 
 
