@@ -359,6 +359,23 @@ class LocalStack:
             },
         )
 
+    def _receive(self, sqs: Any, queue_url: str, pump: str) -> list[dict[str, Any]]:
+        """One long-poll of a queue for a pump (empty on failure, after a pause)."""
+        try:
+            return list(
+                sqs.receive_message(
+                    QueueUrl=queue_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=self.config.receive_wait_seconds,
+                    AttributeNames=["All"],
+                ).get("Messages", [])
+            )
+        except Exception:
+            if not self._stop.is_set():
+                log.exception("%s: receive failed", pump)
+                time.sleep(0.5)
+            return []
+
     # --- the pump: SQS -> ingest function, as Lambda's event source mapping would --------
 
     def _pump_loop(self) -> None:
@@ -366,19 +383,7 @@ class LocalStack:
         session = requests.Session()
         url = self.config.function_url("ingest")
         while not self._stop.is_set():
-            try:
-                batch = sqs.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=self.config.receive_wait_seconds,
-                ).get("Messages", [])
-            except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("pump: receive failed")
-                time.sleep(0.5)
-                continue
-            for message in batch:
+            for message in self._receive(sqs, self.queue_url, "pump"):
                 if _post_cloud_event(
                     session, url, message["Body"], "aws:s3", "com.amazonaws.s3.notification"
                 ):
@@ -398,20 +403,7 @@ class LocalStack:
         session = requests.Session()
         url = self.config.function_url("ingest")
         while not self._stop.is_set():
-            try:
-                batch = sqs.receive_message(
-                    QueueUrl=self.dlq_url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=self.config.receive_wait_seconds,
-                    AttributeNames=["All"],
-                ).get("Messages", [])
-            except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("dead-letter pump: receive failed")
-                time.sleep(0.5)
-                continue
-            for message in batch:
+            for message in self._receive(sqs, self.dlq_url, "dead-letter pump"):
                 if _post_cloud_event(session, url, message["Body"], "aws:sqs", DEAD_LETTER_EVENT):
                     sqs.delete_message(
                         QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"]
@@ -426,19 +418,7 @@ class LocalStack:
         sqs = self.client("sqs")
         session = requests.Session()
         while not self._stop.is_set():
-            try:
-                batch = sqs.receive_message(
-                    QueueUrl=self.outbox_url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=self.config.receive_wait_seconds,
-                    AttributeNames=["All"],
-                ).get("Messages", [])
-            except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("outbox pump: receive failed")
-                time.sleep(0.5)
-                continue
+            batch = self._receive(sqs, self.outbox_url, "outbox pump")
             groups: dict[str, list[dict[str, Any]]] = {}
             for message in batch:
                 group = message.get("Attributes", {}).get("MessageGroupId", message["MessageId"])
