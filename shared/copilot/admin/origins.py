@@ -10,11 +10,10 @@ request itself is still served) and is not remembered.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
+from copilot.caching import Remembered
 from copilot.errors import UnavailableError
 from copilot.ports import ConversationStore, CopilotRegistry
 
@@ -36,29 +35,23 @@ class CopilotOrigins:
     ) -> None:
         self._copilots = copilots
         self._conversations = conversations
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._origins: OrderedDict[str, tuple[float, frozenset[str]]] = OrderedDict()
-        self._owners: OrderedDict[str, str] = OrderedDict()  # conversation -> copilot (fixed)
+        self._origins: Remembered[str, frozenset[str]] = Remembered(
+            _CACHED, ORIGINS_TTL_SECONDS, clock
+        )
+        self._owners: Remembered[str, str] = Remembered(_CACHED)  # conversation -> copilot
 
     def of_copilot(self, copilot_id: str) -> frozenset[str]:
         """The copilot's allowed origins ('*' among them: any); none for an unknown copilot."""
-        now = self._clock()
-        with self._lock:
-            cached = self._origins.get(copilot_id)
-        if cached is not None and now - cached[0] < ORIGINS_TTL_SECONDS:
-            return cached[1]
+        cached = self._origins.get(copilot_id)
+        if cached is not None:
+            return cached
         try:
             copilot = self._copilots().get(copilot_id)
         except UnavailableError as e:
             log.warning("allowed origins not read (browsers refused): %s", e)
             return NO_ORIGINS
         origins = frozenset(copilot.allowed_origins) if copilot is not None else NO_ORIGINS
-        with self._lock:
-            self._origins[copilot_id] = (now, origins)
-            self._origins.move_to_end(copilot_id)
-            while len(self._origins) > _CACHED:
-                self._origins.popitem(last=False)
+        self._origins.put(copilot_id, origins)
         return origins
 
     def of_conversation(self, conversation_id: str) -> frozenset[str]:
@@ -73,8 +66,5 @@ class CopilotOrigins:
             if conversation is None:
                 return NO_ORIGINS  # not remembered: it may be created later under this id
             copilot_id = conversation.copilot_id
-            with self._lock:
-                self._owners[conversation_id] = copilot_id
-                while len(self._owners) > _CACHED:
-                    self._owners.popitem(last=False)
+            self._owners.put(conversation_id, copilot_id)
         return self.of_copilot(copilot_id)

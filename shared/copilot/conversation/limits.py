@@ -22,11 +22,11 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from copilot.admin.models import Limits, RateLimit
+from copilot.caching import Remembered
 from copilot.errors import TooManyRequestsError, UnavailableError
 from copilot.ports import ConversationStore, CopilotRegistry, RateLimitStore
 
@@ -51,9 +51,8 @@ class ChatLimits:
         self._copilots = copilots
         self._conversations = conversations
         self._clock = clock  # wall clock: buckets are shared by every instance
-        self._lock = threading.Lock()
-        self._limits: OrderedDict[str, tuple[float, Limits | None]] = OrderedDict()
-        self._owners: OrderedDict[str, str] = OrderedDict()  # conversation -> copilot (fixed)
+        self._limits: Remembered[str, Limits] = Remembered(_CACHED, LIMITS_TTL_SECONDS)
+        self._owners: Remembered[str, str] = Remembered(_CACHED)  # conversation -> copilot
 
     def start(self, copilot_id: str, client: str) -> None:
         limits = self._limits_of(copilot_id) if self.enabled else None
@@ -148,19 +147,14 @@ class ChatLimits:
             if conversation is None:
                 return None  # the request is answered 404 by the service
             copilot_id = conversation.copilot_id
-            with self._lock:
-                self._owners[conversation_id] = copilot_id
-                while len(self._owners) > _CACHED:
-                    self._owners.popitem(last=False)
+            self._owners.put(conversation_id, copilot_id)
         limits = self._limits_of(copilot_id)
         return None if limits is None else (copilot_id, limits)
 
     def _limits_of(self, copilot_id: str) -> Limits | None:
-        now = time.monotonic()
-        with self._lock:
-            cached = self._limits.get(copilot_id)
-        if cached is not None and now - cached[0] < LIMITS_TTL_SECONDS:
-            return cached[1]
+        cached = self._limits.get(copilot_id)
+        if cached is not None:
+            return cached
         try:
             copilot = self._copilots().get(copilot_id)
         except UnavailableError as e:
@@ -168,13 +162,8 @@ class ChatLimits:
             return None
         if copilot is None:
             return None  # the request is answered 404 by the service
-        limits = copilot.limits
-        with self._lock:
-            self._limits[copilot_id] = (now, limits)
-            self._limits.move_to_end(copilot_id)
-            while len(self._limits) > _CACHED:
-                self._limits.popitem(last=False)
-        return limits
+        self._limits.put(copilot_id, copilot.limits)
+        return copilot.limits
 
 
 def _open() -> None:
