@@ -58,6 +58,22 @@ def provisioned_settings(moto_url: str, chroma_url: str, **values: Any) -> Setti
     return settings
 
 
+@contextmanager
+def desk_stack(
+    tmp_path_factory: pytest.TempPathFactory, name: str, secret: str, **config: Any
+) -> Iterator[Any]:
+    """A local stack on free ports whose hub secret ``DESK`` is ``secret`` (copilots hand off
+    to an AgentDesk holding it), with StackConfig fields set from ``config``."""
+    from copilot_dev.localstack import LocalStack, StackConfig
+
+    settings = StackConfig.with_free_ports(REPO_ROOT, tmp_path_factory.mktemp(name))
+    settings.extra_env = {"COPILOT_HUB_SECRET_DESK": secret}
+    for field, value in config.items():
+        setattr(settings, field, value)
+    with LocalStack(settings) as running:
+        yield running
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -14,9 +14,8 @@ from playwright.sync_api import expect
 
 from copilot_dev.client import CopilotClient
 from copilot_dev.emulators.agent_desk import AgentDesk, DeskSession
-from copilot_dev.localstack import LocalStack, StackConfig
 from tests.browser.conftest import axe_violations
-from tests.conftest import REPO_ROOT
+from tests.conftest import desk_stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -32,9 +31,7 @@ def desk() -> Iterator[AgentDesk]:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CopilotClient]:
-    config = StackConfig.with_free_ports(REPO_ROOT, tmp_path_factory.mktemp("desk-page-stack"))
-    config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET}
-    with LocalStack(config) as stack:
+    with desk_stack(tmp_path_factory, "desk-page-stack", SECRET) as stack:
         yield stack.copilot_client()
 
 

@@ -21,8 +21,8 @@ from copilot.conversation.models import Message
 from copilot.handoff.hubs.generic import signature, signed_headers
 from copilot_dev.client import CopilotClient
 from copilot_dev.emulators.agent_desk import AgentDesk, DeskSession
-from copilot_dev.localstack import LocalStack, StackConfig
-from tests.conftest import REPO_ROOT
+from copilot_dev.localstack import LocalStack
+from tests.conftest import desk_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -37,13 +37,10 @@ def desk() -> Iterator[AgentDesk]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    config = StackConfig.with_free_ports(REPO_ROOT, tmp_path_factory.mktemp("hardening-stack"))
-    config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET}
     # The backlog below takes a few seconds to deliver on a loaded machine: no gap may be given
     # up meanwhile (skipping after the window is tested on a clock in tests/unit).
-    config.handoff_reorder_window = 120
-    with LocalStack(config) as running:
-        yield running
+    with desk_stack(tmp_path_factory, "hardening-stack", SECRET, handoff_reorder_window=120) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from copilot_dev.emulators.agent_desk import AgentDesk
-from copilot_dev.localstack import LocalStack, StackConfig
-from tests.conftest import REPO_ROOT
+from copilot_dev.localstack import LocalStack
+from tests.conftest import desk_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -28,10 +28,7 @@ def desk() -> Iterator[AgentDesk]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    config = StackConfig.with_free_ports(REPO_ROOT, tmp_path_factory.mktemp("limits-stack"))
-    config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET}
-    config.rate_limits = True
-    with LocalStack(config) as running:
+    with desk_stack(tmp_path_factory, "limits-stack", SECRET, rate_limits=True) as running:
         yield running
 
 

@@ -13,8 +13,8 @@ from copilot.conversation.models import MessagesPage
 from copilot_dev.client import CopilotClient
 from copilot_dev.concurrency import run_concurrently
 from copilot_dev.emulators.agent_desk import AgentDesk
-from copilot_dev.localstack import LocalStack, StackConfig
-from tests.conftest import REPO_ROOT
+from copilot_dev.localstack import LocalStack
+from tests.conftest import desk_stack
 from tests.e2e.test_handoff import SECRET, copilot_with_hub, escalate
 
 pytestmark = pytest.mark.e2e
@@ -28,9 +28,7 @@ def desk() -> Iterator[AgentDesk]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    config = StackConfig.with_free_ports(REPO_ROOT, tmp_path_factory.mktemp("realtime-stack"))
-    config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET}
-    with LocalStack(config) as running:
+    with desk_stack(tmp_path_factory, "realtime-stack", SECRET) as running:
         yield running
 
 
