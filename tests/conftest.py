@@ -58,6 +58,34 @@ def provisioned_settings(moto_url: str, chroma_url: str, **values: Any) -> Setti
     return settings
 
 
+def chat_test_client(settings: Settings | None = None, **overrides: Any) -> Any:
+    """The chat function under functions-framework's test client, on in-memory stores (each
+    replaceable through ``overrides``); the admin key is ``admin-secret``. The caller resets
+    the container (``set_container(None)``) when done."""
+    from functions_framework import create_app
+
+    from copilot.bootstrap import Container, set_container
+    from copilot_dev.fakes import (
+        MemoryConversationStore,
+        MemoryCopilotRegistry,
+        MemoryDocumentStore,
+        MemoryKnowledgeIndex,
+        MemoryRateLimitStore,
+    )
+
+    stores: dict[str, Any] = {
+        "copilots": MemoryCopilotRegistry,
+        "conversations": MemoryConversationStore,
+        "documents": MemoryDocumentStore,
+        "index": MemoryKnowledgeIndex,
+        "rate_limits": MemoryRateLimitStore,
+    }
+    for name, fake in stores.items():
+        overrides.setdefault(name, fake())
+    set_container(Container(settings or Settings(admin_api_key="admin-secret"), **overrides))
+    return create_app("chat", str(REPO_ROOT / "functions" / "chat" / "main.py")).test_client()
+
+
 @contextmanager
 def desk_stack(
     tmp_path_factory: pytest.TempPathFactory, name: str, secret: str, **config: Any

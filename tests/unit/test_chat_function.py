@@ -36,25 +36,14 @@ from copilot_dev.fakes import (
     StaticSecretStore,
     in_memory_container,
 )
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, chat_test_client
 
 ADMIN = {"X-Admin-Key": "admin-secret"}
 
 
 @pytest.fixture
 def client() -> Iterator[Any]:
-    set_container(
-        Container(
-            Settings(admin_api_key="admin-secret"),
-            copilots=MemoryCopilotRegistry(),
-            conversations=MemoryConversationStore(),
-            documents=MemoryDocumentStore(),
-            index=MemoryKnowledgeIndex(),
-            rate_limits=MemoryRateLimitStore(),
-        )
-    )
-    app = create_app("chat", str(REPO_ROOT / "functions" / "chat" / "main.py"))
-    yield app.test_client()
+    yield chat_test_client()
     set_container(None)
 
 

@@ -8,21 +8,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from functions_framework import create_app
 from pydantic import ValidationError
 
 from copilot.admin.models import Appearance, CopilotPatch, CopilotSpec
 from copilot.admin.origins import ORIGINS_TTL_SECONDS, CopilotOrigins
-from copilot.bootstrap import Container, container, set_container
-from copilot.config import Settings
+from copilot.bootstrap import container, set_container
 from copilot_dev.demo import demo_origins
 from copilot_dev.fakes import (
     MemoryConversationStore,
-    MemoryCopilotRegistry,
-    MemoryDocumentStore,
-    MemoryKnowledgeIndex,
 )
-from tests.conftest import REPO_ROOT
+from tests.conftest import chat_test_client
 
 ADMIN = {"X-Admin-Key": "admin-secret"}
 SHOP = "https://shop.example"
@@ -31,17 +26,7 @@ OTHER = "https://evil.example"
 
 @pytest.fixture
 def client() -> Iterator[Any]:
-    set_container(
-        Container(
-            Settings(admin_api_key="admin-secret"),
-            copilots=MemoryCopilotRegistry(),
-            conversations=MemoryConversationStore(),
-            documents=MemoryDocumentStore(),
-            index=MemoryKnowledgeIndex(),
-        )
-    )
-    app = create_app("chat", str(REPO_ROOT / "functions" / "chat" / "main.py"))
-    yield app.test_client()
+    yield chat_test_client()
     set_container(None)
 
 

@@ -9,19 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from functions_framework import create_app
 
-from copilot.bootstrap import Container, set_container
-from copilot.config import Settings
+from copilot.bootstrap import set_container
 from copilot.errors import BadRequestError
 from copilot.schema import MAX_JSON_DEPTH, load_json
-from copilot_dev.fakes import (
-    MemoryConversationStore,
-    MemoryCopilotRegistry,
-    MemoryDocumentStore,
-    MemoryKnowledgeIndex,
-)
-from tests.conftest import REPO_ROOT
+from tests.conftest import chat_test_client
 
 ADMIN = {"X-Admin-Key": "admin-secret"}
 JSON = {"Content-Type": "application/json"}
@@ -30,17 +22,7 @@ DEEP = b"[" * 50_000 + b"]" * 50_000
 
 @pytest.fixture
 def client() -> Iterator[Any]:
-    set_container(
-        Container(
-            Settings(admin_api_key="admin-secret"),
-            copilots=MemoryCopilotRegistry(),
-            conversations=MemoryConversationStore(),
-            documents=MemoryDocumentStore(),
-            index=MemoryKnowledgeIndex(),
-        )
-    )
-    app = create_app("chat", str(REPO_ROOT / "functions" / "chat" / "main.py"))
-    yield app.test_client()
+    yield chat_test_client()
     set_container(None)
 
 

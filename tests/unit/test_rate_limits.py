@@ -11,7 +11,6 @@ from typing import Any
 
 import boto3
 import pytest
-from functions_framework import create_app
 from langchain_core.embeddings import Embeddings
 from moto import mock_aws
 from werkzeug.test import EnvironBuilder
@@ -21,7 +20,7 @@ from copilot.adapters.aws.dynamo import create_tables
 from copilot.adapters.aws.rate_limits import DynamoRateLimitStore
 from copilot.admin.models import CopilotSpec, Limits, RateLimit
 from copilot.admin.service import AdminService
-from copilot.bootstrap import Container, set_container
+from copilot.bootstrap import set_container
 from copilot.config import Settings
 from copilot.conversation.limits import ChatLimits
 from copilot.conversation.models import ConversationState
@@ -38,12 +37,11 @@ from copilot_dev.fakes import (
     MemoryCopilotRegistry,
     MemoryDocumentStore,
     MemoryHubOutbox,
-    MemoryKnowledgeIndex,
     MemoryLexicalStore,
     MemoryRateLimitStore,
     StaticSecretStore,
 )
-from tests.conftest import REPO_ROOT
+from tests.conftest import chat_test_client
 
 ADMIN = {"X-Admin-Key": "admin-secret"}
 T0 = 1_700_000_000.0
@@ -133,24 +131,9 @@ class DownStore(RateLimitStore):
         raise UnavailableError("the rate-limit store is unavailable")
 
 
-def chat_app(settings: Settings | None = None, **overrides: Any) -> Any:
-    overrides.setdefault("rate_limits", MemoryRateLimitStore())
-    set_container(
-        Container(
-            settings or Settings(admin_api_key="admin-secret"),
-            copilots=MemoryCopilotRegistry(),
-            conversations=MemoryConversationStore(),
-            documents=MemoryDocumentStore(),
-            index=MemoryKnowledgeIndex(),
-            **overrides,
-        )
-    )
-    return create_app("chat", str(REPO_ROOT / "functions" / "chat" / "main.py")).test_client()
-
-
 @pytest.fixture
 def client() -> Iterator[Any]:
-    yield chat_app()
+    yield chat_test_client()
     set_container(None)
 
 
@@ -240,7 +223,7 @@ def test_limits_are_per_copilot_and_patchable(client: Any) -> None:
 
 
 def test_a_down_limiter_fails_open_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    client = chat_app(rate_limits=DownStore())
+    client = chat_test_client(rate_limits=DownStore())
     try:
         copilot_id = new_copilot(client, **TIGHT)
         with caplog.at_level(logging.WARNING, logger="copilot.conversation.limits"):
@@ -252,7 +235,7 @@ def test_a_down_limiter_fails_open_with_a_warning(caplog: pytest.LogCaptureFixtu
 
 
 def test_the_global_switch_turns_every_limit_off() -> None:
-    client = chat_app(Settings(admin_api_key="admin-secret", rate_limits_enabled=False))
+    client = chat_test_client(Settings(admin_api_key="admin-secret", rate_limits_enabled=False))
     try:
         copilot_id = new_copilot(client, **TIGHT)
         assert {start(client, copilot_id).status_code for _ in range(5)} == {201}
@@ -261,7 +244,7 @@ def test_the_global_switch_turns_every_limit_off() -> None:
 
 
 def test_x_forwarded_for_is_only_believed_when_configured() -> None:
-    client = chat_app()
+    client = chat_test_client()
     try:
         copilot_id = new_copilot(client, **TIGHT)
         spoofed = [
@@ -402,7 +385,7 @@ class CountingEmbeddings(Embeddings):
 
 def test_a_refused_post_does_no_costly_work_and_stores_nothing() -> None:
     embedder = CountingEmbeddings()
-    client = chat_app(embedder=embedder, lexical_store=MemoryLexicalStore())
+    client = chat_test_client(embedder=embedder, lexical_store=MemoryLexicalStore())
     try:
         limits = {**TIGHT, "posts_per_conversation": {"burst": 1, "per_minute": 1}}
         started = start(client, new_copilot(client, **limits)).json
