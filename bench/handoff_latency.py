@@ -23,22 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-SECRET = "bench-desk-secret"
 TARGET_P95_MS = 1000.0  # agent -> visible to the customer's poll
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _desk_stack import desk_stack  # noqa: E402
 from _stats import summary  # noqa: E402
 
 
@@ -92,66 +89,53 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every sample here")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT / "shared"))
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the desk's request lines
-    from copilot_dev.client import CopilotClient
-    from copilot_dev.emulators.agent_desk import AgentDesk
-    from copilot_dev.localstack import LocalStack, StackConfig
-
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp, AgentDesk(SECRET) as desk:
-        config = StackConfig.with_free_ports(ROOT, Path(tmp))
-        config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET}
-        t = time.perf_counter()
-        with LocalStack(config):
-            print(f"stack up in {time.perf_counter() - t:.1f} s", flush=True)
-            client = CopilotClient(config.function_url("chat"), admin_key=config.admin_api_key)
-            hub = {"type": "generic", "url": desk.hub_url, "secret_ref": "DESK"}
-            copilot_id = client.create_copilot({"name": "Bench", "hub": hub}).copilot_id
+    with desk_stack() as bench:
+        client, desk, copilot_id = bench.client, bench.desk, bench.copilot_id
 
-            starts: list[float] = []
-            for _ in range(args.starts + 1):  # the first one warms the functions up
-                s = client.start(copilot_id)
-                t0 = time.perf_counter()
-                client.send(s.conversation_id, s.token, "talk to a person")
-                desk.wait_for_session(s.conversation_id, timeout=30)
-                starts.append((time.perf_counter() - t0) * 1000)
-                client.cancel_handoff(s.conversation_id, s.token)
-            starts = starts[1:]
-
+        starts: list[float] = []
+        for _ in range(args.starts + 1):  # the first one warms the functions up
             s = client.start(copilot_id)
-            conv, token = s.conversation_id, s.token
-            client.send(conv, token, "talk to a person")
-            desk.wait_for_session(conv, timeout=30)
-            desk.join(conv)
-            poller = CustomerPoller(config.function_url("chat"), conv, token)
-            poller.start()
+            t0 = time.perf_counter()
+            client.send(s.conversation_id, s.token, "talk to a person")
+            desk.wait_for_session(s.conversation_id, timeout=30)
+            starts.append((time.perf_counter() - t0) * 1000)
+            client.cancel_handoff(s.conversation_id, s.token)
+        starts = starts[1:]
 
-            relay, webhook = [], []
-            for i in range(args.agent + 1):
-                text = f"agent message {i}"
-                t0 = time.perf_counter()
-                response = desk.say(conv, text)
-                t_ack = time.perf_counter()
-                assert response.ok, response.text
-                t1 = poller.wait_for(text)
-                if i:  # the first one warms up
-                    relay.append((t1 - t0) * 1000)
-                    webhook.append((t_ack - t0) * 1000)
-                time.sleep(args.gap)
-            poll_rate = poller.polls
+        s = client.start(copilot_id)
+        conv, token = s.conversation_id, s.token
+        client.send(conv, token, "talk to a person")
+        desk.wait_for_session(conv, timeout=30)
+        desk.join(conv)
+        poller = CustomerPoller(bench.chat_url, conv, token)
+        poller.start()
 
-            outbound = []
-            for i in range(args.customer + 1):
-                text = f"customer message {i}"
-                t0 = time.perf_counter()
-                client.send(conv, token, text)
-                t1 = wait_desk(desk, conv, text)
-                if i:
-                    outbound.append((t1 - t0) * 1000)
-                time.sleep(args.gap)
-            poller.stop.set()
-            poller.join(5)
+        relay, webhook = [], []
+        for i in range(args.agent + 1):
+            text = f"agent message {i}"
+            t0 = time.perf_counter()
+            response = desk.say(conv, text)
+            t_ack = time.perf_counter()
+            assert response.ok, response.text
+            t1 = poller.wait_for(text)
+            if i:  # the first one warms up
+                relay.append((t1 - t0) * 1000)
+                webhook.append((t_ack - t0) * 1000)
+            time.sleep(args.gap)
+        poll_rate = poller.polls
+
+        outbound = []
+        for i in range(args.customer + 1):
+            text = f"customer message {i}"
+            t0 = time.perf_counter()
+            client.send(conv, token, text)
+            t1 = wait_desk(desk, conv, text)
+            if i:
+                outbound.append((t1 - t0) * 1000)
+            time.sleep(args.gap)
+        poller.stop.set()
+        poller.join(5)
 
     results = {
         "agent_to_customer_poll_ms": summary(relay),

@@ -18,23 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import random
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-SECRET = "bench-desk-secret"
 TARGET_P95_MS = 1000.0  # agent webhook -> the customer's long-poll returns it
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _desk_stack import desk_stack  # noqa: E402
 from _stats import summary  # noqa: E402
 
 
@@ -90,48 +87,35 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every sample here")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT / "shared"))
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the desk's request lines
-    from copilot_dev.client import CopilotClient
-    from copilot_dev.emulators.agent_desk import AgentDesk
-    from copilot_dev.localstack import LocalStack, StackConfig
-
     rng = random.Random(args.seed)
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp, AgentDesk(SECRET) as desk:
-        config = StackConfig.with_free_ports(ROOT, Path(tmp))
-        config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET}
-        t = time.perf_counter()
-        with LocalStack(config):
-            print(f"stack up in {time.perf_counter() - t:.1f} s", flush=True)
-            client = CopilotClient(config.function_url("chat"), admin_key=config.admin_api_key)
-            hub = {"type": "generic", "url": desk.hub_url, "secret_ref": "DESK"}
-            copilot_id = client.create_copilot({"name": "Bench", "hub": hub}).copilot_id
-            s = client.start(copilot_id)
-            conv, token = s.conversation_id, s.token
-            client.send(conv, token, "talk to a person")
-            desk.wait_for_session(conv, timeout=30)
-            desk.join(conv)
-            poller = LongPoller(config.function_url("chat"), conv, token, args.wait)
-            poller.after = client.messages(conv, token).last_seq
-            poller.start()
+    with desk_stack() as bench:
+        client, desk, copilot_id = bench.client, bench.desk, bench.copilot_id
+        s = client.start(copilot_id)
+        conv, token = s.conversation_id, s.token
+        client.send(conv, token, "talk to a person")
+        desk.wait_for_session(conv, timeout=30)
+        desk.join(conv)
+        poller = LongPoller(bench.chat_url, conv, token, args.wait)
+        poller.after = client.messages(conv, token).last_seq
+        poller.start()
 
-            relay, webhook = [], []
-            t_start = time.perf_counter()
-            for i in range(args.messages + 1):  # the first one warms up
-                text = f"agent message {i}"
-                poller.waiting.wait(10)
-                time.sleep(rng.uniform(0, 1))  # anywhere in the poll's pause cycle
-                t0 = time.perf_counter()
-                response = desk.say(conv, text)
-                t_ack = time.perf_counter()
-                assert response.ok, response.text
-                t1 = poller.wait_for(text)
-                if i:
-                    relay.append((t1 - t0) * 1000)
-                    webhook.append((t_ack - t0) * 1000)
-            elapsed = time.perf_counter() - t_start
-            poller.stop.set()
+        relay, webhook = [], []
+        t_start = time.perf_counter()
+        for i in range(args.messages + 1):  # the first one warms up
+            text = f"agent message {i}"
+            poller.waiting.wait(10)
+            time.sleep(rng.uniform(0, 1))  # anywhere in the poll's pause cycle
+            t0 = time.perf_counter()
+            response = desk.say(conv, text)
+            t_ack = time.perf_counter()
+            assert response.ok, response.text
+            t1 = poller.wait_for(text)
+            if i:
+                relay.append((t1 - t0) * 1000)
+                webhook.append((t_ack - t0) * 1000)
+        elapsed = time.perf_counter() - t_start
+        poller.stop.set()
 
     results: dict[str, Any] = {
         "agent_to_long_poll_ms": summary(relay),
