@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -82,11 +83,15 @@ def up(
         True, help="Start the agent desk (a generic hub) and hand the demo copilot's chats to it."
     ),
     desk_port: int = typer.Option(8090, help="Port of the agent desk (web page + hub)."),
+    site_port: int = typer.Option(
+        8070, help="Port of the demo site (Northwind Bikes, with the web chat embedded)."
+    ),
 ) -> None:
     """Start the whole local stack (emulated AWS, Chroma, the three functions) with a demo copilot."""
     import logging
     import secrets
 
+    from copilot_dev.demo_site import DemoSite
     from copilot_dev.emulators.agent_desk import AgentDesk
     from copilot_dev.localstack import LocalStack, StackConfig, free_port
 
@@ -115,6 +120,14 @@ def up(
             _fail(
                 OSError(f"the agent desk cannot listen on port {desk_port} ({e}): use --desk-port")
             )
+    site = None
+    if demo:
+        try:
+            site = DemoSite(config.function_url("chat"), port=site_port).start()
+        except OSError as e:
+            _fail(
+                OSError(f"the demo site cannot listen on port {site_port} ({e}): use --site-port")
+            )
     stack = LocalStack(config)
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.time()
@@ -127,8 +140,10 @@ def up(
         )
         copilot_id = None
         if demo:
-            copilot_id = _seed(stack, root, agent_desk)
-        _print_how_to(config, copilot_id, agent_desk)
+            copilot_id = _seed(stack, root, agent_desk, site.origins() if site else ())
+            if site is not None:
+                site.copilot_id = copilot_id
+        _print_how_to(config, copilot_id, agent_desk, site)
         if chat and copilot_id and sys.stdin.isatty():
             _chat_loop(_client(config.data_dir), copilot_id)
         else:
@@ -142,6 +157,8 @@ def up(
             stack.stop()
             if agent_desk is not None:
                 agent_desk.stop()
+            if site is not None:
+                site.stop()
         console.print("Stopped.")
 
 
@@ -152,7 +169,7 @@ def _interrupt(*_: object) -> None:
 DEMO_DESK_SECRET_REF = "DEMO_DESK"
 
 
-def _seed(stack: Any, root: Path, agent_desk: Any = None) -> str:
+def _seed(stack: Any, root: Path, agent_desk: Any = None, origins: Iterable[str] = ()) -> str:
     from copilot_dev.client import CopilotClient
     from copilot_dev.demo import seed_demo
 
@@ -160,7 +177,9 @@ def _seed(stack: Any, root: Path, agent_desk: Any = None) -> str:
     client = CopilotClient(cfg.function_url("chat"), admin_key=cfg.admin_api_key)
     with console.status("Creating the demo copilot and indexing its knowledge..."):
         started = time.time()
-        copilot, docs = seed_demo(client, stack.client("s3"), cfg.bucket, root / "infra" / "demo")
+        copilot, docs = seed_demo(
+            client, stack.client("s3"), cfg.bucket, root / "infra" / "demo", origins
+        )
     indexed = sum(d.status == "indexed" for d in docs)
     console.print(
         f"Demo copilot [bold]{copilot.name}[/bold] ({copilot.copilot_id}): "
@@ -188,8 +207,12 @@ def _seed(stack: Any, root: Path, agent_desk: Any = None) -> str:
     return copilot.copilot_id
 
 
-def _print_how_to(config: Any, copilot_id: str | None, agent_desk: Any = None) -> None:
+def _print_how_to(
+    config: Any, copilot_id: str | None, agent_desk: Any = None, site: Any = None
+) -> None:
     chat_url = config.function_url("chat")
+    if site is not None:
+        console.print(f"Demo site:   {site.url}/  (Northwind Bikes, with the web chat)")
     console.print(f"Chat API:    {chat_url}  (OpenAPI: {chat_url}/openapi.json)")
     console.print(f"Hand-off:    {config.function_url('handoff')}")
     console.print(f"Admin key:   in {config.data_dir / 'stack.json'} (header X-Admin-Key)")
