@@ -8,41 +8,23 @@ missing browser or axe-core fails these tests with the way to get it: they are n
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from copilot_dev import browser as browsers
 from tests.conftest import REPO_ROOT
 
 AXE_JS = REPO_ROOT / "infra" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 SERIOUS = frozenset({"serious", "critical"})
 
-# Without the background-networking switches Chromium keeps calling Google's hosts, which this
-# closed network refuses (noise and slow starts); the rest keep a run self-contained.
-CHROMIUM_ARGS = [
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 def chromium_path() -> Path:
-    found = os.environ.get("CHROMIUM_EXECUTABLE") or shutil.which("chromium")
-    path = Path(found or "/usr/bin/chromium")
+    path = browsers.chromium_path()
     if not path.exists():
-        pytest.fail(
-            f"no chromium at {path}: the browser tests drive Debian's chromium package. Run "
-            "`bash infra/setup.sh dev` (it runs `apt-get install chromium`), or set "
-            "CHROMIUM_EXECUTABLE to a Chromium executable.",
-            pytrace=False,
-        )
+        pytest.fail(browsers.MISSING.format(path=path), pytrace=False)
     return path
 
 
@@ -52,13 +34,8 @@ def chromium_path() -> Path:
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    args = list(CHROMIUM_ARGS)
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        args.append("--no-sandbox")  # Chromium refuses to sandbox itself as root
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(chromium_path()), headless=True, args=args
-        )
+        launched = browsers.launch_chromium(playwright, chromium_path())
         try:
             yield launched
         finally:
