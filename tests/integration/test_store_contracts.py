@@ -242,3 +242,14 @@ def test_an_expired_outcome_is_gone_and_its_key_free_again(stores: tuple[Any, An
     assert conversations.outcome(claim) is None  # stored, but past its window
     conversations.append(created, [msg(2)], outcome=make_outcome(claim, '{"new": 1}'))
     assert conversations.outcome(claim).body == '{"new": 1}'
+
+
+def test_an_expired_conversation_reads_as_gone_before_ttl_deletes_it(dynamodb: Any) -> None:
+    """DynamoDB's TTL deletes expired items within days, not at once: until then the store
+    answers as if the conversation were gone (the customer gets a 404 and starts anew)."""
+    lasting = DynamoConversationStore(dynamodb, "t-conversations", ttl_days=30)
+    expiring = DynamoConversationStore(dynamodb, "t-conversations", ttl_days=0)
+    kept = lasting.create(make_conversation(), [msg(1)])
+    expired = expiring.create(make_conversation(), [msg(1)])
+    assert lasting.get(kept.conversation_id) == kept
+    assert lasting.get(expired.conversation_id) is None

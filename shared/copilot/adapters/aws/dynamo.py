@@ -128,7 +128,9 @@ class DynamoConversationStore(ConversationStore):
             ).get("Item")
         except (ClientError, BotoCoreError) as e:
             raise _translate(e) from e
-        return Conversation.model_validate_json(item["body"]["S"]) if item else None
+        if not item or _expired(item):
+            return None  # TTL deletes an expired conversation only eventually (within days)
+        return Conversation.model_validate_json(item["body"]["S"])
 
     def append(
         self,
@@ -437,3 +439,8 @@ def create_tables(client: Any, *, copilots: str, conversations: str, documents: 
             AttributeDefinitions=[{"AttributeName": k, "AttributeType": t} for k, t, _ in keys],
             KeySchema=[{"AttributeName": k, "KeyType": kt} for k, _, kt in keys],
         )
+
+
+def _expired(item: dict[str, Any]) -> bool:
+    expires_at = item.get("expires_at", {}).get("N")
+    return expires_at is not None and int(expires_at) <= time.time()
