@@ -44,6 +44,11 @@ class Message(BaseModel):
     handoff_id: str | None = Field(
         None, description="The hand-off this message was exchanged in (to or from an agent)."
     )
+    client_activity_id: str | None = Field(
+        None,
+        description="On role 'customer': the id its client gave it (Direct Line's "
+        "channelData.clientActivityID), echoed back so the client can match its message.",
+    )
 
 
 PendingAction = Literal["confirm_start_over", "choose_topic", "confirm_handoff"]

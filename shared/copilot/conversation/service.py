@@ -171,12 +171,15 @@ class ConversationService:
         text: str,
         idempotency_key: str | None,
         gate: Callable[[], None] | None = None,
+        client_activity_id: str | None = None,
     ) -> Done[TurnResponse]:
         """The customer's message and the replies to it. With ``idempotency_key``, a retry of
         the same message within the window gets the first answer back; nothing is stored or
         run again, even when the retry races the first request (one write wins). ``gate``
         (the rate limits' verdict, being fetched meanwhile) is called after the first reads
-        and before the turn's costly work: it raises to refuse the request."""
+        and before the turn's costly work: it raises to refuse the request.
+        ``client_activity_id`` is kept on the customer's message (a Direct Line client
+        matches its echo by it)."""
         self._prewarm()
         conversation = self.authorize(conversation_id, token)
         once = None
@@ -211,7 +214,9 @@ class ConversationService:
                     raise NotFoundError("no such conversation")
                 conversation = fresh
             first = False
-            messages, updated, nudge = self._turn(copilot, conversation, text, answer)
+            messages, updated, nudge = self._turn(
+                copilot, conversation, text, answer, client_activity_id
+            )
             if nudge:
                 # The hub has something new; the nudge below tells the outbox, and a customer
                 # poll tells it again should that nudge be lost.
@@ -271,11 +276,14 @@ class ConversationService:
         conversation: Conversation,
         text: str,
         answer: Callable[[str], Answer | None],
+        client_activity_id: str | None = None,
     ) -> tuple[list[Message], Conversation, bool]:
         """The turn's messages and the conversation after them (to write together); and
         whether the hub has something new."""
         seq = conversation.last_seq
-        customer = Message(seq=seq + 1, role="customer", text=text)
+        customer = Message(
+            seq=seq + 1, role="customer", text=text, client_activity_id=client_activity_id
+        )
         handoff = self._handoff
         if handoff is not None and conversation.state in ACTIVE and conversation.handoff:
             messages, updated = handoff.forward(conversation, customer)
