@@ -134,9 +134,14 @@ def test_a_malformed_direct_line_token_is_a_401(token: str | None) -> None:
 # --- the routes ----------------------------------------------------------------------------
 
 
+class NoModel:
+    """The embedder: these tests never embed (topics only), and without a model the container
+    starts no background load that could still run when a short test run ends (an abort)."""
+
+
 @pytest.fixture
 def client() -> Iterator[Any]:
-    yield chat_test_client()
+    yield chat_test_client(embedder=NoModel())
     set_container(None)
 
 
@@ -323,6 +328,8 @@ def test_cors_holds_on_every_direct_line_route(client: Any, copilot_id: str) -> 
     # The per-copilot token endpoint is a start: the copilot's origins decide its preflight.
     start = f"/copilots/{copilot_id}/directline/tokens/generate"
     assert client.options(start, headers={"Origin": OTHER, **asked}).status_code == 403
+    simple = client.post(start, headers={"Origin": OTHER})  # a simple request: no preflight
+    assert simple.status_code == 403 and simple.json["error"]["code"] == "origin_not_allowed"
 
 
 def test_the_token_endpoint_takes_the_start_rate_limit(client: Any) -> None:

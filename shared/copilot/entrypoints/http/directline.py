@@ -110,12 +110,18 @@ class DirectLineRoutes:
 
     def _check_origin(self, call: Call, conversation_id: str) -> None:
         """A browser page from an origin the copilot does not allow is refused (403) here,
-        on the request itself: on the routes above its preflight could not be."""
+        on the request itself: on the routes above its preflight could not be, and a simple
+        request (a POST without a JSON body) has none."""
+        origins = self._origins()
+        self._refuse_origin(
+            call, origins.of_conversation(conversation_id) if origins is not None else ()
+        )
+
+    @staticmethod
+    def _refuse_origin(call: Call, allowed: Collection[str]) -> None:
         sent = call.request.headers.get("Origin")
         if not sent:
             return  # not a browser page
-        origins = self._origins()
-        allowed = origins.of_conversation(conversation_id) if origins is not None else ()
         if sent.strip().lower() not in allowed and ANY_ORIGIN not in allowed:
             raise OriginNotAllowedError(
                 f"the origin {sent[:200]!r} may not call this API from a browser: "
@@ -139,6 +145,8 @@ class DirectLineRoutes:
     def directline_copilot_token(self, call: Call) -> DirectLineToken:
         assert isinstance(call.body, StartConversationRequest)
         copilot_id = call.params["copilot_id"]
+        origins = self._origins()
+        self._refuse_origin(call, origins.of_copilot(copilot_id) if origins is not None else ())
         if limits := self._limits():
             limits.start(copilot_id, self._client(call))
         started = self._chat().start(copilot_id, call.body)
