@@ -192,7 +192,9 @@ def test_http_routes(template: dict[str, Any]) -> None:
         "ANY /copilots/{proxy+}",
         "ANY /conversations/{proxy+}",
         "ANY /admin/{proxy+}",
+        "ANY /v3/directline/{proxy+}",
         "GET /openapi.json",
+        "GET /widget.js",
         "GET /healthz",
         "ANY /hooks/{proxy+}",
         "GET /handoff/healthz",
@@ -348,6 +350,7 @@ def test_artifact_contents(packaged: Path) -> None:
     assert not outside, f"unexpected files in the Lambda zip: {outside[:20]}"
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert "shared/copilot/__init__.py" in names
+    assert "shared/copilot/entrypoints/http/static/widget.js" in names  # GET /widget.js
     tooling = [n for n in names if "copilot_dev" in n or "/emulators/" in n or n.endswith("cli.py")]
     assert not tooling, f"development tooling in the Lambda zip: {tooling[:20]}"
     missing = [

@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
+from werkzeug.wrappers import Response
 
 from copilot.admin.models import Copilot, CopilotList, CopilotPatch, CopilotSpec, WidgetConfig
 from copilot.conversation import idempotency
@@ -25,7 +26,9 @@ from copilot.conversation.models import (
     TurnResponse,
 )
 from copilot.entrypoints.http.clients import client_address
+from copilot.entrypoints.http.directline import DirectLineRoutes
 from copilot.entrypoints.http.router import Api, Call, HeaderParam, Route, health_route
+from copilot.entrypoints.http.static import WIDGET_SCRIPT
 from copilot.errors import ForbiddenError, UnauthorizedError
 from copilot.ingest.models import DocumentList, ReindexResult, RetryRequest, RetryResult
 from copilot.observability import bind
@@ -152,6 +155,9 @@ class ChatRoutes:
         call.response_headers["Cache-Control"] = "public, max-age=60"
         return WidgetConfig.of(self._admin().get(call.params["copilot_id"]))
 
+    def widget_script(self, call: Call) -> Response:
+        return WIDGET_SCRIPT.response(call.request)
+
     def create_copilot(self, call: Call) -> Copilot:
         self.require_admin(call)
         assert isinstance(call.body, CopilotSpec)
@@ -185,6 +191,7 @@ class ChatRoutes:
 
     def _build(self) -> Api:
         chat, admin = ["conversations"], ["admin"]
+        directline = DirectLineRoutes(self._chat, self._limits, self._origins, self.client)
         return Api(
             "Copilot chat API",
             [
@@ -211,6 +218,15 @@ class ChatRoutes:
                     "cacheable)",
                     response_model=WidgetConfig,
                     tags=chat,
+                ),
+                Route(
+                    "GET",
+                    "/widget.js",
+                    self.widget_script,
+                    "The web chat widget's script, for a <script> tag on any page (public, "
+                    "cacheable; docs/widget.md)",
+                    tags=chat,
+                    asset=WIDGET_SCRIPT.media_type,
                 ),
                 Route(
                     "POST",
@@ -315,7 +331,8 @@ class ChatRoutes:
                     tags=admin,
                     body_optional=True,
                 ),
+                *directline.routes(),
             ],
-            cors=self.allowed_origins,
+            cors=directline.cors(self.allowed_origins),
             function="chat",
         )

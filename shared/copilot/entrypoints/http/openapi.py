@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 from copilot import __version__
 from copilot.conversation.models import MAX_WAIT_SECONDS
+from copilot.entrypoints.http.directline import ACTIVITIES_QUERY
 from copilot.entrypoints.http.router import MAX_BODY_BYTES, Api, Route
 from copilot.schema import MAX_JSON_DEPTH, MAX_NUMBER_CHARS, ErrorResponse
 
@@ -74,6 +75,8 @@ def build_openapi(api: Api) -> dict[str, Any]:
         ]
         if route.method == "GET" and "messages" in path:
             params += _PAGE_QUERY
+        elif route.method == "GET" and path.endswith("/activities"):
+            params += ACTIVITIES_QUERY  # Direct Line's watermark
         op: dict[str, Any] = {
             "summary": route.summary,
             "operationId": route.handler.__name__,
@@ -90,6 +93,8 @@ def build_openapi(api: Api) -> dict[str, Any]:
                 }
             },
         }
+        if route.asset is not None:
+            _asset_responses(route.asset, op)
         if route.request_model is not None:
             op["requestBody"] = {
                 "required": not route.body_optional,
@@ -185,6 +190,32 @@ def _header_rules(route: Route, op: dict[str, Any]) -> None:
                 "description": meaning,
                 "schema": {"type": "string"},
             }
+
+
+def _asset_responses(media_type: str, op: dict[str, Any]) -> None:
+    """A static file's answer (router.Route.asset, entrypoints/http/static.py): the file, with
+    its caching headers, or 304 when the caller's copy is current."""
+    cached = {
+        "ETag": {"description": "The file's version.", "schema": {"type": "string"}},
+        "Cache-Control": {"description": "How long to keep it.", "schema": {"type": "string"}},
+    }
+    op["parameters"].append(
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "The ETag of a copy the caller has: 304 when it is current.",
+            "schema": {"type": "string"},
+        }
+    )
+    op["responses"] = {
+        "200": {
+            "description": "The file (gzip-encoded when Accept-Encoding allows it)",
+            "headers": cached,
+            "content": {media_type.split(";")[0]: {"schema": {"type": "string"}}},
+        },
+        "304": {"description": "Not modified: the caller's copy is current", "headers": cached},
+    }
 
 
 def _ref(model: type[BaseModel] | None) -> dict[str, str]:

@@ -33,8 +33,11 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Route parameters that are correlation fields of the request's log lines.
 CORRELATED_PARAMS = ("copilot_id", "conversation_id", "hub")
 # What a browser's preflight may ask for on the customer routes: the conversation token, a JSON
-# body, the retry key of an idempotent write and a correlation id; and what its script may read.
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+# body, the retry key of an idempotent write and a correlation id (and the two headers
+# botframework-directlinejs sends on every Direct Line call); and what its script may read.
+CORS_ALLOW_HEADERS = (
+    "Authorization, Content-Type, Idempotency-Key, X-Request-Id, X-Requested-With, x-ms-bot-agent"
+)
 CORS_EXPOSE_HEADERS = "Retry-After, X-Request-Id"
 ANY_ORIGIN = "*"
 
@@ -64,7 +67,9 @@ class Call:
         return value
 
 
-Handler = Callable[[Call], BaseModel | None]
+# A handler answers with a model (sent as JSON), nothing (204), or a ready Response: a static
+# file (Route.asset) builds its own, with caching headers and its media type.
+Handler = Callable[[Call], BaseModel | Response | None]
 # The origins whose pages may call a route from a browser ('*' among them: any), given the
 # call (its path parameters name what is called; the body is not read yet).
 CorsPolicy = Callable[[Call], Collection[str]]
@@ -104,6 +109,7 @@ class Route:
     timing: str | None = None  # the request scope's timing part its handler adds to ("turn")
     rate_limited: bool = False  # its handler takes from a rate-limit bucket (429 documented)
     headers: tuple[HeaderParam, ...] = ()
+    asset: str | None = None  # the media type of the static file it serves (ETag, 304); else JSON
 
 
 class Health(BaseModel):
@@ -190,7 +196,10 @@ class Api:
             else:
                 with timed(route.timing):
                     result = route.handler(call)
-            response = _json(route.status, result.model_dump(mode="json") if result else None)
+            if isinstance(result, Response):
+                response = result
+            else:
+                response = _json(route.status, result.model_dump(mode="json") if result else None)
             response.headers.update(call.response_headers)
         except CopilotError as e:
             response = _error(e.status, e.code, e.message, e.field)
