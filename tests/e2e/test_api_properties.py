@@ -99,7 +99,11 @@ def assert_json_error(response: requests.Response, status: int) -> dict[str, obj
     return dict(response.json()["error"])
 
 
-VALID_BODIES = {"PostMessageRequest": {"text": "hi"}, "CopilotSpec": {"name": "x"}}
+VALID_BODIES = {
+    "PostMessageRequest": {"text": "hi"},
+    "CopilotSpec": {"name": "x"},
+    "IncomingActivity": {"type": "message", "text": "hi"},
+}
 
 
 def test_secured_operations_refuse_missing_and_wrong_credentials(real: dict[str, str]) -> None:

@@ -13,7 +13,7 @@ import pytest
 from copilot.bootstrap import container, set_container
 from copilot.conversation.models import Message
 from copilot.entrypoints.http.directline_activities import activities, split_token
-from copilot.errors import UnauthorizedError
+from copilot.errors import NotFoundError, UnauthorizedError
 from copilot.knowledge.models import Citation
 from tests.conftest import chat_test_client
 
@@ -123,11 +123,17 @@ def test_a_hand_off_event_is_an_event_activity_and_a_visible_notice() -> None:
     assert notice["id"] == f"{CONV}|0000008"
 
 
-@pytest.mark.parametrize(
-    "token", [None, "", "no-dot", f"{CONV}.", f"{CONV[:-1]}.{'a' * 43}", f"{CONV}.a b"]
-)
-def test_a_malformed_direct_line_token_is_a_401(token: str | None) -> None:
+@pytest.mark.parametrize("token", [None, ""])
+def test_no_direct_line_token_is_a_401(token: str | None) -> None:
     with pytest.raises(UnauthorizedError):
+        split_token(token)
+
+
+@pytest.mark.parametrize(
+    "token", ["wrong", f"{CONV}.", f"{CONV[:-1]}.{'a' * 43}", f"{CONV}.a b", f"{CONV}.{'a' * 8}"]
+)
+def test_another_token_names_no_conversation_a_404(token: str) -> None:
+    with pytest.raises(NotFoundError):
         split_token(token)
 
 
@@ -283,6 +289,7 @@ def test_tokens_open_only_their_own_conversation(client: Any, copilot_id: str) -
     assert client.get(url, headers=bearer(forged)).status_code == 404
     assert client.post(f"{DL}/conversations", headers=bearer(forged)).status_code == 404
     assert client.post(f"{DL}/tokens/refresh").status_code == 401
+    assert client.post(f"{DL}/tokens/refresh", headers=bearer("wrong")).status_code == 404
     bad_mark = client.get(
         f"{DL}/conversations/{mine['conversationId']}/activities?watermark=x",
         headers=bearer(mine["token"]),

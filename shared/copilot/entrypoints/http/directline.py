@@ -27,7 +27,7 @@ from copilot.entrypoints.http.directline_models import (
 from copilot.entrypoints.http.router import ANY_ORIGIN, Call, CorsPolicy, Route
 from copilot.errors import BadRequestError, CopilotError, ForbiddenError, NotFoundError
 from copilot.observability import bind
-from copilot.schema import MAX_MESSAGE_CHARS, new_id
+from copilot.schema import MAX_MESSAGE_CHARS, ErrorResponse, new_id
 
 if TYPE_CHECKING:
     from copilot.admin.origins import CopilotOrigins
@@ -112,16 +112,16 @@ class DirectLineRoutes:
         """A browser page from an origin the copilot does not allow is refused (403) here,
         on the request itself: on the routes above its preflight could not be, and a simple
         request (a POST without a JSON body) has none."""
-        origins = self._origins()
-        self._refuse_origin(
-            call, origins.of_conversation(conversation_id) if origins is not None else ()
-        )
+        self._refuse_origin(call, lambda origins: origins.of_conversation(conversation_id))
 
-    @staticmethod
-    def _refuse_origin(call: Call, allowed: Collection[str]) -> None:
+    def _refuse_origin(
+        self, call: Call, allowed_of: Callable[[CopilotOrigins], Collection[str]]
+    ) -> None:
         sent = call.request.headers.get("Origin")
         if not sent:
-            return  # not a browser page
+            return  # not a browser page: nothing to look up
+        origins = self._origins()
+        allowed = allowed_of(origins) if origins is not None else ()
         if sent.strip().lower() not in allowed and ANY_ORIGIN not in allowed:
             raise OriginNotAllowedError(
                 f"the origin {sent[:200]!r} may not call this API from a browser: "
@@ -145,8 +145,7 @@ class DirectLineRoutes:
     def directline_copilot_token(self, call: Call) -> DirectLineToken:
         assert isinstance(call.body, StartConversationRequest)
         copilot_id = call.params["copilot_id"]
-        origins = self._origins()
-        self._refuse_origin(call, origins.of_copilot(copilot_id) if origins is not None else ())
+        self._refuse_origin(call, lambda origins: origins.of_copilot(copilot_id))
         if limits := self._limits():
             limits.start(copilot_id, self._client(call))
         started = self._chat().start(copilot_id, call.body)
@@ -157,7 +156,7 @@ class DirectLineRoutes:
             expires_in=EXPIRES_IN,
         )
 
-    def directline_generate(self, call: Call) -> DirectLineToken:
+    def directline_generate(self, call: Call) -> ErrorResponse:
         raise BadRequestError(
             "this service has no Direct Line secrets: get a token for a copilot from "
             "POST /copilots/{copilot_id}/directline/tokens/generate"
@@ -249,9 +248,10 @@ class DirectLineRoutes:
                 "POST",
                 PREFIX + "/tokens/generate",
                 self.directline_generate,
-                "Direct Line: not offered (no Direct Line secrets): a 400 naming the "
-                "per-copilot token endpoint",
-                response_model=DirectLineToken,
+                "Direct Line's secret-based token endpoint is not offered (no Direct Line "
+                "secrets): always a 400 naming the per-copilot token endpoint",
+                response_model=ErrorResponse,
+                status=400,
                 tags=tags,
             ),
             Route(

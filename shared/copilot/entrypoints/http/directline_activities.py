@@ -21,7 +21,7 @@ from copilot.entrypoints.http.directline_models import (
     ConversationAccount,
     SuggestedActions,
 )
-from copilot.errors import UnauthorizedError
+from copilot.errors import NotFoundError, UnauthorizedError
 from copilot.knowledge.models import Citation, title_path
 
 HANDOFF_EVENT = "handoff.status"
@@ -43,13 +43,16 @@ def directline_token(conversation_id: str, token: str) -> str:
 
 
 def split_token(value: str | None) -> tuple[str, str]:
-    """(conversation_id, conversation token) of a Direct Line token."""
-    found = _TOKEN.fullmatch(value or "")
-    if found is None:
+    """(conversation_id, conversation token) of a Direct Line token: none is a 401; one that
+    is not a Direct Line token names no conversation, the 404 of a wrong token."""
+    if not value:
         raise UnauthorizedError(
             "send the Direct Line token (from .../directline/tokens/generate) as "
             "'Authorization: Bearer <token>'"
         )
+    found = _TOKEN.fullmatch(value)
+    if found is None:
+        raise NotFoundError("no such conversation for this token")
     return found.group(1), found.group(2)
 
 
