@@ -84,7 +84,8 @@ def build_openapi(api: Api) -> dict[str, Any]:
             "parameters": params,
             "responses": {
                 str(route.status): {
-                    "description": "OK",
+                    # A route that only refuses (status >= 400) says why in its summary.
+                    "description": "OK" if route.status < 400 else route.summary,
                     **(
                         {"content": {"application/json": {"schema": _ref(route.response_model)}}}
                         if route.response_model
@@ -158,8 +159,8 @@ def _error_statuses(route: Route, has_query: bool) -> list[str]:
         codes.add("401")  # another customer's token is a 404, like an unknown id
     if route.rate_limited:
         codes.add("429")
-    if "<" in route.path:
-        codes.add("404")
+    if "<" in route.path or route.auth == "conversation":
+        codes.add("404")  # an unknown id, or a token of no conversation
     if route.method != "GET":
         codes.add("409")
     codes.add("503")
