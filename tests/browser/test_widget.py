@@ -283,6 +283,21 @@ def test_no_match_then_the_hand_off_offers_buttons(
     expect(page.locator('button[data-copilot="quick-reply"]')).to_have_count(0)  # answered
 
 
+def test_start_over_asks_first_then_clears(copilot: Copilot, site: DemoSite, page: Any) -> None:
+    w = Widget(page).open(site.url)
+    w.ask("How long does a refund take?")
+    page.locator('[data-copilot="start-over"]').click()
+    confirm = w.role("bot").last
+    expect(confirm).to_contain_text("Are you sure you want to start over?")
+    confirm.locator('button[data-copilot="quick-reply"]', has_text="Yes").click()
+    expect(w.role("bot").last.locator('[data-copilot="text"]')).to_have_text(
+        copilot.messages.start_over
+    )
+    expect(w.role("bot").nth(-2).locator('[data-copilot="text"]')).to_have_text(
+        copilot.messages.reset_conversation
+    )
+
+
 def test_a_hand_off_is_seen_live_and_the_copilot_answers_again(
     client: CopilotClient, desk: AgentDesk, site: DemoSite, page: Any
 ) -> None:
@@ -451,8 +466,10 @@ def test_a_site_the_copilot_does_not_allow_gets_no_chat(
 
 def test_on_a_phone_the_panel_fills_the_screen(site: DemoSite, page: Any) -> None:
     page.set_viewport_size({"width": 375, "height": 667})
+    page.emulate_media(reduced_motion="reduce")  # and no opening animation then
     w = Widget(page).open(site.url)
     expect(w.role("bot").first).to_be_visible()
+    assert w.panel.evaluate("p => getComputedStyle(p).animationName") == "none"
     box = w.panel.bounding_box()
     assert box == {"x": 0, "y": 0, "width": 375, "height": 667}, box
     page.locator('[data-copilot="close"]').click()
