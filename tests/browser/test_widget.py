@@ -298,6 +298,56 @@ def test_start_over_asks_first_then_clears(copilot: Copilot, site: DemoSite, pag
     )
 
 
+def test_a_lost_answer_is_retried_with_its_key_and_a_429_waits(
+    client: CopilotClient, site: DemoSite, page: Any
+) -> None:
+    """The first post reaches the API but its answer is lost: the widget retries once with the
+    same Idempotency-Key (the API replays, nothing is stored twice). The next post gets a 429
+    (from the network layer here: the local stack runs without rate limits) and is sent again
+    after its Retry-After."""
+    keys: list[str] = []
+    lost = {"answer": True, "limited": True}
+
+    def flaky(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        keys.append(route.request.headers["idempotency-key"])
+        if lost["answer"]:
+            lost["answer"] = False
+            route.fetch()  # stored and answered...
+            route.abort("connectionreset")  # ...but the page never gets the answer
+        elif len(keys) == 3 and lost["limited"]:
+            lost["limited"] = False
+            route.fulfill(
+                status=429,
+                headers={
+                    "Retry-After": "1",
+                    "Access-Control-Allow-Origin": site.origin,
+                    "Access-Control-Expose-Headers": "Retry-After",  # as the API exposes it
+                },
+                json={"error": {"code": "rate_limited", "message": "slow down"}},
+            )
+        else:
+            route.continue_()
+
+    w = Widget(page).open(site.url)
+    page.route("**/conversations/*/messages", flaky)
+    answer = w.ask("How long does a refund take?")
+    expect(answer).to_have_attribute("data-role", "bot")
+    assert len(keys) == 2 and keys[0] == keys[1], keys
+    conv = w.conversation()
+    stored = client.messages(conv["id"], conv["token"]).messages
+    assert [m.text for m in stored].count("How long does a refund take?") == 1
+
+    w.input.fill("Thanks")
+    w.input.press("Enter")
+    expect(w.status).to_contain_text("trying again in 1 s")
+    expect(w.role("customer").last).to_have_text("You: Thanks", timeout=10_000)
+    expect(w.status).to_have_text("")
+    assert len(keys) == 4 and keys[2] == keys[3] != keys[0], keys
+
+
 def test_a_hand_off_is_seen_live_and_the_copilot_answers_again(
     client: CopilotClient, desk: AgentDesk, site: DemoSite, page: Any
 ) -> None:
