@@ -16,6 +16,7 @@
   const TYPING_MS = 6000;
   const SAFE_URL = /^(https?:|mailto:)/i;
   const INLINE = /`([^`\n]+)`|\*\*(\S(?:[^*]*\S)?)\*\*|\*(\S(?:[^*]*\S)?)\*|\[([^\]\n]+)\]\(([^)\s]+)\)|\[(\d{1,3})\]|(https?:\/\/[^\s<>"'()]*[^\s<>"'().,;:!?])/g;
+  const SOURCES = /\n\nSources:\n(?:\[\d+\][^\n]*(?:\n|$))+$/; // knowledge.answer.render_sources
   const enc = encodeURIComponent;
   const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
   const uuid = () =>
@@ -412,7 +413,10 @@ textarea{flex:1;resize:none;height:42px;max-height:120px;padding:9px 10px;border
     if (role === "agent") el.append(h("div", { class: "who", "aria-hidden": "true" }, who));
     // The customer's own words and notices are plain text; answers and agents write Markdown.
     const plain = role === "customer" || role === "system";
-    el.append(h("div", { class: "text", "data-copilot": "text" }, plain ? m.text : markdown(m.text || "", m)));
+    // An answer's text ends with its plain "Sources:" list (for text-only clients): the widget
+    // shows the sources as links instead, so it leaves that list out.
+    const text = m.citations?.length ? (m.text || "").replace(SOURCES, "") : m.text || "";
+    el.append(h("div", { class: "text", "data-copilot": "text" }, plain ? text : markdown(text, m)));
     if (m.citations?.length) el.append(citations(m));
     if (m.suggestions?.length) {
       for (const old of ui.log.querySelectorAll(".quick")) old.remove(); // only the latest apply
