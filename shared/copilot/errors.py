@@ -33,6 +33,19 @@ class ForbiddenError(CopilotError):
     code = "forbidden"
 
 
+class OriginNotAllowedError(ForbiddenError):
+    """A browser page of an origin the copilot does not allow (its ``allowed_origins``)."""
+
+    code = "origin_not_allowed"
+
+    @classmethod
+    def of(cls, origin: str) -> OriginNotAllowedError:
+        return cls(
+            f"the origin {origin[:200]!r} may not call this API from a browser: "
+            "add it to the copilot's allowed_origins"
+        )
+
+
 class NotFoundError(CopilotError):
     status = 404
     code = "not_found"

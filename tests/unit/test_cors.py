@@ -189,18 +189,37 @@ def test_requests_from_an_allowed_origin_can_be_read(client: Any, chat: dict[str
         assert "Origin" in response.headers["Vary"]
 
 
-def test_requests_from_another_origin_get_no_cors_headers(
-    client: Any, chat: dict[str, str]
-) -> None:
+def test_reads_from_another_origin_get_no_cors_headers(client: Any, chat: dict[str, str]) -> None:
     auth = {"Authorization": f"Bearer {chat['token']}", "Origin": OTHER}
     url = f"/conversations/{chat['conversation_id']}/messages"
+    response = client.get(url, headers=auth)
+    assert response.status_code == 200  # served; the browser keeps it from the page
+    assert not cors_headers(response)
+    assert "Origin" in response.headers["Vary"]
+
+
+def test_writes_from_another_origin_are_refused_before_they_run(
+    client: Any, chat: dict[str, str]
+) -> None:
+    """A simple request (no preflight: a POST without a JSON body, a form post) from a page of
+    another origin would run, only its answer hidden from the page: it is refused instead."""
+    conv, copilot_id = chat["conversation_id"], chat["copilot_id"]
+    auth = {"Authorization": f"Bearer {chat['token']}"}
+    before = client.get(f"/conversations/{conv}/messages", headers=auth).json["last_seq"]
     for response in (
-        client.get(url, headers=auth),
-        client.post(f"/copilots/{chat['copilot_id']}/conversations", headers={"Origin": OTHER}),
+        client.post(f"/copilots/{copilot_id}/conversations", headers={"Origin": OTHER}),
+        client.post(
+            f"/conversations/{conv}/messages",
+            data='{"text": "from another site"}',
+            headers={**auth, "Origin": OTHER, "Content-Type": "text/plain"},
+        ),
     ):
-        assert response.status_code in (200, 201)  # served; the browser keeps it from the page
+        assert response.status_code == 403, response.json
+        assert response.json["error"]["code"] == "origin_not_allowed"
         assert not cors_headers(response)
-        assert "Origin" in response.headers["Vary"]
+    assert client.get(f"/conversations/{conv}/messages", headers=auth).json["last_seq"] == before
+    allowed = client.post(f"/copilots/{copilot_id}/conversations", headers={"Origin": SHOP})
+    assert allowed.status_code == 201
 
 
 def test_requests_without_origin_are_unaffected(client: Any, chat: dict[str, str]) -> None:
@@ -218,7 +237,8 @@ def test_no_origin_allowed_by_default(client: Any) -> None:
     url = f"/copilots/{copilot_id}/conversations"
     assert client.options(url, headers={"Origin": SHOP}).status_code == 403
     started = client.post(url, headers={"Origin": SHOP})
-    assert started.status_code == 201 and not cors_headers(started)
+    assert started.status_code == 403 and not cors_headers(started)
+    assert client.post(url).status_code == 201  # a server or an app: no Origin
 
 
 def test_any_origin_echoes_the_origin_not_a_star(client: Any) -> None:

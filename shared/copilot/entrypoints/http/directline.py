@@ -25,7 +25,7 @@ from copilot.entrypoints.http.directline_models import (
     StartConversationBody,
 )
 from copilot.entrypoints.http.router import ANY_ORIGIN, Call, CorsPolicy, Route
-from copilot.errors import BadRequestError, CopilotError, ForbiddenError, NotFoundError
+from copilot.errors import BadRequestError, CopilotError, NotFoundError, OriginNotAllowedError
 from copilot.observability import bind
 from copilot.schema import MAX_MESSAGE_CHARS, ErrorResponse, new_id
 
@@ -64,10 +64,6 @@ ACTIVITIES_QUERY: list[dict[str, Any]] = [
         },
     },
 ]
-
-
-class OriginNotAllowedError(ForbiddenError):
-    code = "origin_not_allowed"
 
 
 class DirectLineRoutes:
@@ -123,10 +119,7 @@ class DirectLineRoutes:
         origins = self._origins()
         allowed = allowed_of(origins) if origins is not None else ()
         if sent.strip().lower() not in allowed and ANY_ORIGIN not in allowed:
-            raise OriginNotAllowedError(
-                f"the origin {sent[:200]!r} may not call this API from a browser: "
-                "add it to the copilot's allowed_origins"
-            )
+            raise OriginNotAllowedError.of(sent)
 
     # --- handlers -----------------------------------------------------------------------
 
@@ -144,8 +137,7 @@ class DirectLineRoutes:
 
     def directline_copilot_token(self, call: Call) -> DirectLineToken:
         assert isinstance(call.body, StartConversationRequest)
-        copilot_id = call.params["copilot_id"]
-        self._refuse_origin(call, lambda origins: origins.of_copilot(copilot_id))
+        copilot_id = call.params["copilot_id"]  # a page's origin: checked by the router (a write)
         if limits := self._limits():
             limits.start(copilot_id, self._client(call))
         started = self._chat().start(copilot_id, call.body)

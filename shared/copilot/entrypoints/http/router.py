@@ -20,7 +20,12 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, MapAdapter, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
-from copilot.errors import BadRequestError, CopilotError, PayloadTooLargeError
+from copilot.errors import (
+    BadRequestError,
+    CopilotError,
+    OriginNotAllowedError,
+    PayloadTooLargeError,
+)
 from copilot.observability import add_metric, bind, current_fields, request_scope, timed
 from copilot.schema import new_id, parse_object
 
@@ -40,6 +45,7 @@ CORS_ALLOW_HEADERS = (
 )
 CORS_EXPOSE_HEADERS = "Retry-After, X-Request-Id"
 ANY_ORIGIN = "*"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # nothing runs that a page could not read
 
 
 @dataclass
@@ -130,8 +136,8 @@ class Api:
 
     ``cors``: browsers may call the routes that take no admin key from the origins the policy
     allows for the call (the request's Origin echoed, with ``Vary: Origin``); a preflight from
-    any other origin is a 403, and other requests from it are served without CORS headers (the
-    browser keeps the answer from the page). Admin routes are called from servers and the CLI:
+    any other origin is a 403, so are its writes (a simple request has no preflight), and its
+    reads are served without CORS headers (the browser keeps the answer from the page). Admin routes are called from servers and the CLI:
     they send no CORS header and answer no preflight, whatever the policy.
     """
 
@@ -187,6 +193,8 @@ class Api:
             route = self.routes[endpoint]
             bind(route=route.path, **{k: str(params[k]) for k in CORRELATED_PARAMS if k in params})
             call = Call(request=request, params=dict(params))
+            if cors is not None and request.method not in READ_METHODS:
+                self._refuse_other_origin(call)
             for header in route.headers:
                 header.check(request)
             if route.request_model is not None:
@@ -270,12 +278,8 @@ class Api:
             response = _error(500, "internal_error", "something went wrong on our side; try again")
         else:
             if sent and origin is None:
-                response = _error(
-                    403,
-                    "origin_not_allowed",
-                    f"the origin {sent[:200]!r} may not call this API from a browser: "
-                    "add it to the copilot's allowed_origins",
-                )
+                refused = OriginNotAllowedError.of(sent)
+                response = _error(refused.status, refused.code, refused.message)
             else:
                 response = Response(status=204)
                 response.headers["Allow"] = ", ".join(allowed)
@@ -283,6 +287,14 @@ class Api:
         if origin is not None:
             self._cors_headers(response, origin, allowed)
         return response
+
+    def _refuse_other_origin(self, call: Call) -> None:
+        """A write from a browser page the policy does not allow is refused before it runs: a
+        simple request (a form post, or a POST without a JSON body) has no preflight to refuse
+        it, and the browser would run it, only hiding the answer from the page."""
+        sent = call.request.headers.get("Origin")
+        if sent and self._allowed_origin(call) is None:
+            raise OriginNotAllowedError.of(sent)
 
     def _with_cors(self, call: Call, response: Response, allowed: list[str]) -> None:
         response.vary.add("Origin")  # a shared cache must not serve one origin's answer to another
