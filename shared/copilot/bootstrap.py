@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -192,7 +193,11 @@ class Container:
             self._prewarm_started = True
         warm = getattr(self.embedder, "warm", None)
         if callable(warm):
-            threading.Thread(target=_quietly(warm), name="prewarm-models", daemon=True).start()
+            thread = threading.Thread(target=_quietly(warm), name="prewarm-models", daemon=True)
+            thread.start()
+            # A process ending while onnxruntime still builds its session aborts (SIGABRT, exit
+            # 134: a short test run, a CLI call): the exit waits for the load instead.
+            atexit.register(thread.join, 60)
 
     @property
     def hub_outbox(self) -> HubOutbox:
