@@ -91,9 +91,7 @@ def test_copilot_up_prints_the_demo_site_and_the_site_embeds_the_chat(up: Up) ->
     assert any("files indexed" in x for x in up.output)
 
 
-def test_the_demo_sites_chat_answers_with_citations(
-    up: Up, page: Any, tmp_path: Path
-) -> None:
+def test_the_demo_sites_chat_answers_with_citations(up: Up, page: Any, tmp_path: Path) -> None:
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(f"http://127.0.0.1:{up.ports['site']}/")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Ride further")
