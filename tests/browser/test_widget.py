@@ -385,6 +385,40 @@ def test_a_hand_off_is_seen_live_and_the_copilot_answers_again(
     assert client.messages(conv, w.conversation()["token"]).state == "bot"
 
 
+def test_a_turn_answered_after_the_agent_ended_does_not_bring_the_agent_back(
+    desk: AgentDesk, site: DemoSite, page: Any
+) -> None:
+    """The customer's message is answered (state 'agent') but the answer reaches the page only
+    after the agent ended the chat and the long-poll brought that (state 'bot'): the stale
+    answer's state must not hide 'Talk to a person' and restart the long-poll."""
+    w = Widget(page).open(site.url)
+    w.ask("How long does a refund take?")
+    page.locator('[data-copilot="handoff"]').click()
+    conv = w.conversation()["id"]
+    desk.wait_for_session(conv)
+    assert desk.join(conv, agent="Alex").ok
+    expect(w.role("system").last).to_contain_text("Alex joined")
+
+    def late_answer(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        answered = route.fetch()  # stored, in the agent's chat
+        assert answered.json()["state"] == "agent"
+        assert desk.end(conv, agent="Alex").ok
+        time.sleep(1.5)  # the page's long-poll (already out) brings the end meanwhile
+        route.fulfill(response=answered)
+
+    page.route(f"**/conversations/{conv}/messages", late_answer)
+    w.input.fill("One more thing")
+    w.input.press("Enter")
+    expect(w.role("system").last).to_contain_text("Alex ended the chat.")
+    expect(w.role("customer").last).to_contain_text("One more thing")
+    page.wait_for_timeout(1000)  # the late answer is in the page by now
+    expect(page.locator('[data-copilot="handoff"]')).to_be_visible(timeout=100)
+    expect(page.locator('[data-copilot="cancel-handoff"]')).to_be_hidden(timeout=100)
+
+
 def test_a_reload_and_a_second_tab_resume_the_conversation(
     desk: AgentDesk, site: DemoSite, page: Any
 ) -> None:

@@ -317,11 +317,15 @@ textarea{flex:1;resize:none;height:42px;max-height:120px;padding:9px 10px;border
   }
   function apply(answer) {
     if (!conv || answer.conversation_id !== conv.id) return; // an answer about an older one
+    // A turn's answer can arrive after a long-poll brought newer messages (the agent ended the
+    // chat meanwhile): its state is then stale, and only its messages count.
+    const newest = answer.last_seq ?? Math.max(0, ...answer.messages.map((m) => m.seq));
+    const current = newest >= conv.seq;
     for (const m of answer.messages) {
       render(m);
       conv.seq = Math.max(conv.seq, m.seq);
     }
-    conv.state = answer.state;
+    if (current) conv.state = answer.state;
     save();
     controls();
     if (ACTIVE.includes(conv.state)) poll();
