@@ -127,7 +127,7 @@ def fixture_site() -> Iterator[Site]:
         status=302, headers={"Location": f"http://localhost:{site.port}/landing"}
     )
     site.routes["/old-faq"] = Route(status=301, headers={"Location": "/faq.html"})
-    site.routes["/slow"] = Route(b"<html><title>Slow</title></html>", delay=1.0)
+    site.routes["/slow"] = Route(b"<html><title>Slow</title></html>", delay=4.0)
     site.routes["/broken"] = Route(b"<html><body>Internal error</body></html>", status=500)
     site.routes["/manual.pdf"] = Route(
         b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", content_type="application/pdf"
@@ -139,7 +139,7 @@ def fixture_site() -> Iterator[Site]:
 @pytest.fixture(scope="module")
 def crawled(fixture_site: Site) -> CrawlResult:
     options = CrawlOptions(
-        start_urls=[fixture_site.url("/")], max_depth=2, timeout_seconds=0.5, concurrency=4
+        start_urls=[fixture_site.url("/")], max_depth=2, timeout_seconds=2.0, concurrency=4
     )
     return crawl(options)
 
@@ -261,7 +261,7 @@ def test_records_failures_with_actionable_reasons(crawled: CrawlResult, fixture_
     )
     assert not [h for _, h in fixture_site.requests if h.startswith("localhost")]
     slow = failures[u("/slow")]
-    assert slow.reason.startswith("timed out after 0.5 s")
+    assert slow.reason.startswith("timed out after 2 s")
     assert slow.transient
     broken = failures[u("/broken")]
     assert (broken.status, broken.transient) == (500, True)
@@ -289,7 +289,7 @@ def test_follows_same_site_redirects(crawled: CrawlResult, fixture_site: Site) -
 def test_max_pages_bounds_the_crawl(fixture_site: Site) -> None:
     before = len(fixture_site.requests)
     result = crawl(
-        CrawlOptions(start_urls=[fixture_site.url("/")], max_pages=3, timeout_seconds=0.5)
+        CrawlOptions(start_urls=[fixture_site.url("/")], max_pages=3, timeout_seconds=2.0)
     )
     page_requests = [
         p
