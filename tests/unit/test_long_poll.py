@@ -111,6 +111,29 @@ def test_returns_when_a_message_arrives_during_the_wait(setup: Any, clock: FakeC
     assert clock.now - 1000 < 2  # well before the 20 s wait was over
 
 
+def test_a_page_holds_no_message_newer_than_its_state(setup: Any, clock: FakeClock) -> None:
+    """A write between the poll's read of the conversation and its message query (the agent's
+    end, then the copilot's "I'm back" with the state back to the copilot) must not come back
+    with the earlier read's state: the client would hold the newest seq with the old state and
+    wait a whole long-poll for a change it already has. The page stops at the state's seq; the
+    next poll brings the rest, with its state."""
+    chat, store, conv, token = setup
+    agent_says(store, conv, "Alex ended the chat.")
+    query = store.messages_after
+
+    def racing_query(conversation_id: str, after: int, limit: int = 100) -> Any:
+        agent_says(store, conv, "I'm back")  # lands after the read, before the query
+        store.messages_after = query  # type: ignore[method-assign]
+        return query(conversation_id, after, limit)
+
+    store.messages_after = racing_query  # type: ignore[method-assign]
+    page = chat.messages(conv, token, 1, 100, wait=20)
+    assert [m.text for m in page.messages] == ["Alex ended the chat."]
+    assert page.last_seq == 2
+    rest = chat.messages(conv, token, page.last_seq, 100, wait=20)
+    assert [m.text for m in rest.messages] == ["I'm back"] and rest.last_seq == 3
+
+
 def test_returns_an_empty_page_when_the_wait_is_over(setup: Any, clock: FakeClock) -> None:
     chat, store, conv, token = setup
     page = chat.messages(conv, token, 1, 100, wait=3)

@@ -344,6 +344,9 @@ class ConversationService:
             if conversation.last_seq > after
             else []
         )
+        # A write after the read above may already be in the query: leave it to the next poll,
+        # so the page's state is the state after its last message (not an earlier one).
+        page = [m for m in page if m.seq <= conversation.last_seq]
         return MessagesPage(
             conversation_id=conversation_id,
             state=conversation.state,
