@@ -5,10 +5,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -100,6 +100,31 @@ def desk_stack(
         setattr(settings, field, value)
     with LocalStack(settings) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def desk(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The agent desk (the generic hub emulator, a person at it) of a module whose stack hands
+    off to it: it holds the module's ``SECRET`` (what desk_stack gives the functions)."""
+    from copilot_dev.emulators.agent_desk import AgentDesk
+
+    with AgentDesk(request.module.SECRET) as running:
+        yield running
+
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 15, what: str = "it") -> T:
+    """``check()``'s first truthy value, polled every 50 ms; TimeoutError after ``timeout``."""
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,7 @@ shows nothing; axe-core finds no serious or critical accessibility problem."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -15,7 +14,7 @@ from playwright.sync_api import expect
 from copilot_dev.client import CopilotClient
 from copilot_dev.emulators.agent_desk import AgentDesk, DeskSession
 from tests.browser.conftest import axe_violations
-from tests.conftest import desk_stack
+from tests.conftest import desk_stack, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -24,26 +23,9 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def desk() -> Iterator[AgentDesk]:
-    with AgentDesk(SECRET) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CopilotClient]:
     with desk_stack(tmp_path_factory, "desk-page-stack", SECRET) as stack:
         yield stack.copilot_client()
-
-
-def wait_for(check: Callable[[], T | None], timeout: float = 15, what: str = "it") -> T:
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise TimeoutError(f"waited {timeout} s for {what}")
-        time.sleep(0.05)
 
 
 def escalate(client: CopilotClient, desk: AgentDesk) -> tuple[str, str, DeskSession]:

@@ -94,12 +94,6 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def desk() -> Iterator[AgentDesk]:
-    with AgentDesk(SECRET) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with desk_stack(tmp_path_factory, "directline-stack", SECRET) as running:
         yield running

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -43,12 +43,6 @@ Touch-up pens for storm grey paint: <img src=x onerror="window.__pwned = 'img'">
 or [click here](javascript:window.__pwned='link') for the storm grey paint code.
 """
 PAYLOAD = '<b>bold?</b> <img src=x onerror="window.__pwned=1"> [click](javascript:window.__pwned=2)'
-
-
-@pytest.fixture(scope="module")
-def desk() -> Iterator[AgentDesk]:
-    with AgentDesk(SECRET) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -107,17 +101,6 @@ def copilot(
 @pytest.fixture(scope="module")
 def client(stack: LocalStack) -> CopilotClient:
     return stack.copilot_client()
-
-
-def wait_for(check: Callable[[], T | None], timeout: float = 15, what: str = "it") -> T:
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise TimeoutError(f"waited {timeout} s for {what}")
-        time.sleep(0.05)
 
 
 class Widget:

@@ -19,18 +19,12 @@ from copilot_dev.client import ApiError, CopilotClient
 from copilot_dev.concurrency import run_concurrently
 from copilot_dev.emulators.agent_desk import AgentDesk, DeskSession
 from copilot_dev.localstack import LocalStack, StackConfig, free_port
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, wait_for
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "e2e-desk-secret"
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def desk() -> Iterator[AgentDesk]:
-    with AgentDesk(SECRET) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +54,6 @@ def copilot_with_hub(client: CopilotClient, url: str, **hub: Any) -> str:
         "hub": {"type": "generic", "url": url, "secret_ref": "DESK", **hub},
     }
     return client.create_copilot(spec).copilot_id
-
-
-def wait_for(check: Callable[[], T | None], timeout: float = 15, what: str = "it") -> T:
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise TimeoutError(f"waited {timeout} s for {what}")
-        time.sleep(0.05)
 
 
 def page(client: CopilotClient, conv: str, token: str) -> list[Message]:

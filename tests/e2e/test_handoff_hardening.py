@@ -30,12 +30,6 @@ SECRET = "e2e-hardening-secret"
 
 
 @pytest.fixture(scope="module")
-def desk() -> Iterator[AgentDesk]:
-    with AgentDesk(SECRET) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     # The backlog below takes a few seconds to deliver on a loaded machine: no gap may be given
     # up meanwhile (skipping after the window is tested on a clock in tests/unit).

@@ -41,12 +41,6 @@ def client(stack: LocalStack) -> CopilotClient:
     return stack.copilot_client()
 
 
-@pytest.fixture(scope="module")
-def desk() -> Iterator[AgentDesk]:
-    with AgentDesk(SECRET) as running:
-        yield running
-
-
 def timed_out(method: str, url: str, **kwargs: Any) -> None:
     """Send a request and stop waiting for its answer: the server still runs it."""
     with pytest.raises(requests.exceptions.Timeout):

@@ -8,10 +8,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import unquote_plus
 
 import pytest
@@ -19,24 +17,14 @@ import pytest
 from copilot.ingest.models import DocumentStatus
 from copilot_dev.client import CopilotClient
 from copilot_dev.localstack import LocalStack, StackConfig
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, wait_for
 
 pytestmark = pytest.mark.e2e
 
 COPILOT_BIN = Path(sys.executable).parent / "copilot"
 LIMIT = 2000  # bytes: COPILOT_MAX_UPLOAD_BYTES of this stack
 
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 90) -> T:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+INDEXING_SECONDS = 90  # retries back off: a document may take a while to settle
 
 
 def records(client: CopilotClient, copilot_id: str) -> dict[str, DocumentStatus]:
@@ -49,7 +37,7 @@ def settled(client: CopilotClient, copilot_id: str, keys: set[str]) -> dict[str,
         done = keys <= now.keys() and all(now[k].status != "pending" for k in keys)
         return now if done else None
 
-    return wait_for(check, f"records of {sorted(keys)}")
+    return wait_for(check, INDEXING_SECONDS, f"records of {sorted(keys)}")
 
 
 def test_every_upload_ends_with_a_record_and_failed_ones_can_be_retried(tmp_path: Path) -> None:
@@ -97,18 +85,24 @@ def test_every_upload_ends_with_a_record_and_failed_ones_can_be_retried(tmp_path
             d = records(client, copilot_id).get("faq.md")
             return d if d is not None and ready(d) else None
 
-        retrying = wait_for(lambda: faq(lambda d: d.reason is not None), "the retry reason")
+        retrying = wait_for(
+            lambda: faq(lambda d: d.reason is not None), INDEXING_SECONDS, "the retry reason"
+        )
         assert retrying.status == "pending"
         assert retrying.reason == "the knowledge index is unavailable; retrying"
         failed = wait_for(
-            lambda: faq(lambda d: d.status == "failed"), "the dead letter to be recorded"
+            lambda: faq(lambda d: d.status == "failed"),
+            INDEXING_SECONDS,
+            "the dead letter to be recorded",
         )
         assert "given up after repeated failures" in (failed.reason or "")
         assert "the knowledge index is unavailable" in (failed.reason or "")
         assert "copilot docs retry" in (failed.reason or "")
         # The pump notes the message after the ingest function answered (the record is
         # written during that call): wait for the note, not just the record.
-        dead = wait_for(lambda: list(stack.dead_letters), "the pump to note the dead letter")
+        dead = wait_for(
+            lambda: list(stack.dead_letters), INDEXING_SECONDS, "the pump to note the dead letter"
+        )
         dead_keys = [
             unquote_plus(r["s3"]["object"]["key"])
             for m in dead

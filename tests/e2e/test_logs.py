@@ -19,20 +19,14 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
-HUB_SECRET = "e2e-logs-hub-secret-7f3a"
+SECRET = "e2e-logs-hub-secret-7f3a"
 FAQ = b"# Repairs\n\nA flat tyre repair costs 15 euros and takes about 30 minutes at any shop.\n"
-
-
-@pytest.fixture(scope="module")
-def desk() -> Iterator[AgentDesk]:
-    with AgentDesk(HUB_SECRET) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = StackConfig.with_free_ports(REPO_ROOT, tmp_path_factory.mktemp("logs-stack"))
-    config.extra_env = {"COPILOT_HUB_SECRET_DESK": HUB_SECRET, "COPILOT_LOG_LEVEL": "DEBUG"}
+    config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET, "COPILOT_LOG_LEVEL": "DEBUG"}
     with LocalStack(config) as running:
         yield running
 
@@ -92,7 +86,7 @@ def test_logs_correlate_turns_and_hold_no_secret(stack: LocalStack, desk: AgentD
         for name, secret in (
             ("token", token),
             ("admin key", admin_key),
-            ("hub secret", HUB_SECRET),
+            ("hub secret", SECRET),
         ):
             assert secret not in text, f"the {name} is in {path.name}"
 

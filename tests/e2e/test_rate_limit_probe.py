@@ -21,12 +21,6 @@ PROBE = 300  # requests of each kind, as in the finding
 
 
 @pytest.fixture(scope="module")
-def desk() -> Iterator[AgentDesk]:
-    with AgentDesk(SECRET) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with desk_stack(tmp_path_factory, "limits-stack", SECRET, rate_limits=True) as running:
         yield running
