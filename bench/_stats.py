@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import statistics
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 
 def pct(values: list[float], p: float) -> float:
@@ -27,3 +33,35 @@ def summary(values: list[float]) -> dict[str, float]:
         "max": max(values),
         "mean": statistics.fmean(values),
     }
+
+
+def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """Where a benchmark ran: the "machine" entry of its results."""
+    return {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
+
+
+def print_rows(results: dict[str, Any], keys: Iterable[str], unit: str = "ms") -> None:
+    """One summary row per key: n, p50, p95, p99, max."""
+    keys = list(keys)
+    width = max(len(k) for k in keys) + 4
+    print(f"{'path':<{width}}{'n':>5}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  ({unit})")
+    for key in keys:
+        r = results[key]
+        print(
+            f"{key:<{width}}{r['n']:>5.0f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}"
+            f"{r['max']:>9.1f}"
+        )
+
+
+def write_json(path: Path | None, results: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"samples written to {path}")

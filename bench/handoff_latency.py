@@ -22,9 +22,7 @@ throughput under load. See docs/benchmarks-handoff.md for results.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import threading
 import time
@@ -36,7 +34,7 @@ TARGET_P95_MS = 1000.0  # agent -> visible to the customer's poll
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _desk_stack import desk_stack  # noqa: E402
-from _stats import summary  # noqa: E402
+from _stats import machine, print_rows, summary, write_json  # noqa: E402
 
 
 class CustomerPoller(threading.Thread):
@@ -144,36 +142,24 @@ def main() -> None:
         "handoff_start_ms": summary(starts),
         "customer_polls": poll_rate,
         "target_agent_to_customer_p95_ms": TARGET_P95_MS,
-        "machine": {
-            "nproc": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        },
+        "machine": machine(load_before),
         "samples": {
             "agent_to_customer_poll_ms": relay,
             "customer_to_agent_ms": outbound,
             "handoff_start_ms": starts,
         },
     }
-    print(f"{'path':<34}{'n':>5}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)")
-    for key in (
-        "agent_to_customer_poll_ms",
-        "agent_webhook_round_trip_ms",
-        "customer_to_agent_ms",
-        "handoff_start_ms",
-    ):
-        r = results[key]
-        assert isinstance(r, dict)
-        print(
-            f"{key:<34}{r['n']:>5.0f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
-        )
+    print_rows(
+        results,
+        (
+            "agent_to_customer_poll_ms",
+            "agent_webhook_round_trip_ms",
+            "customer_to_agent_ms",
+            "handoff_start_ms",
+        ),
+    )
     print(f"load average before {load_before}, after {os.getloadavg()}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"samples written to {args.json}")
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

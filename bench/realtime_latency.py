@@ -17,9 +17,7 @@ a wait ran out) against what a back-to-back short poller makes in the same time
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import sys
 import threading
@@ -32,7 +30,7 @@ TARGET_P95_MS = 1000.0  # agent webhook -> the customer's long-poll returns it
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _desk_stack import desk_stack  # noqa: E402
-from _stats import summary  # noqa: E402
+from _stats import machine, print_rows, summary, write_json  # noqa: E402
 
 
 class LongPoller(threading.Thread):
@@ -125,29 +123,15 @@ def main() -> None:
         "empty_long_polls": poller.empty,
         "seconds": elapsed,
         "target_agent_to_customer_p95_ms": TARGET_P95_MS,
-        "machine": {
-            "nproc": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        },
+        "machine": machine(load_before),
         "samples": {"agent_to_long_poll_ms": relay, "agent_webhook_round_trip_ms": webhook},
     }
-    print(f"{'path':<30}{'n':>5}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)")
-    for key in ("agent_to_long_poll_ms", "agent_webhook_round_trip_ms"):
-        r = results[key]
-        print(
-            f"{key:<30}{r['n']:>5.0f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
-        )
+    print_rows(results, ("agent_to_long_poll_ms", "agent_webhook_round_trip_ms"))
     print(
         f"{poller.polls} long-polls ({poller.empty} empty) in {elapsed:.1f} s; "
         f"load average before {load_before}, after {os.getloadavg()}"
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"samples written to {args.json}")
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
-import platform
 import random
 import sys
 import time
@@ -29,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _desk_stack import ROOT, desk_stack
-from _stats import summary
+from _stats import machine, print_rows, summary, write_json
 
 TARGET_P95_MS = 1000.0  # agent webhook -> message visible in the page
 WIDGET_JS = ROOT / "shared" / "copilot" / "entrypoints" / "http" / "static" / "widget.js"
@@ -109,28 +107,14 @@ def main() -> None:
         "seconds": elapsed,
         "target_agent_to_page_p95_ms": TARGET_P95_MS,
         "widget": widget_size(),
-        "machine": {
-            "nproc": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        },
+        "machine": machine(load_before),
         "samples": {"agent_to_page_ms": relay, "agent_webhook_round_trip_ms": webhook},
     }
-    print(f"{'path':<30}{'n':>5}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)")
-    for key in ("agent_to_page_ms", "agent_webhook_round_trip_ms"):
-        r = results[key]
-        print(
-            f"{key:<30}{r['n']:>5.0f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
-        )
+    print_rows(results, ("agent_to_page_ms", "agent_webhook_round_trip_ms"))
     size = results["widget"]
     print(f"widget.js: {size['raw_bytes']:,} B, {size['gzip_bytes']:,} B gzipped")
     print(f"{elapsed:.1f} s; load average before {load_before}, after {os.getloadavg()}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"samples written to {args.json}")
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":
