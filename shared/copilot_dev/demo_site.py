@@ -8,8 +8,8 @@ CORS check is real). The browser tests and the page-latency benchmark load it to
         site.copilot_id = copilot.copilot_id  # known after seeding, which needs site.origin
         page.goto(site.url)
 
-The page (infra/demo/site/index.html) names the chat API and the copilot with placeholders,
-filled in when it is served; the other files of the folder are served as they are.
+The pages (infra/demo/site/*.html) name the chat API and the copilot with placeholders, filled
+in when they are served; the other files of the folder are served as they are.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class DemoSite(LoopbackServer):
     ) -> None:
         super().__init__(host, port)
         self.api_base = api_base.rstrip("/")
-        self.copilot_id = copilot_id  # the page says it is not ready until this is set
+        self.copilot_id = copilot_id  # the pages say they are not ready until this is set
         self.folder = folder
 
     @property
@@ -63,7 +63,7 @@ class DemoSite(LoopbackServer):
         path = safe_join(str(self.folder), name)
         if path is None or not Path(path).is_file():
             return Response("not found", status=404, mimetype="text/plain")
-        if name == PAGE:
+        if name.endswith(".html"):
             return self._page(Path(path))
         mimetype = mimetypes.guess_type(path)[0] or "application/octet-stream"
         return Response(Path(path).read_bytes(), mimetype=mimetype)

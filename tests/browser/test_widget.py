@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ from copilot_dev.demo_site import DemoSite
 from copilot_dev.emulators.agent_desk import AgentDesk
 from copilot_dev.localstack import LocalStack
 from tests.browser.conftest import axe_violations
-from tests.conftest import REPO_ROOT, desk_stack
+from tests.conftest import REPO_ROOT, desk_stack, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -83,7 +84,11 @@ def copilot(
     spec["hub"] = {"type": "generic", "url": desk.hub_url, "secret_ref": "DESK"}
     spec["allowed_origins"] = served_site.origins()
     spec["appearance"] = {"color": COLOR, "title": "Northwind help"}
+    # The site's group-rides page is a website source: its answers cite the page's URL.
+    spec["websites"] = [{"start_urls": [served_site.url + "/rides.html"], "max_depth": 0}]
     created = client.create_copilot(spec)
+    served_site.copilot_id = created.copilot_id  # its pages are served (and crawled) from now
+    refresh_sources(stack, created.copilot_id)
     extra = tmp_path_factory.mktemp("markup-doc") / "paint-colours.md"
     extra.write_text(MARKUP_DOC)
     folder = DEMO / "knowledge"
@@ -94,8 +99,34 @@ def copilot(
     versions |= upload_files(s3, stack.config.bucket, created.copilot_id, [extra], extra.parent)
     docs = wait_indexed(client, created.copilot_id, versions)
     assert all(d.status == "indexed" for d in docs), docs
-    served_site.copilot_id = created.copilot_id
+    web = wait_for(
+        lambda: [
+            d
+            for d in client.documents(created.copilot_id)
+            if d.doc_key.startswith("web/") and d.status != "pending"
+        ],
+        60,
+        "the crawled page",
+    )
+    assert [d.status for d in web] == ["indexed"], web
     return created
+
+
+def refresh_sources(stack: LocalStack, copilot_id: str) -> None:
+    """What the schedule does on AWS: a refresh CloudEvent to the ingest function (it crawls
+    the copilot's websites into the bucket; the upload pipeline indexes the pages)."""
+    refreshed = requests.post(
+        stack.config.function_url("ingest"),
+        json={"copilot_id": copilot_id},
+        headers={
+            "ce-specversion": "1.0",
+            "ce-id": uuid.uuid4().hex,
+            "ce-source": "scheduler",
+            "ce-type": "com.copilot.sources.refresh",
+        },
+        timeout=60,
+    )
+    assert refreshed.ok, refreshed.text
 
 
 @pytest.fixture(scope="module")
@@ -227,26 +258,20 @@ def test_a_question_gets_a_cited_answer_and_the_panel_passes_axe(
 
 
 def test_a_web_citation_links_to_its_page(site: DemoSite, page: Any) -> None:
-    """Citations of websites and knowledge-base articles carry their URL (the demo knowledge is
-    files only, so the answer's first citation is given one on its way to the page)."""
-    url = "https://northwind-bikes.example/help/returns"
-
-    def with_url(route: Any) -> None:
-        response = route.fetch()
-        body = response.json()
-        for m in body["messages"]:
-            for c in m["citations"]:
-                c["url"], c["title"] = url, "Returns and refunds"
-                break
-        route.fulfill(response=response, json=body)
-
-    page.route("**/conversations/*/messages", with_url)
+    """An answer from a crawled page cites the page's URL: a working link, in a new tab."""
     w = Widget(page).open(site.url)
-    answer = w.ask("How long does a refund take?")
+    answer = w.ask("When does the Saturday social ride leave?")
+    expect(answer).to_contain_text("8:30")
     link = answer.locator('a[data-copilot="citation"]').first
-    expect(link).to_have_attribute("href", url)
+    expect(link).to_have_attribute("href", site.url + "/rides.html")
     expect(link).to_have_attribute("target", "_blank")
-    expect(link).to_contain_text("Returns and refunds")
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    with page.context.expect_page() as opened:
+        link.click()
+    tab = opened.value
+    tab.wait_for_load_state()
+    assert tab.url == site.url + "/rides.html"
+    expect(tab.get_by_role("heading", level=1)).to_have_text("Group rides")
 
 
 def test_no_match_then_the_hand_off_offers_buttons(
