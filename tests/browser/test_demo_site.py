@@ -89,6 +89,7 @@ def test_copilot_up_prints_the_demo_site_and_the_site_embeds_the_chat(up: Up) ->
     line = next(x for x in up.output if x.startswith("Demo site:"))
     assert f"http://127.0.0.1:{up.ports['site']}/" in line
     assert any("files indexed" in x for x in up.output)
+    assert any("Crawled the demo site: 1 page indexed" in x for x in up.output), up.output
 
 
 def test_the_demo_sites_chat_answers_with_citations(up: Up, page: Any, tmp_path: Path) -> None:
@@ -110,3 +111,17 @@ def test_the_demo_sites_chat_answers_with_citations(up: Up, page: Any, tmp_path:
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target))
     assert target.stat().st_size > 10_000  # a rendered page, not a blank one
+
+
+def test_the_demo_sites_own_page_is_cited_by_its_url(up: Up, page: Any) -> None:
+    """The demo copilot learned the site's group-rides page (a website source, crawled by
+    ``copilot up``): the answer cites the page's address."""
+    site = f"http://127.0.0.1:{up.ports['site']}"
+    page.goto(site + "/rides.html")
+    page.locator('[data-copilot="launcher"]').click()
+    page.locator('[data-copilot="input"]').fill("When does the Saturday social ride leave?")
+    page.locator('[data-copilot="send"]').click()
+    answer = page.locator('[data-copilot="message"][data-role="bot"]').last
+    expect(answer).to_contain_text("8:30", timeout=20_000)
+    citation = answer.locator('a[data-copilot="citation"]').first
+    expect(citation).to_have_attribute("href", site + "/rides.html")
