@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -34,10 +35,47 @@ STACK_FILE = "stack.json"
 OUTBOX_POLLERS = 4
 
 
+_handed_out: set[int] = set()  # chosen in this process (a server may not be listening yet)
+_ports_lock = threading.Lock()
+LOWEST_PORT = 10000
+
+
 def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on, for a server started a little later. Chosen below
+    the kernel's ephemeral range where there is room: a port from that range can be taken, in
+    between, as the local end of any outgoing connection (a full test run once lost Chroma's
+    port that way: "Address ... is not available"). Never the same port twice per process."""
+    low = _ephemeral_low()
+    with _ports_lock:
+        for _ in range(200 if low > LOWEST_PORT + 1000 else 0):
+            port = random.randint(LOWEST_PORT, low - 1)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
+        while True:  # no room below the range: let the kernel choose
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49152  # the IANA dynamic range (macOS, Windows)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
