@@ -64,25 +64,12 @@ def chat_test_client(settings: Settings | None = None, **overrides: Any) -> Any:
     the container (``set_container(None)``) when done."""
     from functions_framework import create_app
 
-    from copilot.bootstrap import Container, set_container
-    from copilot_dev.fakes import (
-        MemoryConversationStore,
-        MemoryCopilotRegistry,
-        MemoryDocumentStore,
-        MemoryKnowledgeIndex,
-        MemoryRateLimitStore,
-    )
+    from copilot.bootstrap import set_container
+    from copilot_dev.fakes import in_memory_container
 
-    stores: dict[str, Any] = {
-        "copilots": MemoryCopilotRegistry,
-        "conversations": MemoryConversationStore,
-        "documents": MemoryDocumentStore,
-        "index": MemoryKnowledgeIndex,
-        "rate_limits": MemoryRateLimitStore,
-    }
-    for name, fake in stores.items():
-        overrides.setdefault(name, fake())
-    set_container(Container(settings or Settings(admin_api_key="admin-secret"), **overrides))
+    set_container(
+        in_memory_container(settings or Settings(admin_api_key="admin-secret"), **overrides)
+    )
     return create_app("chat", str(REPO_ROOT / "functions" / "chat" / "main.py")).test_client()
 
 
