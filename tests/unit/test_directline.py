@@ -331,6 +331,10 @@ def test_cors_holds_on_every_direct_line_route(client: Any, copilot_id: str) -> 
     assert client.options(path, headers={"Origin": SHOP, **asked}).status_code == 204
     got = client.get(path + "?wait=0", headers=bearer(token, Origin=OTHER))
     assert got.status_code == 403 and got.json["error"]["code"] == "origin_not_allowed"
+    posted = client.post(
+        path, json={"type": "message", "text": "hi"}, headers=bearer(token, Origin=OTHER)
+    )
+    assert posted.status_code == 403 and posted.json["error"]["code"] == "origin_not_allowed"
     assert client.get(path + "?wait=0", headers=bearer(token)).status_code == 200  # no page
     # The per-copilot token endpoint is a start: the copilot's origins decide its preflight.
     start = f"/copilots/{copilot_id}/directline/tokens/generate"

@@ -179,7 +179,6 @@ class DirectLineRoutes:
         conversation_id, token = mapping.split_token(call.bearer_token())
         if conversation_id != call.params["conversation_id"]:
             raise NotFoundError("no such conversation for this token")
-        self._check_origin(call, conversation_id)
         if activity.type != "message":
             # Typing, events, conversation updates: nothing the copilot acts on. Accepted (a
             # client may send them) and not stored, so never echoed.

@@ -46,6 +46,7 @@ CORS_ALLOW_HEADERS = (
 CORS_EXPOSE_HEADERS = "Retry-After, X-Request-Id"
 ANY_ORIGIN = "*"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # nothing runs that a page could not read
+ORIGIN_DECIDED = "copilot.cors.allowed_origin"  # the request's decision, in its WSGI environ
 
 
 @dataclass
@@ -255,13 +256,19 @@ class Api:
         return dict(params) if self.routes[endpoint].auth != "admin" else None
 
     def _allowed_origin(self, call: Call) -> str | None:
-        """The request's Origin when the policy allows it for this call, else None."""
+        """The request's Origin when the policy allows it for this call, else None. Decided
+        once per request: a write asks before its handler runs and again for its answer."""
+        environ = call.request.environ
+        if ORIGIN_DECIDED in environ:
+            return environ[ORIGIN_DECIDED]
         origin = call.request.headers.get("Origin")
         if not origin or self._cors is None:
             return None  # no browser page (a server or an app): nothing to allow
         origin = origin.strip().lower()  # scheme and host are case-insensitive
         allowed = self._cors(call)
-        return origin if origin in allowed or ANY_ORIGIN in allowed else None
+        decided = origin if origin in allowed or ANY_ORIGIN in allowed else None
+        environ[ORIGIN_DECIDED] = decided
+        return decided
 
     def _preflight(self, call: Call, allowed: list[str]) -> Response:
         """A browser's preflight: 204 with the CORS headers for an allowed origin, a 403 for
