@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,3 +50,49 @@ def desk_stack(**spec: Any) -> Iterator[DeskBench]:
             hub = {"type": "generic", "url": desk.hub_url, "secret_ref": "DESK"}
             copilot = client.create_copilot({"name": "Bench", "hub": hub, **spec})
             yield DeskBench(stack, client, desk, copilot.copilot_id)
+
+
+class CustomerPoller(threading.Thread):
+    """The customer's side: polls the conversation one poll after another (``wait`` > 0: each a
+    long-poll; 0: back-to-back short polls) and notes when each text is first seen."""
+
+    def __init__(self, base_url: str, conversation: str, token: str, wait: int = 0) -> None:
+        super().__init__(daemon=True)
+        from copilot_dev.client import CopilotClient
+
+        self.client = CopilotClient(base_url)
+        self.conversation, self.token, self.wait = conversation, token, wait
+        self.seen: dict[str, float] = {}
+        self.polls = 0
+        self.empty = 0
+        self.waiting = threading.Event()  # set while a poll is out
+        self.after = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.waiting.set()
+            try:
+                page = self.client.messages(
+                    self.conversation, self.token, after=self.after, wait=self.wait
+                )
+            except Exception:
+                if self.stop.is_set():
+                    return  # the stack went down under the last poll: the bench is over
+                raise
+            now = time.perf_counter()
+            self.waiting.clear()
+            self.polls += 1
+            self.empty += not page.messages
+            for m in page.messages:
+                self.seen.setdefault(m.text, now)
+                self.after = max(self.after, m.seq)
+
+    def wait_for(self, text: str, timeout: float = 30) -> float:
+        """When the customer first saw ``text`` (perf_counter), once it has."""
+        deadline = time.perf_counter() + timeout
+        while text not in self.seen:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"the customer never saw {text!r}")
+            time.sleep(0.0005)
+        return self.seen[text]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,40 +32,8 @@ TARGET_P95_MS = 1000.0  # agent -> visible to the customer's poll
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _desk_stack import desk_stack  # noqa: E402
+from _desk_stack import CustomerPoller, desk_stack  # noqa: E402
 from _stats import machine, print_rows, summary, write_json  # noqa: E402
-
-
-class CustomerPoller(threading.Thread):
-    """Polls the conversation back to back and notes when each text is first seen."""
-
-    def __init__(self, base_url: str, conversation: str, token: str) -> None:
-        super().__init__(daemon=True)
-        from copilot_dev.client import CopilotClient
-
-        self.client = CopilotClient(base_url)
-        self.conversation, self.token = conversation, token
-        self.seen: dict[str, float] = {}
-        self.polls = 0
-        self.after = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            page = self.client.messages(self.conversation, self.token, after=self.after)
-            now = time.perf_counter()
-            self.polls += 1
-            for m in page.messages:
-                self.seen.setdefault(m.text, now)
-                self.after = max(self.after, m.seq)
-
-    def wait_for(self, text: str, timeout: float = 30) -> float:
-        deadline = time.perf_counter() + timeout
-        while text not in self.seen:
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"the customer never saw {text!r}")
-            time.sleep(0.001)
-        return self.seen[text]
 
 
 def wait_desk(desk: Any, conversation: str, text: str, timeout: float = 30) -> float:

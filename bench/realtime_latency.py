@@ -20,7 +20,6 @@ import argparse
 import os
 import random
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,52 +28,8 @@ TARGET_P95_MS = 1000.0  # agent webhook -> the customer's long-poll returns it
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _desk_stack import desk_stack  # noqa: E402
+from _desk_stack import CustomerPoller, desk_stack  # noqa: E402
 from _stats import machine, print_rows, summary, write_json  # noqa: E402
-
-
-class LongPoller(threading.Thread):
-    """Long-polls the conversation, one poll after another; notes when each text arrives."""
-
-    def __init__(self, base_url: str, conversation: str, token: str, wait: int) -> None:
-        super().__init__(daemon=True)
-        from copilot_dev.client import CopilotClient
-
-        self.client = CopilotClient(base_url)
-        self.conversation, self.token, self.wait = conversation, token, wait
-        self.seen: dict[str, float] = {}
-        self.polls = 0
-        self.empty = 0
-        self.waiting = threading.Event()  # set while a poll is out
-        self.after = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.waiting.set()
-            try:
-                page = self.client.messages(
-                    self.conversation, self.token, after=self.after, wait=self.wait
-                )
-            except Exception:
-                if self.stop.is_set():
-                    return  # the stack went down under the last poll: the bench is over
-                raise
-            now = time.perf_counter()
-            self.waiting.clear()
-            self.polls += 1
-            self.empty += not page.messages
-            for m in page.messages:
-                self.seen.setdefault(m.text, now)
-                self.after = max(self.after, m.seq)
-
-    def wait_for(self, text: str, timeout: float = 30) -> float:
-        deadline = time.perf_counter() + timeout
-        while text not in self.seen:
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"the customer never saw {text!r}")
-            time.sleep(0.0005)
-        return self.seen[text]
 
 
 def main() -> None:
@@ -94,7 +49,7 @@ def main() -> None:
         client.send(conv, token, "talk to a person")
         desk.wait_for_session(conv, timeout=30)
         desk.join(conv)
-        poller = LongPoller(bench.chat_url, conv, token, args.wait)
+        poller = CustomerPoller(bench.chat_url, conv, token, args.wait)
         poller.after = client.messages(conv, token).last_seq
         poller.start()
 
