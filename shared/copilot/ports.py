@@ -10,7 +10,7 @@ from typing import Any
 
 from copilot.admin.models import Copilot
 from copilot.conversation.models import Conversation, IdempotentOutcome, Message
-from copilot.handoff.models import HubCommand, HubEvent, HubSettings
+from copilot.handoff.models import HubCommand, HubEvent, HubLink, HubReceipt, HubSettings
 from copilot.ingest.models import DocumentStatus
 from copilot.knowledge.models import Chunk, Passage
 from copilot.limits import Rate
@@ -58,6 +58,7 @@ class ConversationStore(abc.ABC):
         *,
         claims: Sequence[str] = (),
         outcome: IdempotentOutcome | None = None,
+        links: Sequence[HubLink] = (),
     ) -> Conversation:
         """Write ``messages`` and the new conversation state in one conditional write.
 
@@ -69,7 +70,14 @@ class ConversationStore(abc.ABC):
         DuplicateError if any of them was claimed before: an event is applied exactly once.
         ``outcome`` (a client request's answer) is stored the same way under its claim, which
         counts as taken until the outcome's ``expires_at``.
+        ``links`` (a hub's conversation id -> ours) are written the same way: a link already
+        stored for the same conversation and hand-off is kept, one for another is a
+        DuplicateError (a hub id is never re-pointed).
         """
+
+    @abc.abstractmethod
+    def linked(self, key: str) -> HubLink | None:
+        """The link stored under ``key`` (HubLink.key_of), if any."""
 
     @abc.abstractmethod
     def outcome(self, claim: str) -> IdempotentOutcome | None:
@@ -284,17 +292,24 @@ class HubAdapter(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    def verify(self, request: InboundRequest, secret: str, now: datetime) -> None:
-        """Raise UnauthorizedError (no credentials) or ForbiddenError (wrong or stale ones)."""
+    def verify(
+        self, request: InboundRequest, hub: HubSettings | None, secret: str, now: datetime
+    ) -> None:
+        """Raise UnauthorizedError (no credentials) or ForbiddenError (wrong or stale ones).
+        ``hub`` is None when the copilot has no such hub: answer exactly as for a wrong
+        signature. ``secret``: the resolved secret_ref (a JSON object for the named hubs)."""
 
     @abc.abstractmethod
-    def parse(self, request: InboundRequest) -> list[HubEvent]:
-        """Neutral events of a verified call; BadRequestError when it is malformed."""
+    def parse(self, request: InboundRequest, hub: HubSettings) -> list[HubEvent]:
+        """Neutral events of a verified call; BadRequestError when it is malformed. May be
+        empty (a subscription confirmation, an event of no interest)."""
 
     @abc.abstractmethod
-    def send(self, hub: HubSettings, secret: str, command: HubCommand) -> None:
-        """Deliver a command. HubUnavailableError: try again later (the outbox will);
-        HubRejectedError: the hub refused for good (e.g. no agents available)."""
+    def send(self, hub: HubSettings, secret: str, command: HubCommand) -> HubReceipt | None:
+        """Deliver a command. A start returns the hub's receipt (its conversation id and
+        state); any call may return a replacement receipt (a renewed token), None: unchanged.
+        HubUnavailableError: try again later (the outbox will); HubRejectedError: the hub
+        refused for good (e.g. no agents available)."""
 
     supports_pull = False
 

@@ -7,8 +7,9 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -110,6 +111,23 @@ def _nesting_exceeds(text: bytes, limit: int) -> bool:
     return _INNERMOST_PAIR.search(brackets) is not None
 
 
+def _field_path(data: Any, loc: Sequence[int | str]) -> list[int | str]:
+    """``loc`` as the client wrote it: without the tags pydantic adds for a discriminated
+    union (``hub.generic.url`` is the client's ``hub.url``)."""
+    path: list[int | str] = []
+    for part in loc:
+        if isinstance(data, dict) and part not in data and data.get("type") == part:
+            continue  # the union's tag, not a field
+        path.append(part)
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            data = None
+    return path
+
+
 def parse_object(raw: bytes, model: type[M], *, what: str = "the request body") -> M:
     """A JSON object validated as ``model``; BadRequestError naming the first bad field."""
     data = load_json(raw, what=what)
@@ -119,6 +137,9 @@ def parse_object(raw: bytes, model: type[M], *, what: str = "the request body") 
         return model.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or None
+        loc = list(first["loc"])
+        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append("type")  # the tag itself is what is wrong (e.g. hub.type)
+        where = ".".join(str(p) for p in _field_path(data, loc)) or None
         message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
         raise BadRequestError(f"{where}: {message}" if where else message, field=where) from None

@@ -32,14 +32,16 @@ class CollectingHub(HubAdapter):
         self.reject_start: str | None = None  # e.g. "no_agents": starts are declined
         self._lock = threading.Lock()
 
-    def verify(self, request: InboundRequest, secret: str, now: datetime) -> None:
+    def verify(
+        self, request: InboundRequest, hub: HubSettings | None, secret: str, now: datetime
+    ) -> None:
         given = request.header("X-Test-Secret")
         if not given:
             raise UnauthorizedError("no X-Test-Secret")
         if given != secret:
             raise ForbiddenError("wrong X-Test-Secret")
 
-    def parse(self, request: InboundRequest) -> list[HubEvent]:
+    def parse(self, request: InboundRequest, hub: HubSettings) -> list[HubEvent]:
         try:
             return _EVENTS.validate_python(json.loads(request.body))
         except (ValueError, ValidationError) as e:

@@ -15,6 +15,7 @@ from copilot.config import Settings
 from copilot.conflicts import WriteConflict
 from copilot.conversation.models import Conversation, IdempotentOutcome, Message
 from copilot.errors import DuplicateError, PermanentIngestError
+from copilot.handoff.models import HubLink
 from copilot.ingest.models import DocumentStatus
 from copilot.knowledge.models import Chunk, Passage
 from copilot.knowledge.vectors import cosine
@@ -71,6 +72,7 @@ class MemoryConversationStore(ConversationStore):
         self._meta: dict[str, str] = {}
         self._messages: dict[str, dict[int, str]] = {}
         self._claims: set[str] = set()
+        self._links: dict[str, HubLink] = {}
         self._outcomes: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -106,10 +108,13 @@ class MemoryConversationStore(ConversationStore):
         *,
         claims: Sequence[str] = (),
         outcome: IdempotentOutcome | None = None,
+        links: Sequence[HubLink] = (),
     ) -> Conversation:
         with self._lock:
             if self._claims.intersection(claims):
                 raise DuplicateError("already applied")
+            if any(self._links.get(link.key, link) != link for link in links):
+                raise DuplicateError("the hub id is linked to another conversation")
             if outcome is not None and self.outcome(outcome.claim) is not None:
                 raise DuplicateError("already applied")
             current = self.get(conversation.conversation_id)
@@ -128,9 +133,13 @@ class MemoryConversationStore(ConversationStore):
             box = self._messages[stored.conversation_id]
             box.update({m.seq: m.model_dump_json() for m in messages})
             self._claims.update(claims)
+            self._links.update((link.key, link) for link in links)
             if outcome is not None:
                 self._outcomes[outcome.claim] = outcome.model_dump_json()
             return stored
+
+    def linked(self, key: str) -> HubLink | None:
+        return self._links.get(key)
 
     def outcome(self, claim: str) -> IdempotentOutcome | None:
         raw = self._outcomes.get(claim)

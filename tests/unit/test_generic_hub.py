@@ -17,8 +17,15 @@ from copilot.handoff.hubs.generic import (
     verify_signature,
     wire_payload,
 )
-from copilot.handoff.models import HandoffContext, HubCommand, TranscriptEntry
+from copilot.handoff.models import (
+    GenericHubSettings,
+    HandoffContext,
+    HubCommand,
+    TranscriptEntry,
+)
 from copilot.ports import InboundRequest
+
+HUB_SETTINGS = GenericHubSettings(type="generic", url="http://127.0.0.1:9/h", secret_ref="S")
 
 SECRET = "shared-secret"
 NOW = 1_736_150_400  # 2025-01-06 08:00 UTC
@@ -99,8 +106,8 @@ EVENT = {
 def test_parse_maps_events_to_neutral_form() -> None:
     hub = GenericHub()
     request = inbound(EVENT)
-    hub.verify(request, SECRET, datetime.now(UTC))
-    [event] = hub.parse(request)
+    hub.verify(request, None, SECRET, datetime.now(UTC))
+    [event] = hub.parse(request, HUB_SETTINGS)
     assert (event.kind, event.event_id, event.sequence, event.text) == (
         "agent_message",
         "ev-1",
@@ -115,9 +122,10 @@ def test_parse_maps_events_to_neutral_form() -> None:
         "handoff.ended": "ended",
     }
     for wire, neutral in kinds.items():
-        assert hub.parse(inbound({**EVENT, "type": wire, "text": None}))[0].kind == neutral
+        parsed = hub.parse(inbound({**EVENT, "type": wire, "text": None}), HUB_SETTINGS)
+        assert parsed[0].kind == neutral
     failed = {**EVENT, "type": "handoff.status", "state": "failed", "reason": "no_agents"}
-    assert hub.parse(inbound(failed))[0].kind == "rejected"
+    assert hub.parse(inbound(failed), HUB_SETTINGS)[0].kind == "rejected"
 
 
 @pytest.mark.parametrize(
@@ -135,7 +143,7 @@ def test_parse_maps_events_to_neutral_form() -> None:
 )
 def test_malformed_events_are_400_naming_the_field(payload: Any, field: str | None) -> None:
     with pytest.raises(BadRequestError) as info:
-        GenericHub().parse(inbound(payload))
+        GenericHub().parse(inbound(payload), HUB_SETTINGS)
     assert info.value.field == field
 
 

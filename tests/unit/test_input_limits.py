@@ -228,7 +228,7 @@ def doc(client: Any) -> dict[str, Any]:
 
 def test_openapi_states_the_field_rules(doc: dict[str, Any]) -> None:
     schemas = doc["components"]["schemas"]
-    url_pattern = schemas["HubSettings"]["properties"]["url"]["pattern"]
+    url_pattern = schemas["GenericHubSettings"]["properties"]["url"]["pattern"]
     assert re.search(url_pattern, "https://hub.example") and not re.search(url_pattern, "ftp://x")
     phrase = schemas["Topic"]["properties"]["trigger_phrases"]["items"]
     assert (phrase["minLength"], phrase["maxLength"], phrase["pattern"]) == (1, 200, r"\S")

@@ -39,7 +39,10 @@ def test_defaults_cover_all_seven_behaviour_messages() -> None:
             },
             "topics.0.trigger_phrases.1",
         ),
-        ({"name": "x", "hub": {"type": "generic", "url": "ftp://h", "secret_ref": "S"}}, "hub.url"),
+        (
+            {"name": "x", "hub": {"type": "generic", "url": "ftp://h", "secret_ref": "S"}},
+            "hub.generic.url",
+        ),
         ({"name": "x", "colour": "blue"}, "colour"),
     ],
 )

@@ -16,7 +16,7 @@ from copilot.conflicts import retry_on_conflict
 from copilot.conversation import topics as t
 from copilot.conversation.models import Conversation, ConversationState, Message
 from copilot.errors import NotFoundError, UnavailableError
-from copilot.handoff.models import Handoff
+from copilot.handoff.models import Handoff, HubLink
 from copilot.ports import ConversationStore
 from copilot.schema import utcnow
 
@@ -36,6 +36,7 @@ class Change:
     conversation: Conversation
     messages: list[Message] = field(default_factory=list)
     status: Verdict = "applied"
+    links: list[HubLink] = field(default_factory=list)  # written with it (ConversationStore)
 
 
 def update(
@@ -54,7 +55,9 @@ def update(
         done = change(conversation)
         if done is None:
             return conversation, None
-        stored = conversations.append(done.conversation, done.messages, claims=claims)
+        stored = conversations.append(
+            done.conversation, done.messages, claims=claims, links=done.links
+        )
         return stored, done
 
     # Giving up is a 503: a hub redelivers a webhook on 5xx, and the outbox retries anyway.

@@ -31,7 +31,10 @@ class HandoffConfig:
 def hub_secret(
     secrets: SecretStore, hub: HubSettings, error: type[Exception] = UnavailableError
 ) -> str:
-    """The secret shared with ``hub`` (signs both directions); ``error`` if it is missing."""
+    """The secret shared with ``hub`` (signs both directions, or the hub's credentials as
+    JSON); ``error`` if it is missing. "" for a hub that takes none (Connect: the IAM role)."""
+    if hub.secret_ref is None:
+        return ""
     secret = secrets.get(hub.secret_ref)
     if not secret:
         log.error("no secret for hub secret_ref %s (COPILOT_HUB_SECRET_<REF>)", hub.secret_ref)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from copilot.admin.models import Copilot
 from copilot.conversation.models import Conversation, ConversationState, Message
-from copilot.errors import HubRejectedError, HubUnavailableError
+from copilot.errors import DuplicateError, HubRejectedError, HubUnavailableError
 from copilot.handoff.changes import Change, failed, update
 from copilot.handoff.config import HandoffConfig, hub_secret
 from copilot.handoff.context import transcript
@@ -22,7 +22,9 @@ from copilot.handoff.models import (
     Handoff,
     HubCommand,
     HubCommandKind,
+    HubLink,
     HubOutboxCursor,
+    HubReceipt,
     HubSettings,
 )
 from copilot.ports import ConversationStore, CopilotRegistry, HubAdapter, HubOutbox, SecretStore
@@ -84,7 +86,14 @@ class OutboxDelivery:
             try:
                 for message in pending:
                     try:
+                        before = cursor
                         cursor = self._deliver_one(copilot, conversation, cursor, message)
+                        if cursor.receipt is not None and cursor.started != before.started:
+                            # The hub opened its conversation: keep its id and state (and the
+                            # link from its id to ours) before anything else is sent.
+                            conversation = self._save_cursor(
+                                conversation_id, cursor, self._link(copilot, cursor)
+                            )
                     except HubRejectedError as e:
                         if message.event != "handoff_requested":
                             log.error("hub refused %s #%s: %s", conversation_id, message.seq, e)
@@ -114,7 +123,7 @@ class OutboxDelivery:
         message: Message,
     ) -> HubOutboxCursor:
         hub, hid = copilot.hub, message.handoff_id
-        started = cursor.started
+        started, receipt = cursor.started, cursor.receipt
         if hid is not None and hub is not None:
             if message.event == "handoff_requested":
                 current = conversation.handoff
@@ -124,22 +133,23 @@ class OutboxDelivery:
                     fresh = self._conversations.get(conversation.conversation_id)
                     current = fresh.handoff if fresh else None
                 if current is not None and current.handoff_id == hid and not current.closed:
-                    self._send(hub, self._start_command(copilot, current, message))
+                    receipt = self._send(hub, self._start_command(copilot, current, message))
                     started = hid
                 # else: cancelled (or failed) before it reached the hub: never start it.
             elif message.role == "customer" and started == hid:
-                self._send(
-                    hub, self._command("message", copilot, conversation, message, text=message.text)
+                command = self._command(
+                    "message", copilot, conversation, message, receipt, text=message.text
                 )
+                receipt = self._send(hub, command) or receipt
             elif message.event == "handoff_cancelled" and started == hid:
-                self._send(
-                    hub,
-                    self._command("end", copilot, conversation, message, reason="customer_ended"),
+                command = self._command(
+                    "end", copilot, conversation, message, receipt, reason="customer_ended"
                 )
-                started = None
+                self._send(hub, command)
+                started, receipt = None, None
             elif message.event in ("handoff_ended", "handoff_failed") and started == hid:
-                started = None  # the hub closed it: nothing to send
-        return HubOutboxCursor(delivered_seq=message.seq, started=started)
+                started, receipt = None, None  # the hub closed it: nothing to send
+        return HubOutboxCursor(delivered_seq=message.seq, started=started, receipt=receipt)
 
     def _start_command(self, copilot: Copilot, handoff: Handoff, notice: Message) -> HubCommand:
         cid = handoff.context.conversation_id
@@ -163,6 +173,7 @@ class OutboxDelivery:
         copilot: Copilot,
         conversation: Conversation,
         message: Message,
+        receipt: HubReceipt | None,
         **fields: str,
     ) -> HubCommand:
         return HubCommand(
@@ -173,6 +184,7 @@ class OutboxDelivery:
             copilot_id=copilot.copilot_id,
             handoff_id=message.handoff_id or "",
             reply_to=self._reply_to(copilot),
+            receipt=receipt,
             **fields,
         )
 
@@ -182,17 +194,37 @@ class OutboxDelivery:
             return None
         return f"{base.rstrip('/')}/hooks/{copilot.hub.type}/{copilot.copilot_id}"
 
-    def _send(self, hub: HubSettings, command: HubCommand) -> None:
+    def _send(self, hub: HubSettings, command: HubCommand) -> HubReceipt | None:
         secret = hub_secret(self._secrets(), hub, HubUnavailableError)
-        self._hubs(hub.type).send(hub, secret, command)
+        return self._hubs(hub.type).send(hub, secret, command)
 
-    def _save_cursor(self, conversation_id: str, cursor: HubOutboxCursor) -> Conversation:
+    @staticmethod
+    def _link(copilot: Copilot, cursor: HubOutboxCursor) -> HubLink | None:
+        if copilot.hub is None or cursor.receipt is None or cursor.started is None:
+            return None
+        key = HubLink.key_of(
+            copilot.hub.type, copilot.copilot_id, cursor.receipt.hub_conversation_id
+        )
+        return HubLink(key=key, conversation_id="", handoff_id=cursor.started)
+
+    def _save_cursor(
+        self, conversation_id: str, cursor: HubOutboxCursor, link: HubLink | None = None
+    ) -> Conversation:
+        links = [link.model_copy(update={"conversation_id": conversation_id})] if link else []
+
         def change(conversation: Conversation) -> Change | None:
             if conversation.hub_outbox.delivered_seq >= cursor.delivered_seq:
                 return None  # another delivery got further: keep its cursor
-            return Change(conversation.model_copy(update={"hub_outbox": cursor}))
+            return Change(conversation.model_copy(update={"hub_outbox": cursor}), links=links)
 
-        stored, _ = update(self._conversations, conversation_id, change)
+        try:
+            stored, _ = update(self._conversations, conversation_id, change)
+        except DuplicateError:
+            # The hub gave an id already linked to another conversation: a broken hub. Its
+            # webhooks for that id keep reaching the first conversation; delivery goes on.
+            log.error("hub id of %s is linked to another conversation", conversation_id)
+            links.clear()
+            stored, _ = update(self._conversations, conversation_id, change)
         return stored
 
     def _fail_start(

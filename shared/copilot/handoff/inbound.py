@@ -38,6 +38,7 @@ from copilot.handoff.models import (
     Handoff,
     HandoffEventName,
     HubEvent,
+    HubLink,
     HubType,
     WebhookAck,
     WebhookResult,
@@ -91,15 +92,30 @@ class InboundEvents:
         if copilot is None or hub is None or hub.type != hub_type:
             # Answer exactly as for a copilot with this hub and a wrong signature (401 when
             # unsigned, 403 when signed): whether a copilot exists, or has a hub, leaks nowhere.
-            adapter.verify(request, os.urandom(32).hex(), self._clock())
+            adapter.verify(request, None, os.urandom(32).hex(), self._clock())
             raise ForbiddenError("the signature does not match")  # no adapter gets here
-        adapter.verify(request, hub_secret(self._secrets(), hub), self._clock())
-        events = adapter.parse(request)
+        adapter.verify(request, hub, hub_secret(self._secrets(), hub), self._clock())
+        events = [self._ours(copilot, e) for e in adapter.parse(request, hub)]
         # Verified and parsed: the webhook's log lines can name the conversation (a batch of
         # one conversation's events is the norm; the first one names the scope).
         if events:
             bind(conversation_id=events[0].conversation_id)
         return WebhookAck(results=[self._apply(copilot, event) for event in events])
+
+    def _ours(self, copilot: Copilot, event: HubEvent) -> HubEvent:
+        """``event`` naming our conversation (and hand-off), found from the hub's id."""
+        if event.conversation_id is not None or event.hub_conversation_id is None:
+            return event
+        assert copilot.hub is not None
+        key = HubLink.key_of(copilot.hub.type, copilot.copilot_id, event.hub_conversation_id)
+        link = self._conversations.linked(key)
+        if link is None:
+            # The hub answered our start and its first event beat our write of its id: a
+            # 503 makes the hub deliver again (each hub retries 5xx), by then it is written.
+            raise UnavailableError("no conversation is linked to that hub conversation (yet)")
+        return event.model_copy(
+            update={"conversation_id": link.conversation_id, "handoff_id": link.handoff_id}
+        )
 
     def due(self, conversation: Conversation) -> bool:
         """Events queued in order, or held ones that waited out their window: a poll applies
@@ -134,6 +150,8 @@ class InboundEvents:
     def _apply(self, copilot: Copilot, event: HubEvent) -> WebhookResult:
         assert copilot.hub is not None
         claim = f"hub#{copilot.copilot_id}#{copilot.hub.type}#{event.event_id}"
+        cid = event.conversation_id
+        assert cid is not None, "resolved by _ours"
         event = event.model_copy(update={"received_at": self._clock()})
         verdict: Verdict = "applied"
 
@@ -161,14 +179,14 @@ class InboundEvents:
             return done
 
         try:
-            _, done = update(self._conversations, event.conversation_id, change, claims=[claim])
+            _, done = update(self._conversations, cid, change, claims=[claim])
         except DuplicateError:
             return WebhookResult(event_id=event.event_id, status="duplicate")
         if done is not None and _queued(done.conversation.handoff):
             # In order but beyond one write: apply the rest now. The event is recorded (and
             # claimed) already, so a failure here is for the customer's next poll to finish.
             try:
-                stored = self._drain(copilot, event.conversation_id, _queued_in)
+                stored = self._drain(copilot, cid, _queued_in)
             except UnavailableError:
                 log.warning("queued hub events left for the next poll", exc_info=True)
                 stored = None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, JsonValue, field_validator, model_validator
 
 from copilot.schema import HTTP_URL_PATTERN, Role, Strict, utcnow
 
-HubType = Literal["generic"]  # the named hubs (hubs.md) join this list as their adapters land
+# One adapter module each under handoff/hubs/ (docs/hubs/); issue 16's hubs join this list.
+HubType = Literal["generic", "genesys", "liveperson", "connect"]
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -35,22 +36,17 @@ class BusinessHours(Strict):
         return self
 
 
-class HubSettings(Strict):
-    """Where and how the copilot hands conversations to live agents. Holds no secret."""
+_SECRET_REF = (
+    "Name of the hub's secret, resolved at run time from the environment variable "
+    "COPILOT_HUB_SECRET_<REF> (or the SSM parameter <prefix>/<REF>)."
+)
+_OVERRIDE = "Override for a private endpoint or the local emulator (http or https); "
 
-    type: HubType = Field(
-        description="The hub's protocol: 'generic' (docs/handoff-generic-hub.md)."
-    )
-    url: str = Field(
-        max_length=2000,
-        description="Where hand-off events are POSTed (http or https).",
-        json_schema_extra={"pattern": HTTP_URL_PATTERN},
-    )
-    secret_ref: str = Field(
-        pattern=r"^[A-Za-z0-9_]{1,64}$",
-        description="Name of the shared secret, resolved at run time from the environment "
-        "variable COPILOT_HUB_SECRET_<REF> (or the SSM parameter <prefix>/<REF>).",
-    )
+
+class HubSettingsBase(Strict):
+    """What every hub's settings share: routing, hours, the note and the end. Holds no secret."""
+
+    secret_ref: str = Field(pattern=r"^[A-Za-z0-9_]{1,64}$", description=_SECRET_REF)
     queue: str | None = Field(None, max_length=200, description="Routing: the hub's queue.")
     skill: str | None = Field(None, max_length=200, description="Routing: the agent skill.")
     business_hours: list[BusinessHours] = Field(
@@ -67,13 +63,6 @@ class HubSettings(Strict):
         "resume", description="When the agent ends: the copilot resumes, or the chat ends."
     )
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not re.match(HTTP_URL_PATTERN, url):
-            raise ValueError("not an http(s) URL")
-        return url
-
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, zone: str) -> str:
@@ -84,6 +73,111 @@ class HubSettings(Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {zone!r} (use an IANA name)") from None
         return zone
+
+
+def _http_url(url: str | None) -> str | None:
+    if url is not None and not re.match(HTTP_URL_PATTERN, url):
+        raise ValueError("not an http(s) URL")
+    return url
+
+
+def _url_field(description: str, *, required: bool = False) -> Any:
+    pattern: dict[str, JsonValue] = {"pattern": HTTP_URL_PATTERN}
+    if required:
+        return Field(max_length=2000, description=description, json_schema_extra=pattern)
+    return Field(
+        None, max_length=2000, description=_OVERRIDE + description, json_schema_extra=pattern
+    )
+
+
+class GenericHubSettings(HubSettingsBase):
+    """Our own signed webhook contract (docs/handoff-generic-hub.md). The secret is the shared
+    HMAC key."""
+
+    type: Literal["generic"] = Field(
+        description="The hub's protocol: 'generic' (docs/handoff-generic-hub.md)."
+    )
+    url: str = _url_field("Where hand-off events are POSTed (http or https).", required=True)
+
+    _check_url = field_validator("url")(_http_url)
+
+
+class GenesysHubSettings(HubSettingsBase):
+    """Genesys Cloud Open Messaging (docs/hubs/genesys.md). The secret is JSON:
+    ``{"client_id", "client_secret", "webhook_secret"}`` (an OAuth client-credentials grant and
+    the integration's outbound webhook signature secret)."""
+
+    type: Literal["genesys"]
+    region: str = Field(
+        "mypurecloud.com",
+        pattern=r"^[a-z0-9.-]{3,100}$",
+        description="The org's region domain: mypurecloud.com, mypurecloud.ie, "
+        "euw2.pure.cloud... (API at api.<region>, login at login.<region>).",
+    )
+    integration_id: str = Field(
+        pattern=r"^[0-9a-fA-F-]{36}$", description="The Open Messaging integration's id."
+    )
+    api_base: str | None = _url_field("instead of https://api.<region>.")
+    login_base: str | None = _url_field("instead of https://login.<region>.")
+    inactivity_minutes: int = Field(
+        30,
+        ge=1,
+        le=1440,
+        description="A hand-off with no agent activity this long ends and the copilot resumes "
+        "(Genesys's webhook has no 'ended' event: docs/hubs/genesys.md).",
+    )
+
+    _check_urls = field_validator("api_base", "login_base")(_http_url)
+
+
+class LivePersonHubSettings(HubSettingsBase):
+    """LivePerson Messaging through the Connector API (docs/hubs/liveperson.md). The secret is
+    JSON: ``{"client_id", "client_secret"}`` of the connector app installation (the client
+    secret also signs LivePerson's webhooks)."""
+
+    type: Literal["liveperson"]
+    account_id: str = Field(
+        pattern=r"^[0-9]{1,20}$", description="The LivePerson account (site) id."
+    )
+    skill_id: str | None = Field(
+        None, pattern=r"^-?[0-9]{1,20}$", description="The skill conversations are routed to."
+    )
+    csds_base: str | None = _url_field(
+        "instead of https://api.liveperson.net (the domain lookup, CSDS)."
+    )
+
+    _check_urls = field_validator("csds_base")(_http_url)
+
+
+class ConnectHubSettings(HubSettingsBase):
+    """Amazon Connect chat (docs/hubs/amazon-connect.md). AWS credentials come from the
+    function's role; ``secret_ref`` is not used."""
+
+    type: Literal["connect"]
+    secret_ref: str | None = Field(  # type: ignore[assignment]
+        None, pattern=r"^[A-Za-z0-9_]{1,64}$", description="Not used: the function's IAM role."
+    )
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$", description="e.g. us-east-1.")
+    instance_id: str = Field(pattern=r"^[0-9a-fA-F-]{36}$", description="The Connect instance.")
+    contact_flow_id: str = Field(
+        pattern=r"^[0-9a-fA-F-]{36}$", description="The inbound chat flow that routes the chat."
+    )
+    topic_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$",
+        description="The SNS topic chat transcripts stream to (StartContactStreaming); the "
+        "hand-off function's /hooks/connect/<copilot id> is subscribed to it.",
+    )
+    endpoint_url: str | None = _url_field(
+        "instead of the AWS endpoints of Connect, the Participant Service and SNS."
+    )
+
+    _check_urls = field_validator("endpoint_url")(_http_url)
+
+
+HubSettings = Annotated[
+    GenericHubSettings | GenesysHubSettings | LivePersonHubSettings | ConnectHubSettings,
+    Field(discriminator="type"),
+]
 
 
 HandoffEventName = Literal[
@@ -132,13 +226,22 @@ class HubEvent(BaseModel):
 
     kind: HubEventKind
     event_id: str = Field(description="The hub's id: retries carry the same one.")
-    conversation_id: str
+    conversation_id: str | None = Field(
+        None, description="Ours, when the hub echoes it; else found from hub_conversation_id."
+    )
+    hub_conversation_id: str | None = Field(None, description="The hub's own conversation id.")
     handoff_id: str | None = None
     sequence: int | None = Field(None, description="The hub's order within the hand-off.")
     text: str | None = None
     agent: Agent | None = None
     reason: str | None = None
     received_at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _names_a_conversation(self) -> HubEvent:
+        if self.conversation_id is None and self.hub_conversation_id is None:
+            raise ValueError("an event names conversation_id or hub_conversation_id")
+        return self
 
 
 class Handoff(BaseModel):
@@ -165,11 +268,34 @@ class Handoff(BaseModel):
     closed: bool = False
 
 
+class HubReceipt(BaseModel):
+    """What a hub answered a start with: its conversation id, and the per-conversation state
+    its adapter needs for later calls (tokens, participant ids, cursors). Kept with the outbox
+    cursor; adapters may return a new one from any call (e.g. a renewed token)."""
+
+    hub_conversation_id: str = Field(min_length=1, max_length=500)
+    state: dict[str, Any] = Field(default_factory=dict)
+
+
+class HubLink(BaseModel):
+    """A hub's conversation id -> ours (and the hand-off it belongs to), for webhooks that name
+    only the hub's id. Written with the receipt, in the same write; never overwritten."""
+
+    key: str
+    conversation_id: str
+    handoff_id: str
+
+    @staticmethod
+    def key_of(hub_type: str, copilot_id: str, hub_conversation_id: str) -> str:
+        return f"hubconv#{hub_type}#{copilot_id}#{hub_conversation_id}"
+
+
 class HubOutboxCursor(BaseModel):
     """How far the outbox has delivered this conversation's messages to the hub."""
 
     delivered_seq: int = 0
     started: str | None = Field(None, description="The hand-off whose start the hub accepted.")
+    receipt: HubReceipt | None = Field(None, description="The hub's answer to that start.")
 
 
 class TranscriptEntry(BaseModel):
@@ -198,6 +324,9 @@ class HubCommand(BaseModel):
     transcript: list[TranscriptEntry] = Field(default_factory=list)
     reason: str | None = None
     reply_to: str | None = None
+    receipt: HubReceipt | None = Field(
+        None, description="The started hand-off's receipt (None for a start)."
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -1,106 +1,48 @@
-"""The agent desk: a generic hub (docs/handoff-generic-hub.md) on loopback, with a person at it.
+"""The generic hub (docs/handoff-generic-hub.md) on loopback, with the agent desk in front.
 
 It receives the copilot's signed hand-off events (``POST /handoff``: ``handoff.initiate``, the
 customer's messages, ``handoff.end``), keeps one session per hand-off, and sends the agent's
 events back to the copilot's webhook (signed, with the hub's per-hand-off sequence numbers,
-retried like a hub retries). Three ways to drive it:
-
-* a web page at ``/`` (sessions, context, summary, transcript, reply box, join/end buttons);
-* ``copilot agent-desk`` in a terminal (copilot_dev.desk_console), over the JSON API below;
-* its Python API, for tests: ``desk.join(conversation_id)``, ``desk.say(...)``, ``desk.end(...)``,
-  ``desk.event(...)`` + ``desk.deliver(...)`` to send crafted (duplicate, out-of-order, forged,
-  stale) deliveries, and the switches ``fail_with`` (answer the copilot with e.g. 503) and
-  ``reject_with`` (decline hand-offs, e.g. "no_agents").
-
-JSON API: ``GET /api/sessions``, ``GET /api/sessions/<handoff_id>``,
-``POST /api/sessions/<handoff_id>/{join,say,typing,leave,end}`` with ``{"agent", "text"}``.
-
-Who may use it: the desk shows every handed-off conversation and speaks to customers as the
-agent, so it listens on loopback only, answers only requests whose ``Host`` names that loopback
-address (a DNS-rebinding page cannot reach it through another name), and its API wants the
-desk's token (``Authorization: Bearer <token>``; printed at start-up as the page's link
-``/#token=...``: a fragment, so it never reaches a server log). POSTs must be
-application/json, so another site's form cannot post either. The hub endpoint ``/handoff`` is
-for the copilot and is signed instead; ``/`` (a static page, no data) and ``/healthz`` are open.
+retried like a hub retries). The person's side (page, console, JSON API) is the desk's
+(copilot_dev.emulators.desk); ``reject_with`` declines hand-offs (e.g. "no_agents").
 """
 
 from __future__ import annotations
 
-import hmac
 import json
-import secrets
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from werkzeug.exceptions import HTTPException, NotFound
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from copilot.errors import CopilotError
 from copilot.handoff.hubs.generic import TOLERANCE_SECONDS, signed_headers, verify_signature
-from copilot_dev.emulators import LoopbackServer, RecordedRequest
+from copilot_dev.emulators.desk import (
+    ACTIONS,
+    AgentAction,
+    DeskSession,
+    HubDesk,
+    Tampered,
+    json_answer,
+)
 
-ACTIONS = ("join", "say", "typing", "leave", "end")
+__all__ = ["ACTIONS", "AgentDesk", "DeskSession"]
 
-
-@dataclass
-class DeskSession:
-    handoff_id: str
-    conversation_id: str
-    copilot_id: str
-    reply_to: str | None
-    initiate: dict[str, Any]  # the handoff.initiate event as received
-    status: str = "waiting"  # waiting | active | ended
-    agent: str | None = None
-    log: list[dict[str, Any]] = field(default_factory=list)  # what both sides said, in order
-    customer: list[dict[str, Any]] = field(default_factory=list)  # by the copilot's sequence
-    next_sequence: int = 1  # the hub's own numbering of the events it sends back
-    created_at: float = field(default_factory=time.time)
-
-    @property
-    def context(self) -> dict[str, Any]:
-        return dict(self.initiate.get("value") or {})
-
-    @property
-    def transcript(self) -> list[dict[str, Any]]:
-        for attachment in self.initiate.get("attachments") or []:
-            if attachment.get("name") == "Transcript":
-                return list(attachment.get("content", {}).get("activities", []))
-        return []
-
-    @property
-    def customer_texts(self) -> list[str]:
-        return [m["text"] for m in self.customer]
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "handoff_id": self.handoff_id,
-            "conversation_id": self.conversation_id,
-            "status": self.status,
-            "agent": self.agent,
-            "bot_name": self.context.get("va_BotName"),
-            "last_topic": self.context.get("va_LastTopic"),
-            "waiting_since": self.created_at,
-            "messages": len(self.log),
-        }
-
-    def detail(self) -> dict[str, Any]:
-        return {
-            **self.summary(),
-            "context": self.context,
-            "summary": self.initiate.get("summary"),
-            "unanswered_questions": self.initiate.get("unanswered_questions", []),
-            "routing": self.initiate.get("routing", {}),
-            "transcript": self.transcript,
-            "log": list(self.log),
-        }
+WIRE: dict[str, str] = {
+    "joined": "agent.joined",
+    "message": "agent.message",
+    "typing": "agent.typing",
+    "left": "agent.left",
+    "ended": "handoff.ended",
+}
 
 
-class AgentDesk(LoopbackServer):
+class AgentDesk(HubDesk):
+    hub_type = "generic"
+
     def __init__(
         self,
         secret: str,
@@ -113,120 +55,50 @@ class AgentDesk(LoopbackServer):
         retries: int = 3,
         token: str | None = None,
     ) -> None:
-        super().__init__(host, port)
         self.secret = secret
-        self.token = token or secrets.token_urlsafe(24)  # the agent's key to the JSON API
-        self.webhook_url = webhook_url  # base URL of the hand-off function, if not in reply_to
-        self.agent_name = agent_name
         self.tolerance = tolerance
-        self.retries = retries  # deliveries of one agent event when the copilot answers 5xx
-        self.fail_with: int | None = None  # answer the copilot's calls with this status
-        self.reject_with: str | None = None  # decline new hand-offs with this reason
-        self.requests: list[RecordedRequest] = []  # the copilot's calls and our answers
-        self.received: list[dict[str, Any]] = []  # accepted events, once each
-        self.duplicates = 0
         self._seen: set[str] = set()
-        self._sessions: dict[str, DeskSession] = {}
-        self._lock = threading.RLock()
-        self._http = threading.local()
-        self._map = Map(
-            [
-                Rule("/", endpoint="page", methods=["GET"]),
-                Rule("/healthz", endpoint="health", methods=["GET"]),
-                Rule("/handoff", endpoint="hub", methods=["POST"]),
-                Rule("/api/sessions", endpoint="sessions", methods=["GET"]),
-                Rule("/api/sessions/<handoff_id>", endpoint="session", methods=["GET"]),
-                Rule("/api/sessions/<handoff_id>/<action>", endpoint="act", methods=["POST"]),
-            ]
+        super().__init__(
+            host=host,
+            port=port,
+            webhook_url=webhook_url,
+            agent_name=agent_name,
+            retries=retries,
+            token=token,
         )
+
+    def hub_rules(self) -> list[Rule]:
+        return [Rule("/handoff", endpoint="hub", methods=["POST"])]
 
     @property
     def hub_url(self) -> str:
         """What the copilot's hub settings point at."""
         return f"{self.url}/handoff"
 
+    def hub_settings(self, **fields: Any) -> dict[str, Any]:
+        return {"type": "generic", "url": self.hub_url, "secret_ref": "DESK", **fields}
+
     @property
-    def page_url(self) -> str:
-        """The web page, with the token in the fragment (the page sends it to the API)."""
-        return f"{self.url}/#token={self.token}"
+    def secret_value(self) -> str:
+        return self.secret
 
-    # --- sessions --------------------------------------------------------------------------
-
-    def sessions(self) -> list[DeskSession]:
-        with self._lock:
-            return sorted(self._sessions.values(), key=lambda s: s.created_at)
-
-    def session(self, key: str) -> DeskSession:
-        """By hand-off id, or the latest hand-off of a conversation id."""
-        with self._lock:
-            if key in self._sessions:
-                return self._sessions[key]
-            found = [s for s in self._sessions.values() if s.conversation_id == key]
-        if not found:
-            raise KeyError(f"no session for {key}")
-        return max(found, key=lambda s: s.created_at)
-
-    def wait_for_session(self, conversation_id: str, timeout: float = 10) -> DeskSession:
-        deadline = time.time() + timeout
-        while True:
-            try:
-                return self.session(conversation_id)
-            except KeyError:
-                if time.time() > deadline:
-                    raise TimeoutError(
-                        f"no hand-off of {conversation_id} reached the desk"
-                    ) from None
-            time.sleep(0.02)
-
-    def wait_for_customer(self, key: str, count: int, timeout: float = 10) -> list[str]:
-        """The customer's first ``count`` messages in this hand-off, once they all arrived."""
-        deadline = time.time() + timeout
-        while True:
-            texts = self.session(key).customer_texts
-            if len(texts) >= count:
-                return texts
-            if time.time() > deadline:
-                raise TimeoutError(f"{len(texts)} of {count} customer messages arrived: {texts}")
-            time.sleep(0.02)
-
-    # --- the agent's actions ---------------------------------------------------------------
-
-    def join(self, key: str, agent: str | None = None) -> requests.Response:
-        return self._act(key, "agent.joined", agent)
-
-    def say(self, key: str, text: str, agent: str | None = None) -> requests.Response:
-        if self.session(key).status == "waiting":
-            self.join(key, agent)
-        return self._act(key, "agent.message", agent, text=text)
-
-    def typing(self, key: str, agent: str | None = None) -> requests.Response:
-        return self._act(key, "agent.typing", agent)
-
-    def leave(self, key: str, agent: str | None = None) -> requests.Response:
-        return self._act(key, "agent.left", agent)
-
-    def end(self, key: str, agent: str | None = None) -> requests.Response:
-        return self._act(key, "handoff.ended", agent)
-
-    def _act(self, key: str, kind: str, agent: str | None, **fields: Any) -> requests.Response:
-        session = self.session(key)
-        event = self.event(session, kind, agent=agent, **fields)
-        response = self.deliver(session, event)
-        if response.ok:
-            self._record_agent(session, event)
-        return response
+    # --- agent events ----------------------------------------------------------------------
 
     def event(
-        self, session: DeskSession, kind: str, *, agent: str | None = None, **fields: Any
+        self,
+        session: DeskSession,
+        kind: AgentAction | str,
+        *,
+        agent: str | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
-        """The next agent event of the session (its sequence taken), not yet sent."""
         with self._lock:
             sequence = session.next_sequence
             session.next_sequence += 1
         name = agent or session.agent or self.agent_name
         return {
             "id": f"desk-{uuid.uuid4().hex}",
-            "type": kind,
+            "type": WIRE.get(kind, kind),  # neutral, or the wire name itself
             "conversation_id": session.conversation_id,
             "handoff_id": session.handoff_id,
             "sequence": sequence,
@@ -235,11 +107,7 @@ class AgentDesk(LoopbackServer):
         }
 
     def webhook_for(self, session: DeskSession) -> str:
-        if session.reply_to:
-            return session.reply_to
-        if not self.webhook_url:
-            raise RuntimeError("the hand-off carried no reply_to and the desk has no webhook_url")
-        return f"{self.webhook_url.rstrip('/')}/hooks/generic/{session.copilot_id}"
+        return session.reply_to or self.webhook(session.copilot_id)
 
     def deliver(
         self,
@@ -253,87 +121,34 @@ class AgentDesk(LoopbackServer):
     ) -> requests.Response:
         """POST one event to the copilot, signed (or as told), retrying 5xx like a hub does."""
         body = event if isinstance(event, bytes) else json.dumps(event).encode()
-        sent = (
-            headers
-            if headers is not None
-            else signed_headers(
-                self.secret if secret is None else secret, body, timestamp=timestamp
-            )
-        )
-        url = self.webhook_for(session)
-        attempts = self.retries if retries is None else retries
-        for attempt in range(attempts):
-            try:
-                response = self._session().post(url, data=body, headers=sent, timeout=10)
-            except requests.RequestException:
-                if attempt == attempts - 1:
-                    raise
-            else:
-                if response.status_code < 500 or attempt == attempts - 1:
-                    return response
-            time.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
+        key = self.secret if secret is None else secret
+        sent = headers if headers is not None else signed_headers(key, body, timestamp=timestamp)
+        return self.post_retrying(self.webhook_for(session), body, sent, retries)
 
-    def _record_agent(self, session: DeskSession, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        name = event["agent"]["name"]
-        with self._lock:
-            if kind == "agent.joined":
-                session.status, session.agent = "active", name
-            elif kind == "agent.left":
-                session.status, session.agent = "waiting", None
-            elif kind == "handoff.ended":
-                session.status = "ended"
-            if kind != "agent.typing":
-                session.log.append(
-                    {"from": "agent", "type": kind, "agent": name, "text": event.get("text")}
-                )
+    def tampered(self, session: DeskSession, event: dict[str, Any]) -> list[Tampered]:
+        plain = {"Content-Type": "application/json"}
+        body = json.dumps(event).encode()
+        stranger = self.webhook_for(session).replace(session.copilot_id, "f" * 32)
+        return [
+            Tampered("wrong secret", self.deliver(session, event, secret="guessed"), 403),
+            Tampered("unsigned", self.deliver(session, event, headers=plain), 401),
+            Tampered("stale", self.deliver(session, event, timestamp=int(time.time()) - 3600), 403),
+            Tampered(
+                "not JSON", self.deliver(session, b'{"id": "x", "type": "agent.message"'), 400
+            ),
+            Tampered(
+                "no conversation", self.deliver(session, {**event, "conversation_id": None}), 400
+            ),
+            Tampered("unknown copilot", requests.post(stranger, data=body, timeout=5), 401),
+        ]
 
-    def _session(self) -> requests.Session:
-        http: requests.Session | None = getattr(self._http, "session", None)
-        if http is None:
-            http = self._http.session = requests.Session()
-        return http
-
-    # --- HTTP ----------------------------------------------------------------------------
-
-    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        try:
-            endpoint, args = self._map.bind_to_environ(environ).match()
-            refused = self._refuse(request, endpoint)
-            response = refused or getattr(self, f"_on_{endpoint}")(request, **args)
-        except HTTPException as e:
-            response = _json({"error": e.description}, e.code or 500)
-        except KeyError as e:
-            response = _json({"error": str(e)}, 404)
-        return response(environ, start_response)
-
-    def _refuse(self, request: Request, endpoint: str) -> Response | None:
-        """Why this request may not be served, as the answer; None when it may."""
-        port = self._server.port if self._server is not None else self._port
-        allowed = {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]", self._host)}
-        if request.host not in allowed:
-            # A page on another name resolving to loopback (DNS rebinding) sends its own Host.
-            return _json({"error": f"unexpected Host {request.host!r}"}, 421)
-        if endpoint in ("sessions", "session", "act"):
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not given:
-                return _json({"error": "send the desk's token: Authorization: Bearer <token>"}, 401)
-            if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
-                return _json({"error": "the desk's token is not valid"}, 403)
-        return None
-
-    def _on_health(self, request: Request) -> Response:
-        return _json({"status": "ok"})
+    # --- the hub's endpoint ----------------------------------------------------------------
 
     def _on_hub(self, request: Request) -> Response:
         """A call from the copilot: verify, de-duplicate, then apply it to its session."""
-        body = request.get_data()
-        status, answer = self._hub_call(request, body)
-        with self._lock:
-            self.requests.append(RecordedRequest("POST", request.path, {}, status=status))
-        return _json(answer, status)
+        status, answer = self._hub_call(request, request.get_data())
+        self.record(request, status)
+        return json_answer(answer, status)
 
     def _hub_call(self, request: Request, body: bytes) -> tuple[int, dict[str, Any]]:
         if self.fail_with is not None:
@@ -356,127 +171,33 @@ class AgentDesk(LoopbackServer):
             if name == "handoff.initiate":
                 if self.reject_with:
                     return 200, {"state": "failed", "reason": self.reject_with}
-                self._sessions[handoff_id] = DeskSession(
-                    handoff_id=handoff_id,
-                    conversation_id=conversation_id,
-                    copilot_id=str(event.get("from", {}).get("id", "")),
-                    reply_to=event.get("reply_to"),
-                    initiate=event,
-                )
+                self.add_session(_session_of(event, handoff_id, conversation_id))
             elif handoff_id not in self._sessions:
                 return 404, {"error": "no such hand-off"}
             session = self._sessions[handoff_id]
             if name == "conversation.message":
-                entry = {"sequence": event["sequence"], "id": event_id, "text": event["text"]}
-                session.customer.append(entry)
-                session.customer.sort(key=lambda m: m["sequence"])
-                session.log.append({"from": "customer", "type": "message", "text": event["text"]})
+                self.customer_said(session, event["text"], event["sequence"], event_id)
             elif name == "handoff.end":
-                session.status = "ended"
-                session.log.append({"from": "customer", "type": "ended", "text": None})
+                self.customer_ended(session)
             self._seen.add(event_id)
             self.received.append(event)
         return 200, {"state": "accepted"}
 
-    def _on_sessions(self, request: Request) -> Response:
-        return _json({"sessions": [s.summary() for s in self.sessions()]})
 
-    def _on_session(self, request: Request, handoff_id: str) -> Response:
-        return _json(self.session(handoff_id).detail())
-
-    def _on_act(self, request: Request, handoff_id: str, action: str) -> Response:
-        if action not in ACTIONS:
-            raise NotFound(f"no action {action!r}")
-        if request.mimetype != "application/json":
-            return _json({"error": "send application/json"}, 415)
-        data = request.get_json(silent=True) or {}
-        agent = data.get("agent") or None
-        if action == "say":
-            text = str(data.get("text") or "").strip()
-            if not text:
-                return _json({"error": "text is required"}, 400)
-            response = self.say(handoff_id, text, agent)
-        else:
-            response = getattr(self, action)(handoff_id, agent)
-        return _json({"status": response.status_code}, 200 if response.ok else 502)
-
-    def _on_page(self, request: Request) -> Response:
-        return Response(_PAGE, mimetype="text/html")
-
-
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload), status=status, mimetype="application/json")
-
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Agent desk</title>
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<style>
-body{font:14px system-ui,sans-serif;margin:0;display:flex;height:100vh}
-h1{font-size:16px;margin:0 0 8px}
-.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-#list{width:260px;border-right:1px solid #ddd;overflow:auto}
-#list button{display:block;width:100%;text-align:left;font:inherit;padding:8px 10px;border:0;
-border-bottom:1px solid #eee;background:#fff;cursor:pointer}
-#list button[aria-current]{background:#eef}
-#main{flex:1;display:flex;flex-direction:column;padding:10px;overflow:hidden}
-#ctx{font-size:12px;color:#333;white-space:pre-wrap;max-height:35%;overflow:auto;
-background:#fafafa;border:1px solid #eee;padding:6px}
-#log{flex:1;overflow:auto;margin:8px 0}
-.customer{color:#064}.agent{color:#506}.bot{color:#555}
-form{display:flex;gap:6px;align-items:center}#text{flex:1}
-</style></head><body>
-<nav id="list" aria-label="Hand-offs"></nav>
-<main id="main"><h1>Agent desk</h1>
-<h2 class="vh">Hand-off context</h2><div id="ctx">Waiting for a hand-off...</div>
-<h2 class="vh">Conversation</h2><div id="log" aria-live="polite"></div>
-<form id="f"><label for="text">Reply to the customer</label>
-<input id="text" autocomplete="off">
-<button type="submit">Send</button><button type="button" id="join">Join</button>
-<button type="button" id="end">End</button></form></main>
-<script>
-let sel=null;
-const given=new URLSearchParams(location.hash.slice(1)).get("token");
-if(given){sessionStorage.setItem("deskToken",given);history.replaceState(null,"","/")}
-const auth={"Authorization":"Bearer "+(sessionStorage.getItem("deskToken")||"")};
-const get=u=>fetch(u,{headers:auth});
-const post=(a,b)=>fetch(`/api/sessions/${sel}/${a}`,{method:"POST",
-  headers:{...auth,"Content-Type":"application/json"},body:JSON.stringify(b||{})});
-const esc=s=>String(s??"").replace(/[&<>"']/g,c=>
-  ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
-// Redrawn only on change: a redraw every second would move keyboard focus and repeat the
-// live region to screen readers.
-const drawn={};
-const show=(id,html)=>{if(drawn[id]!==html){drawn[id]=html;document.getElementById(id).innerHTML=html}};
-async function tick(){
-  const r=await get("/api/sessions");
-  if(!r.ok){document.getElementById("ctx").textContent=
-    "Open the desk with the link printed at start-up (it carries the desk's token).";return}
-  const {sessions}=await r.json();
-  if(!sel&&sessions.length)sel=sessions[sessions.length-1].handoff_id;
-  show("list",sessions.map(s=>`<button type="button" data-id="${esc(s.handoff_id)}"`+
-    `${s.handoff_id===sel?' aria-current="true"':""}>${esc(s.bot_name)} &middot; `+
-    `${esc(s.status)}<br><small>${esc(s.last_topic)}</small></button>`).join(""));
-  if(!sel)return;
-  const d=await (await get(`/api/sessions/${sel}`)).json();
-  const ctx=`Summary:\n${d.summary}\n\nNote to agent: ${d.context.va_AgentMessage??"-"}\n`+
-    `Routing: ${JSON.stringify(d.routing)}\nContext: ${JSON.stringify(d.context)}`;
-  const c=document.getElementById("ctx");if(c.textContent!==ctx)c.textContent=ctx;
-  const t=d.transcript.map(a=>`<div class="${a.from.role==="user"?"customer":"bot"}">`+
-    `${a.from.role==="user"?"Customer":"Copilot"}: ${esc(a.text)}</div>`).join("");
-  const l=d.log.map(e=>`<div class="${esc(e.from)}">${e.from==="customer"?"Customer":esc(e.agent)}: `+
-    `${esc(e.text??e.type)}</div>`).join("");
-  show("log",t+"<hr>"+l);
-}
-document.getElementById("list").onclick=e=>{const b=e.target.closest("button");
-  if(b){sel=b.dataset.id;tick()}};
-document.getElementById("f").onsubmit=async e=>{e.preventDefault();
-  const i=document.getElementById("text");if(!i.value.trim())return;
-  await post("say",{text:i.value});i.value="";tick()};
-document.getElementById("join").onclick=()=>post("join").then(tick);
-document.getElementById("end").onclick=()=>post("end").then(tick);
-let typed=0;document.getElementById("text").oninput=()=>{
-  if(sel&&Date.now()-typed>3000){typed=Date.now();post("typing")}};
-setInterval(tick,1000);tick();
-</script></body></html>
-"""
+def _session_of(event: dict[str, Any], handoff_id: str, conversation_id: str) -> DeskSession:
+    transcript: list[dict[str, Any]] = []
+    for attachment in event.get("attachments") or []:
+        if attachment.get("name") == "Transcript":
+            transcript = list(attachment.get("content", {}).get("activities", []))
+    return DeskSession(
+        handoff_id=handoff_id,
+        conversation_id=conversation_id,
+        copilot_id=str(event.get("from", {}).get("id", "")),
+        reply_to=event.get("reply_to"),
+        initiate=event,
+        context=dict(event.get("value") or {}),
+        summary_text=event.get("summary"),
+        unanswered_questions=list(event.get("unanswered_questions") or []),
+        routing=dict(event.get("routing") or {}),
+        transcript=transcript,
+    )

@@ -13,6 +13,7 @@ from copilot.admin.models import Copilot
 from copilot.conflicts import WriteConflict
 from copilot.conversation.models import Conversation, IdempotentOutcome, Message
 from copilot.errors import DuplicateError, UnavailableError
+from copilot.handoff.models import HubLink
 from copilot.ingest.models import DocumentStatus
 from copilot.ports import ConversationStore, CopilotRegistry, DocumentStore, StateStore
 
@@ -139,6 +140,7 @@ class DynamoConversationStore(ConversationStore):
         *,
         claims: Sequence[str] = (),
         outcome: IdempotentOutcome | None = None,
+        links: Sequence[HubLink] = (),
     ) -> Conversation:
         self._check_seqs(conversation, messages)
         stored = conversation.model_copy(
@@ -163,8 +165,26 @@ class DynamoConversationStore(ConversationStore):
         items += [self._put_claim(key) for key in claims]
         if outcome is not None:
             items.append(self._put_outcome(outcome))
+        items += [self._put_link(link) for link in links]
         self._write(items, first_claim)
         return stored
+
+    def linked(self, key: str) -> HubLink | None:
+        try:
+            item = self._db.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"claim#{key}"}, "sk": {"N": str(_META_SK)}},
+                ConsistentRead=True,
+            ).get("Item")
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e) from e
+        if not item or "conversation_id" not in item or _expired(item):
+            return None
+        return HubLink(
+            key=key,
+            conversation_id=item["conversation_id"]["S"],
+            handoff_id=item["handoff_id"]["S"],
+        )
 
     def outcome(self, claim: str) -> IdempotentOutcome | None:
         try:
@@ -254,6 +274,28 @@ class DynamoConversationStore(ConversationStore):
                     "expires_at": self._expires_at(),
                 },
                 "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def _put_link(self, link: HubLink) -> dict[str, Any]:
+        # A claim that names its conversation: the same link again is a no-op (a retried
+        # write), one naming another conversation or hand-off is refused (DuplicateError).
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "pk": {"S": f"claim#{link.key}"},
+                    "sk": {"N": str(_META_SK)},
+                    "conversation_id": {"S": link.conversation_id},
+                    "handoff_id": {"S": link.handoff_id},
+                    "expires_at": self._expires_at(),
+                },
+                "ConditionExpression": "attribute_not_exists(pk) OR "
+                "(conversation_id = :c AND handoff_id = :h)",
+                "ExpressionAttributeValues": {
+                    ":c": {"S": link.conversation_id},
+                    ":h": {"S": link.handoff_id},
+                },
             }
         }
 

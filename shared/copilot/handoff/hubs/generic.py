@@ -26,6 +26,7 @@ from copilot.errors import (
 )
 from copilot.handoff.models import (
     Agent,
+    GenericHubSettings,
     HubCommand,
     HubEvent,
     HubEventKind,
@@ -153,16 +154,19 @@ class GenericHub(HubAdapter):
         self._tolerance = tolerance
         self._local = threading.local()  # a requests.Session per thread (not thread-safe)
 
-    def verify(self, request: InboundRequest, secret: str, now: datetime) -> None:
+    def verify(
+        self, request: InboundRequest, hub: HubSettings | None, secret: str, now: datetime
+    ) -> None:
         verify_signature(request.headers, request.body, secret, now.timestamp(), self._tolerance)
 
-    def parse(self, request: InboundRequest) -> list[HubEvent]:
+    def parse(self, request: InboundRequest, hub: HubSettings) -> list[HubEvent]:
         event = parse_object(request.body, InboundEvent, what="the body (one event)")
         return [event.neutral()]
 
     # --- outbound: start, customer messages, end -------------------------------------------
 
     def send(self, hub: HubSettings, secret: str, command: HubCommand) -> None:
+        assert isinstance(hub, GenericHubSettings)
         body = json.dumps(wire_payload(command), separators=(",", ":")).encode()
         headers = {**signed_headers(secret, body), EVENT_ID_HEADER: command.event_id}
         try:
