@@ -232,7 +232,10 @@ class Container:
         return self._get(
             f"hub:{hub_type}",
             lambda: adapter_for(
-                hub_type, timeout=s.hub_timeout_seconds, tolerance=s.webhook_tolerance_seconds
+                hub_type,
+                timeout=s.hub_timeout_seconds,
+                tolerance=s.webhook_tolerance_seconds,
+                sns_cert_hosts=s.sns_cert_hosts,
             ),
         )
 

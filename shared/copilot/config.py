@@ -147,6 +147,12 @@ class Settings(ProviderSettings):
     webhook_tolerance_seconds: int = Field(
         default=300, ge=1, description="Webhook timestamps further from our clock are refused."
     )
+    sns_cert_hosts: str = Field(
+        default="",
+        description="Comma-separated extra hosts (host or host:port) SNS signing certificates "
+        "may come from, beyond AWS's own sns.<region>.amazonaws.com (the local stack adds its "
+        "Connect emulator). Amazon Connect's agent events arrive as SNS notifications.",
+    )
 
     # Rate limits of the chat API (copilot.conversation.limits; sizes: a copilot's ``limits``)
     rate_limits_enabled: bool = Field(

@@ -42,6 +42,7 @@ WIRE: dict[str, str] = {
 
 class AgentDesk(HubDesk):
     hub_type = "generic"
+    ordered = True
 
     def __init__(
         self,
@@ -76,7 +77,7 @@ class AgentDesk(HubDesk):
         return f"{self.url}/handoff"
 
     def hub_settings(self, **fields: Any) -> dict[str, Any]:
-        return {"type": "generic", "url": self.hub_url, "secret_ref": "DESK", **fields}
+        return {"type": "generic", "url": self.hub_url, "secret_ref": self.secret_ref, **fields}
 
     @property
     def secret_value(self) -> str:

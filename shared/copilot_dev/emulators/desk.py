@@ -112,6 +112,9 @@ class HubDesk(LoopbackServer, abc.ABC):
     by ``_on_<endpoint>`` methods) and its agent events (``event``/``deliver``)."""
 
     hub_type: str = ""
+    # The hub numbers its events per conversation without gaps (the copilot restores their
+    # order); hubs without such numbers are applied in arrival order, once each.
+    ordered: bool = False
 
     def __init__(
         self,
@@ -180,6 +183,24 @@ class HubDesk(LoopbackServer, abc.ABC):
     def tampered(self, session: DeskSession, event: dict[str, Any]) -> list[Tampered]:
         """``event`` sent forged, unsigned, malformed... in the hub's scheme: each answer and
         the status the copilot must give it. Nothing of them may change the conversation."""
+
+    @property
+    def secret_ref(self) -> str:
+        """The ``secret_ref`` hub_settings() names (COPILOT_HUB_SECRET_<REF>)."""
+        return "DESK" if self.hub_type == "generic" else f"DESK_{self.hub_type.upper()}"
+
+    def stack_env(self) -> dict[str, str]:
+        """Environment the functions need to talk to this emulator (the secret, and any
+        endpoint allow-list)."""
+        return {f"COPILOT_HUB_SECRET_{self.secret_ref}": self.secret_value}
+
+    def connect_copilot(self, copilot_id: str) -> None:
+        """Hub-side setup once a copilot uses this emulator (e.g. an SNS subscription to its
+        webhook). Most hubs need none."""
+
+    def expire_tokens(self) -> None:
+        """Make every token the hub issued so far expire now (the copilot must renew)."""
+        raise NotImplementedError(f"the {self.hub_type} hub issues no tokens")
 
     def replayed(self, session: DeskSession, event: dict[str, Any]) -> list[requests.Response]:
         """``event`` delivered, then the same delivery captured and sent again."""

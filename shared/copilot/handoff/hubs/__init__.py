@@ -1,7 +1,10 @@
 """Live-agent hubs: one module per hub, each a HubAdapter (verify, parse, send).
 
-``generic`` is the signed-webhook contract of docs/handoff-generic-hub.md; the named hubs of
-reference/hubs.md (Dynamics 365, ServiceNow, Salesforce, LivePerson, Genesys) add a module each.
+``generic`` is the signed-webhook contract of docs/handoff-generic-hub.md; the named hubs
+(docs/hubs/) each add a module: ``genesys`` (Genesys Cloud Open Messaging), ``liveperson``
+(LivePerson Connector API), ``connect`` (Amazon Connect chat, agent events over SNS). What they
+share lives once beside them: ``http`` (calls and error mapping), ``oauth`` (token cache,
+client credentials), ``signatures`` (HMAC headers), ``credentials`` (the JSON secret).
 """
 
 from __future__ import annotations
@@ -10,9 +13,24 @@ from copilot.errors import NotFoundError
 from copilot.ports import HubAdapter
 
 
-def adapter_for(hub_type: str, *, timeout: float = 10, tolerance: int = 300) -> HubAdapter:
+def adapter_for(
+    hub_type: str, *, timeout: float = 10, tolerance: int = 300, sns_cert_hosts: str = ""
+) -> HubAdapter:
     if hub_type == "generic":
         from copilot.handoff.hubs.generic import GenericHub
 
         return GenericHub(timeout=timeout, tolerance=tolerance)
+    if hub_type == "genesys":
+        from copilot.handoff.hubs.genesys import GenesysHub
+
+        return GenesysHub(timeout=timeout)
+    if hub_type == "liveperson":
+        from copilot.handoff.hubs.liveperson import LivePersonHub
+
+        return LivePersonHub(timeout=timeout)
+    if hub_type == "connect":
+        from copilot.handoff.hubs.connect import ConnectHub
+
+        hosts = tuple(h.strip() for h in sns_cert_hosts.split(",") if h.strip())
+        return ConnectHub(timeout=timeout, extra_cert_hosts=hosts)
     raise NotFoundError(f"no hub called '{hub_type}'")
