@@ -216,8 +216,17 @@ class HandoffContext(BaseModel):
     skill: str | None = None
 
 
+# "noop": an event that only takes its place in the hub's numbering (e.g. the hub echoing the
+# customer's own message), so the agent's events after it are not held for a gap.
 HubEventKind = Literal[
-    "agent_joined", "agent_message", "agent_typing", "agent_left", "ended", "accepted", "rejected"
+    "agent_joined",
+    "agent_message",
+    "agent_typing",
+    "agent_left",
+    "ended",
+    "accepted",
+    "rejected",
+    "noop",
 ]
 
 
