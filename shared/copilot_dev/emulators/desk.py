@@ -165,12 +165,16 @@ class HubDesk(LoopbackServer, abc.ABC):
     def secret_value(self) -> str:
         """What COPILOT_HUB_SECRET_<REF> must hold for the copilot to talk to this emulator."""
 
+    # The agent actions this hub has a wire event for (an action outside it is only shown
+    # on the desk: e.g. a hub that sends no "joined" event, whose agent's first message joins).
+    emits: frozenset[AgentAction] = frozenset({"joined", "message", "typing", "left", "ended"})
+
     @abc.abstractmethod
     def event(
         self, session: DeskSession, kind: AgentAction, *, agent: str | None = None, **fields: Any
     ) -> dict[str, Any]:
         """The session's next agent event in the hub's wire form (its sequence taken, if the
-        hub numbers them), not yet sent."""
+        hub numbers them), not yet sent. Only called for kinds in ``emits``."""
 
     @abc.abstractmethod
     def deliver(
@@ -288,8 +292,11 @@ class HubDesk(LoopbackServer, abc.ABC):
     ) -> requests.Response:
         session = self.session(key)
         name = agent or session.agent or self.agent_name
-        event = self.event(session, kind, agent=name, **fields)
-        response = self.deliver(session, event)
+        if kind in self.emits:
+            response = self.deliver(session, self.event(session, kind, agent=name, **fields))
+        else:
+            response = requests.Response()  # nothing to send: the desk alone shows it
+            response.status_code = 204
         if response.ok:
             self._record_agent(session, kind, name, fields.get("text"))
         return response
