@@ -16,7 +16,7 @@ from copilot.errors import (
     HubUnavailableError,
     UnauthorizedError,
 )
-from copilot.handoff.models import HubCommand, HubEvent, HubSettings
+from copilot.handoff.models import HubCommand, HubEvent, HubReceipt, HubSettings
 from copilot.ports import HubAdapter, InboundRequest
 
 _EVENTS = TypeAdapter(list[HubEvent])
@@ -30,6 +30,7 @@ class CollectingHub(HubAdapter):
         self.attempts = 0
         self.unavailable = False  # every send fails as if the hub were down
         self.reject_start: str | None = None  # e.g. "no_agents": starts are declined
+        self.receipts = False  # answer starts with a receipt, as the named hubs do
         self._lock = threading.Lock()
 
     def verify(
@@ -47,7 +48,7 @@ class CollectingHub(HubAdapter):
         except (ValueError, ValidationError) as e:
             raise BadRequestError(f"not a list of events: {e}") from None
 
-    def send(self, hub: HubSettings, secret: str, command: HubCommand) -> None:
+    def send(self, hub: HubSettings, secret: str, command: HubCommand) -> HubReceipt | None:
         with self._lock:
             self.attempts += 1
             if self.unavailable:
@@ -55,6 +56,12 @@ class CollectingHub(HubAdapter):
             if command.kind == "start" and self.reject_start:
                 raise HubRejectedError("declined", reason=self.reject_start)
             self.sent.append(command)
+            if command.kind == "start" and self.receipts:
+                return HubReceipt(
+                    hub_conversation_id=f"hub-{command.conversation_id}",
+                    state={"started": command.handoff_id},
+                )
+            return None
 
     @staticmethod
     def request(events: list[HubEvent], secret: str) -> InboundRequest:

@@ -21,6 +21,7 @@ from copilot.config import Settings
 from copilot.conflicts import WriteConflict
 from copilot.conversation.models import Conversation, Message
 from copilot.errors import DuplicateError
+from copilot.handoff.models import HubLink
 from copilot_dev.emulators.agent_desk import AgentDesk
 from copilot_dev.fakes import MemoryConversationStore, StaticSecretStore
 from tests.integration.test_lambda_handlers import load_function
@@ -70,6 +71,27 @@ def test_a_claim_applies_once_and_a_duplicate_writes_nothing(store: Any) -> None
         store.append(conversation, [Message(seq=2, role="agent", text="x")], claims=["e2"])
     second = store.append(first, [], claims=["hub#c#generic#e2"])  # a held event: no message
     assert second.version == first.version + 1 and second.last_seq == first.last_seq
+
+
+def test_a_hub_link_is_written_with_the_conversation_and_never_repointed(store: Any) -> None:
+    conversation = fresh(store)
+    cid = conversation.conversation_id
+    key = HubLink.key_of("genesys", "c", f"hub-{uuid.uuid4().hex}")
+    link = HubLink(key=key, conversation_id=cid, handoff_id="h1")
+    assert store.linked(key) is None
+    first = store.append(conversation, [], links=[link])
+    assert store.linked(key) == link
+    again = store.append(first, [], links=[link])  # a retried write of the same link: kept
+    assert again.version == first.version + 1 and store.linked(key) == link
+    other = fresh(store)
+    elsewhere = link.model_copy(update={"conversation_id": other.conversation_id})
+    with pytest.raises(DuplicateError):  # the hub's id already names another conversation
+        store.append(other, [Message(seq=2, role="agent", text="x")], links=[elsewhere])
+    assert store.linked(key) == link
+    assert store.get(other.conversation_id) == other  # the whole write was refused
+    with pytest.raises(WriteConflict):  # the link is written only with a current version
+        store.append(first, [], links=[HubLink(key=key + "x", conversation_id=cid, handoff_id="h")])
+    assert store.linked(key + "x") is None
 
 
 def test_racing_writers_with_one_claim_apply_it_once(store: Any) -> None:

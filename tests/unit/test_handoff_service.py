@@ -26,7 +26,7 @@ from copilot.errors import (
 )
 from copilot.handoff.customer import CONNECTING
 from copilot.handoff.inbound import MAX_SKIPPED
-from copilot.handoff.models import Agent, HubEvent
+from copilot.handoff.models import Agent, HubEvent, HubLink
 from copilot.handoff.service import HandoffConfig, HandoffService, backoff_seconds
 from copilot_dev.collecting_hub import CollectingHub
 from copilot_dev.concurrency import run_concurrently
@@ -121,10 +121,10 @@ class World:
             **fields,
         )
 
-    def send(self, copilot_id: str, *events: HubEvent, secret: str = SECRET) -> list[str]:
-        ack = self.handoff.receive(
-            "generic", copilot_id, CollectingHub.request(list(events), secret)
-        )
+    def send(
+        self, copilot_id: str, *events: HubEvent, secret: str = SECRET, hub: str = "generic"
+    ) -> list[str]:
+        ack = self.handoff.receive(hub, copilot_id, CollectingHub.request(list(events), secret))
         return [r.status for r in ack.results]
 
 
@@ -617,3 +617,56 @@ def test_the_furthest_gap_allowed_is_skipped_with_a_compact_log_and_bounded_memo
 def test_max_ahead_must_leave_room_for_the_held_events() -> None:
     with pytest.raises(ValueError):
         HandoffConfig(max_held=100, max_ahead=100)
+
+
+GENESYS = {
+    "type": "genesys",
+    "integration_id": "0f6b1a1e-7c55-4d39-9d4c-2a9f3e8b5c11",
+    "secret_ref": "DESK",
+    "inactivity_minutes": 30,
+}
+
+
+def test_a_hub_without_an_end_event_ends_after_its_inactivity_limit(world: World) -> None:
+    copilot_id, conv, token = escalated(world, hub=GENESYS)
+    world.clock.now += timedelta(minutes=20)
+    assert world.send(copilot_id, world.event(conv, "agent_message", text="hi"), hub="genesys")
+    world.clock.now += timedelta(minutes=29)  # 49 since the request, 29 since the agent spoke
+    assert world.chat.messages(conv, token, 0, 100).state == "agent"
+    world.clock.now += timedelta(minutes=2)
+    page = world.chat.messages(conv, token, 0, 100)
+    assert page.state == "bot"
+    assert [(m.role, m.text) for m in page.messages[-2:]] == [
+        ("system", "The agent is no longer in this chat."),
+        ("copilot", "I'm back. Is there anything else I can help you with?"),
+    ]
+    late = world.event(conv, "agent_message", text="still there?")
+    assert world.send(copilot_id, late, hub="genesys") == ["ignored"]
+
+
+def test_the_hub_id_a_start_returns_is_kept_and_finds_the_conversation(world: World) -> None:
+    world.hub.receipts = True
+    copilot_id, conv, token = escalated(world)
+    world.chat.post(conv, token, "hello?")
+    world.handoff.deliver(conv, 1)
+    stored = world.store.get(conv)
+    assert stored is not None and stored.handoff is not None
+    receipt = stored.hub_outbox.receipt
+    assert receipt is not None and receipt.hub_conversation_id == f"hub-{conv}"
+    link = world.store.linked(HubLink.key_of("generic", copilot_id, f"hub-{conv}"))
+    assert link is not None and link.conversation_id == conv
+    assert link.handoff_id == stored.handoff.handoff_id
+    start, message = world.hub.sent
+    assert start.receipt is None and message.receipt == receipt  # later calls carry it
+
+    by_hub_id = HubEvent(
+        kind="agent_message", event_id="e1", hub_conversation_id=f"hub-{conv}", text="Hi there"
+    )
+    assert world.send(copilot_id, by_hub_id) == ["applied"]
+    assert world.texts(conv, token)[-1] == ("agent", "Hi there")
+    another = world.copilot()  # the same hub id under another copilot names nothing
+    with pytest.raises(UnavailableError):
+        world.send(another, by_hub_id.model_copy(update={"event_id": "e2"}))
+    unknown = by_hub_id.model_copy(update={"event_id": "e3", "hub_conversation_id": "nope"})
+    with pytest.raises(UnavailableError):  # 503: the hub delivers again once it is linked
+        world.send(copilot_id, unknown)

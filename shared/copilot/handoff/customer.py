@@ -86,6 +86,7 @@ class CustomerSide:
                 copilot, conversation, history, hub, request.topic, request.agent_note
             ),
             transcript_after=max(after, seq - 1 - MAX_TRANSCRIPT),
+            inactivity_minutes=getattr(hub, "inactivity_minutes", None),
         )
         cursor = conversation.hub_outbox
         if cursor.started is None:

@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import get_args
+from typing import Any, get_args
 
 from copilot.admin.models import Copilot
 from copilot.conversation.models import Conversation, ConversationState, Message
@@ -62,6 +62,7 @@ MAX_EVENTS_PER_WRITE = 40
 TRANSACTION_ITEMS = 100
 
 RESUMED = "I'm back. Is there anything else I can help you with?"
+INACTIVE = "The agent is no longer in this chat."
 CLOSED = "This conversation has ended. Thanks for chatting with us!"
 
 
@@ -121,7 +122,16 @@ class InboundEvents:
         """Events queued in order, or held ones that waited out their window: a poll applies
         them."""
         handoff = conversation.handoff
-        return handoff is not None and (_queued(handoff) or self._expired(handoff))
+        return handoff is not None and (
+            _queued(handoff) or self._expired(handoff) or self._idle(handoff)
+        )
+
+    def _idle(self, handoff: Handoff) -> bool:
+        """No hub event for the hub's inactivity limit: the agent walked away unannounced."""
+        if handoff.closed or handoff.inactivity_minutes is None:
+            return False
+        last = handoff.hub_active_at or handoff.requested_at
+        return (self._clock() - last).total_seconds() >= handoff.inactivity_minutes * 60
 
     def flush(self, conversation_id: str) -> None:
         conversation = self._conversations.get(conversation_id)
@@ -257,7 +267,20 @@ class InboundEvents:
         now, later = ready[:MAX_EVENTS_PER_WRITE], ready[MAX_EVENTS_PER_WRITE:]
         held = later + held[in_order:]
         status: Verdict = "applied" if incoming is None or incoming in now else "held"
-        update = {"held": held, "hub_seq": hub_seq, "skipped": skipped}
+        update: dict[str, Any] = {"held": held, "hub_seq": hub_seq, "skipped": skipped}
+        if incoming is not None:
+            update["hub_active_at"] = incoming.received_at
+        elif not ready and self._idle(handoff):
+            # A poll found the hand-off silent past the hub's limit: it ends here.
+            ready = [
+                HubEvent(
+                    kind="ended",
+                    event_id=f"inactive:{handoff.handoff_id}",
+                    conversation_id=conversation.conversation_id,
+                    reason="inactive",
+                )
+            ]
+            now = ready
         current = conversation.model_copy(
             update={"handoff": handoff.model_copy(update=update), "updated_at": utcnow()}
         )
@@ -305,8 +328,9 @@ class InboundEvents:
         if event.kind == "ended":
             resume = copilot.hub is None or copilot.hub.on_agent_end == "resume"
             name = agent.name if (event.agent or handoff.agent) else "The agent"
+            ended = INACTIVE if event.reason == "inactive" else f"{name} ended the chat."
             messages = [
-                system(f"{name} ended the chat.", "handoff_ended"),
+                system(ended, "handoff_ended"),
                 Message(seq=seq + 2, role="copilot", text=RESUMED if resume else CLOSED),
             ]
             closed = back_to_bot(conversation, handoff, seq + 2)

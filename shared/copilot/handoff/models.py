@@ -275,6 +275,12 @@ class Handoff(BaseModel):
         description="Hub sequence numbers given up waiting for: applied late if they come.",
     )
     closed: bool = False
+    inactivity_minutes: int | None = Field(
+        None,
+        description="The hub sends no end event we can count on (Genesys): with no hub event "
+        "this long, the hand-off ends on the customer's next poll and the copilot resumes.",
+    )
+    hub_active_at: datetime | None = Field(None, description="When the hub's last event came.")
 
 
 class HubReceipt(BaseModel):
