@@ -1,19 +1,21 @@
-"""Hand-off relay latency over the local stack, both directions, with the agent desk as the hub.
+"""Hand-off relay latency over the local stack, both directions, for each hub's emulator.
 
-    .venv/bin/python bench/handoff_latency.py [--agent N] [--customer N] [--json out.json]
+    .venv/bin/python bench/handoff_latency.py [--hub generic|genesys|liveperson|connect|all]
+        [--agent N] [--customer N] [--json out.json]
 
 Starts the real local stack in-process (moto server, Chroma, the functions under
-functions-framework, the outbox pump) and the agent desk (the generic hub emulator), makes a
-copilot whose hub is the desk, escalates one conversation and has the agent join. Then:
+functions-framework, the outbox pump) and the hub's loopback emulator (the agent desk in front
+of it), makes a copilot whose hub it is, escalates one conversation and has the agent join.
+Then, over the hub's own wire protocol:
 
-1. agent -> customer: the desk POSTs a signed ``agent.message`` webhook to the hand-off function
-   (t0 just before the POST); a customer poller thread calls ``GET /conversations/{id}/messages``
-   back to back, as fast as the API answers, and records when the text first shows (t1). Also
-   the webhook round trip alone (POST -> 200).
-2. customer -> agent: ``POST /conversations/{id}/messages`` (t0) until the desk holds the text
-   (t1). This path goes through the outbox: DynamoDB append, SQS FIFO send, the pump's long
-   poll, the outbox target, the signed POST to the desk.
-3. hand-off start: the escalation turn (t0) until the desk has the ``handoff.initiate``.
+1. agent -> customer: the emulator delivers the agent's message to the hand-off function the
+   hub's way (a signed webhook; an SNS notification for Connect) (t0 just before); a customer
+   poller thread calls ``GET /conversations/{id}/messages`` back to back, as fast as the API
+   answers, and records when the text first shows (t1). Also the delivery's round trip alone.
+2. customer -> agent: ``POST /conversations/{id}/messages`` (t0) until the emulator holds the
+   text (t1). This path goes through the outbox: DynamoDB append, SQS FIFO send, the pump's
+   long poll, the outbox target, the hub's API call(s).
+3. hand-off start: the escalation turn (t0) until the emulator has the hand-off.
 
 Messages are paced (one at a time, ``--gap`` seconds apart), so the figures are latencies, not
 throughput under load. See docs/benchmarks-handoff.md for results.
@@ -51,11 +53,21 @@ def main() -> None:
     parser.add_argument("--customer", type=int, default=50, help="customer messages to time")
     parser.add_argument("--starts", type=int, default=10, help="hand-off starts to time")
     parser.add_argument("--gap", type=float, default=0.05, help="seconds between messages")
-    parser.add_argument("--json", type=Path, help="write every sample here")
+    parser.add_argument("--json", type=Path, help="write every sample here (per hub: <stem>_<hub>)")
+    parser.add_argument("--hub", default="generic", help="the hub to emulate, or 'all'")
     args = parser.parse_args()
+    hubs = ["generic", "genesys", "liveperson", "connect"] if args.hub == "all" else [args.hub]
+    for hub in hubs:
+        print(f"--- {hub}", flush=True)
+        json_path = args.json
+        if json_path is not None and len(hubs) > 1:
+            json_path = json_path.with_name(f"{json_path.stem}_{hub}{json_path.suffix}")
+        run(hub, args, json_path)
 
+
+def run(hub: str, args: argparse.Namespace, json_path: Path | None) -> None:
     load_before = os.getloadavg()
-    with desk_stack() as bench:
+    with desk_stack(hub) as bench:
         client, desk, copilot_id = bench.client, bench.desk, bench.copilot_id
 
         starts: list[float] = []
@@ -108,6 +120,7 @@ def main() -> None:
         "customer_to_agent_ms": summary(outbound),
         "handoff_start_ms": summary(starts),
         "customer_polls": poll_rate,
+        "hub": hub,
         "target_agent_to_customer_p95_ms": TARGET_P95_MS,
         "machine": machine(load_before),
         "samples": {
@@ -126,7 +139,7 @@ def main() -> None:
         ),
     )
     print(f"load average before {load_before}, after {os.getloadavg()}")
-    write_json(args.json, results)
+    write_json(json_path, results)
 
 
 if __name__ == "__main__":

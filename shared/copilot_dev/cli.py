@@ -80,7 +80,12 @@ def up(
     chat: bool = typer.Option(True, help="Open a terminal chat with the demo copilot."),
     demo: bool = typer.Option(True, help="Create the demo copilot and upload its knowledge."),
     desk: bool = typer.Option(
-        True, help="Start the agent desk (a generic hub) and hand the demo copilot's chats to it."
+        True, help="Start the agent desk (a hub emulator) and hand the demo copilot's chats to it."
+    ),
+    hub: str = typer.Option(
+        "generic",
+        help="The hub the demo copilot hands off to, emulated on loopback with the agent desk "
+        "in front: generic, genesys, liveperson or connect.",
     ),
     desk_port: int = typer.Option(8090, help="Port of the agent desk (web page + hub)."),
     site_port: int = typer.Option(
@@ -89,12 +94,13 @@ def up(
 ) -> None:
     """Start the whole local stack (emulated AWS, Chroma, the three functions) with a demo copilot."""
     import logging
-    import secrets
 
     from copilot_dev.demo_site import DemoSite
-    from copilot_dev.emulators.agent_desk import AgentDesk
+    from copilot_dev.emulators.hubs import EMULATORS, emulator
     from copilot_dev.localstack import LocalStack, StackConfig, free_port
 
+    if hub not in EMULATORS:
+        _fail(ValueError(f"--hub must be one of {', '.join(EMULATORS)} (not {hub!r})"))
     root = _repo_root()
     config = StackConfig(
         root=root,
@@ -109,13 +115,14 @@ def up(
     )
     agent_desk = None
     if desk and demo:
-        # The desk and the functions share a fresh secret; it lives only in these processes.
-        secret = secrets.token_urlsafe(32)
-        config.extra_env[f"COPILOT_HUB_SECRET_{DEMO_DESK_SECRET_REF}"] = secret
+        # The emulator makes fresh credentials; they live only in these processes.
         # The desk shares this terminal with the customer's chat: no per-request log lines.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         try:
-            agent_desk = AgentDesk(secret, port=desk_port).start()
+            agent_desk = emulator(
+                hub, port=desk_port, webhook_url=config.function_url("handoff")
+            ).start()
+            config.extra_env.update(agent_desk.stack_env())
         except OSError as e:
             _fail(
                 OSError(f"the agent desk cannot listen on port {desk_port} ({e}): use --desk-port")
@@ -167,9 +174,6 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-DEMO_DESK_SECRET_REF = "DEMO_DESK"
-
-
 def _learn_site(config: Any, copilot_id: str, site: Any) -> None:
     """The demo site's group-rides page becomes the demo copilot's website source, crawled now
     (as the schedule would on AWS): answers about it cite the page's URL. A failure is shown,
@@ -216,18 +220,12 @@ def _seed(stack: Any, root: Path, agent_desk: Any = None, origins: Iterable[str]
     info = json.loads(info_path.read_text())
     info["demo_copilot_id"] = copilot.copilot_id
     if agent_desk is not None:
-        client.update_copilot(
-            copilot.copilot_id,
-            {
-                "hub": {
-                    "type": "generic",
-                    "url": agent_desk.hub_url,
-                    "secret_ref": DEMO_DESK_SECRET_REF,
-                    "queue": "bike-support",
-                    "agent_note": "Demo customer from the Northwind Helper web chat.",
-                }
-            },
+        settings = agent_desk.hub_settings(
+            queue="bike-support", agent_note="Demo customer from the Northwind Helper web chat."
         )
+        client.update_copilot(copilot.copilot_id, {"hub": settings})
+        agent_desk.connect_copilot(copilot.copilot_id)
+        info["hub"] = agent_desk.hub_type
         info["desk_url"] = agent_desk.url
         info["desk_token"] = agent_desk.token  # stack.json is private to its owner (0600)
     info_path.write_text(json.dumps(info, indent=2))
@@ -245,8 +243,8 @@ def _print_how_to(
     console.print(f"Admin key:   in {config.data_dir / 'stack.json'} (header X-Admin-Key)")
     if agent_desk is not None:
         console.print(
-            f"Agent desk:  {agent_desk.page_url}  (or in another terminal: "
-            ".venv/bin/copilot agent-desk)"
+            f"Agent desk:  {agent_desk.page_url}  (in front of the {agent_desk.hub_type} hub "
+            "emulator; or in another terminal: .venv/bin/copilot agent-desk)"
         )
     if copilot_id:
         console.print(f"Chat from another terminal:  .venv/bin/copilot chat --copilot {copilot_id}")
