@@ -1,0 +1,380 @@
+"""Genesys Cloud Open Messaging (docs/hubs/genesys.md): the copilot plays the external messaging
+service. A hand-off is the customer's first inbound Open message (its context as participant
+data in ``channel.metadata.customAttributes``, the summary and transcript as its text); the
+customer's later messages are further inbound messages; the agent's messages and typing come
+back on the integration's outbound webhook, signed ``X-Hub-Signature-256: sha256=<base64
+HMAC-SHA256 of the raw body>`` with the integration's secret.
+
+Each hand-off is its own Open Messaging user, ``channel.from.id = "<our conversation id>:<hand-off
+id>"``: Genesys keeps one conversation per user while it is active, so a retried start lands in
+the same Genesys conversation, a later hand-off opens a new one, and the webhook's
+``channel.to.id`` names our conversation and hand-off directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field
+
+from copilot.errors import HubRejectedError
+from copilot.handoff.hubs.credentials import parse_credentials, signing_key
+from copilot.handoff.hubs.http import HubHttp, json_of
+from copilot.handoff.hubs.oauth import TokenCache, client_credentials
+from copilot.handoff.hubs.signatures import check_hmac_header
+from copilot.handoff.models import (
+    Agent,
+    GenesysHubSettings,
+    HandoffContext,
+    HubCommand,
+    HubEvent,
+    HubReceipt,
+    HubSettings,
+    TranscriptEntry,
+)
+from copilot.ports import HubAdapter, InboundRequest
+from copilot.schema import MAX_MESSAGE_CHARS, parse_object
+
+log = logging.getLogger(__name__)
+
+HUB = "genesys"
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+# Our own bounds (docs/hubs/genesys.md §3: Genesys publishes none for Open Messaging; the
+# emulator enforces the same numbers, so a test fails when the adapter exceeds them).
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_CHARS = 2000
+MAX_TEXT_CHARS = 4000
+LEFT_TEXT = "The customer has left the conversation."
+_KEY = re.compile(r"[^A-Za-z0-9_]")
+_ROLES = {"customer": "Customer", "copilot": "Copilot", "agent": "Agent", "system": "System"}
+
+_TOKENS = TokenCache()  # per process: every adapter instance shares the org's token
+
+
+class GenesysCredentials(BaseModel):
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(min_length=1)
+    webhook_secret: str = Field(min_length=1)
+
+
+# --- the outbound webhook (Genesys -> us): "Outbound Open NormalizedMessage Format" ----------
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Recipient(_Loose):
+    id: str | None = Field(None, max_length=500)
+    nickname: str | None = Field(None, max_length=500)
+
+
+class _Channel(_Loose):
+    id: str | None = Field(None, max_length=200)
+    to: _Recipient
+    from_: _Recipient | None = Field(None, alias="from")
+    time: str | None = Field(None, max_length=100)
+    messageId: str | None = Field(None, max_length=500)
+
+
+class _Typing(_Loose):
+    type: str | None = None
+    duration: int | None = None
+
+
+class _Event(_Loose):
+    eventType: str
+    typing: _Typing | None = None
+
+
+class _Attachment(_Loose):
+    url: str | None = Field(None, max_length=2000)
+    filename: str | None = Field(None, max_length=500)
+
+
+class _Content(_Loose):
+    contentType: str | None = None
+    attachment: _Attachment | None = None
+
+
+class OutboundMessage(_Loose):
+    id: str = Field(min_length=1, max_length=500, description="Genesys's message id.")
+    channel: _Channel
+    type: str = Field(max_length=50)
+    text: str | None = Field(None, max_length=MAX_MESSAGE_CHARS * 4)
+    content: list[_Content] = Field(default_factory=list, max_length=50)
+    events: list[_Event] = Field(default_factory=list, max_length=50)
+    direction: str | None = None
+    conversationId: str | None = Field(None, max_length=200)
+
+
+def customer_id(conversation_id: str, handoff_id: str) -> str:
+    """The Open Messaging user of one hand-off (``channel.from.id``)."""
+    return f"{conversation_id}:{handoff_id}"
+
+
+class GenesysHub(HubAdapter):
+    name = HUB
+
+    def __init__(self, timeout: float = 10) -> None:
+        self._http = HubHttp("Genesys", timeout)
+
+    # --- inbound ---------------------------------------------------------------------------
+
+    def verify(
+        self, request: InboundRequest, hub: HubSettings | None, secret: str, now: datetime
+    ) -> None:
+        key = signing_key(hub is not None, secret, GenesysCredentials, "webhook_secret", HUB)
+        check_hmac_header(request, SIGNATURE_HEADER, key)
+
+    def parse(self, request: InboundRequest, hub: HubSettings) -> list[HubEvent]:
+        message = parse_object(request.body, OutboundMessage, what="the body (an open message)")
+        if message.direction == "Inbound" or not message.channel.to.id:
+            return []  # the echo of a customer's message, or nothing of ours
+        conversation_id, _, handoff_id = message.channel.to.id.partition(":")
+        base: dict[str, Any] = {
+            "conversation_id": conversation_id,
+            "handoff_id": handoff_id or None,
+            "hub_conversation_id": message.conversationId,
+            "agent": Agent(),  # the webhook names the integration, never the agent [R S2]
+        }
+        if message.type == "Text":
+            text = _text_of(message)
+            if not text:
+                return []
+            return [HubEvent(kind="agent_message", event_id=message.id, text=text, **base)]
+        if message.type == "Event":
+            return [
+                HubEvent(kind="agent_typing", event_id=f"{message.id}:{i}", **base)
+                for i, event in enumerate(message.events)
+                if event.eventType == "Typing"
+            ]
+        return []  # receipts of the customer's messages, structured messages...
+
+    # --- outbound --------------------------------------------------------------------------
+
+    def send(self, hub: HubSettings, secret: str, command: HubCommand) -> HubReceipt | None:
+        assert isinstance(hub, GenesysHubSettings)
+        credentials = parse_credentials(secret, GenesysCredentials, HUB)
+        if command.kind == "start":
+            return self._start(hub, credentials, command)
+        if command.kind == "message":
+            self._inbound(hub, credentials, command, command.text or "")
+        else:
+            self._end(hub, credentials, command)
+        return None
+
+    def _start(
+        self, hub: GenesysHubSettings, credentials: GenesysCredentials, command: HubCommand
+    ) -> HubReceipt:
+        ctx = command.context
+        assert ctx is not None, "a start command carries the context"
+        customer: dict[str, str] = {}
+        name = _first(ctx.variables, "name", "nickname", "customer_name", "first_name")
+        if name:
+            customer["nickname"] = name[:100]
+        answer = self._inbound(
+            hub,
+            credentials,
+            command,
+            start_text(ctx, command.transcript),
+            customer=customer,
+            attributes=custom_attributes(hub, command),
+            prefetch=True,
+        )
+        from_id = customer_id(command.conversation_id, command.handoff_id)
+        hub_id = answer.get("conversationId") if isinstance(answer, dict) else None
+        state = {"from_id": from_id, "message_id": answer.get("id") if answer else None}
+        return HubReceipt(hub_conversation_id=str(hub_id or from_id), state=state)
+
+    def _end(
+        self, hub: GenesysHubSettings, credentials: GenesysCredentials, command: HubCommand
+    ) -> None:
+        """Open Messaging has no inbound 'left' event (``Typing`` only [R S4]): disconnect the
+        customer's participant (the agent sees the customer leave); without the permission
+        for it, or before Genesys told us its conversation id, a last text says so instead."""
+        receipt = command.receipt
+        conversation = receipt.hub_conversation_id if receipt else None
+        from_id = customer_id(command.conversation_id, command.handoff_id)
+        if conversation and conversation != from_id:
+            try:
+                if self._disconnect_customer(hub, credentials, conversation):
+                    return
+            except HubRejectedError as e:
+                log.warning("Genesys did not let us disconnect the customer (%s)", e)
+        self._inbound(hub, credentials, command, LEFT_TEXT)
+
+    def _disconnect_customer(
+        self, hub: GenesysHubSettings, credentials: GenesysCredentials, conversation: str
+    ) -> bool:
+        url = f"{_api(hub)}/api/v2/conversations/messages/{quote(conversation, safe='')}"
+        found = json_of(self._call(hub, credentials, "GET", url), self._http.hub)
+        participants = found.get("participants") if isinstance(found, dict) else None
+        customers = [
+            p
+            for p in participants or []
+            if isinstance(p, dict) and p.get("purpose") == "customer" and p.get("id")
+        ]
+        if not customers:
+            return False
+        for participant in customers:
+            if participant.get("state") != "disconnected":
+                pid = quote(str(participant["id"]), safe="")
+                body = {"state": "disconnected"}
+                self._call(hub, credentials, "PATCH", f"{url}/participants/{pid}", json=body)
+        return True
+
+    def _inbound(
+        self,
+        hub: GenesysHubSettings,
+        credentials: GenesysCredentials,
+        command: HubCommand,
+        text: str,
+        *,
+        customer: dict[str, str] | None = None,
+        attributes: dict[str, str] | None = None,
+        prefetch: bool = False,
+    ) -> Any:
+        """One inbound open message from the hand-off's customer; ``channel.messageId`` is
+        our event id, the same on every retry."""
+        channel: dict[str, Any] = {
+            "from": {
+                "id": customer_id(command.conversation_id, command.handoff_id),
+                "idType": "Opaque",
+                **(customer or {}),
+            },
+            "time": _iso(command.created_at),
+            "messageId": command.event_id,
+        }
+        if attributes:
+            channel["metadata"] = {"customAttributes": attributes}
+        integration = quote(hub.integration_id, safe="")
+        url = f"{_api(hub)}/api/v2/conversations/messages/{integration}/inbound/open/message"
+        params = {"prefetchConversationId": "true"} if prefetch else None
+        body = {"channel": channel, "text": text[:MAX_TEXT_CHARS]}
+        response = self._call(hub, credentials, "POST", url, json=body, params=params)
+        return json_of(response, self._http.hub) if prefetch else None
+
+    def _call(
+        self,
+        hub: GenesysHubSettings,
+        credentials: GenesysCredentials,
+        method: str,
+        url: str,
+        **kwargs: Any,
+    ) -> requests.Response:
+        login = (hub.login_base or f"https://login.{hub.region}").rstrip("/")
+
+        def token(renew: bool) -> str:
+            return _TOKENS.get(
+                f"{login}|{credentials.client_id}",
+                lambda: client_credentials(
+                    self._http,
+                    f"{login}/oauth/token",
+                    credentials.client_id,
+                    credentials.client_secret,
+                ),
+                renew=renew,
+            )
+
+        return self._http.authorized(method, url, token, **kwargs)
+
+
+def _api(hub: GenesysHubSettings) -> str:
+    return (hub.api_base or f"https://api.{hub.region}").rstrip("/")
+
+
+def _iso(moment: datetime) -> str:
+    """``yyyy-MM-ddTHH:mm:ss.mmmZ`` (Genesys's channel.time)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _first(values: dict[str, str], *names: str) -> str | None:
+    return next((values[n] for n in names if values.get(n)), None)
+
+
+def _text_of(message: OutboundMessage) -> str:
+    """The agent's text, and links to any attachments it sent."""
+    parts = [message.text.strip()] if message.text and message.text.strip() else []
+    for content in message.content:
+        attachment = content.attachment
+        if attachment is not None and attachment.url:
+            parts.append(f"{attachment.filename or 'Attachment'}: {attachment.url}")
+    return "\n".join(parts)[:MAX_MESSAGE_CHARS]
+
+
+# --- the start: context as participant data, summary and transcript as its text -------------
+
+
+def custom_attributes(hub: GenesysHubSettings, command: HubCommand) -> dict[str, str]:
+    """Copilot Studio's ``va_*`` fields, the summary, routing and the customer's variables as
+    ``channel.metadata.customAttributes`` (str -> str: lists as JSON), within our bounds."""
+    ctx = command.context
+    assert ctx is not None
+    ours: dict[str, str | None] = {
+        "va_ConversationId": ctx.conversation_id,
+        "va_BotId": ctx.bot_id,
+        "va_BotName": ctx.bot_name,
+        "va_Language": ctx.language,
+        "va_LastTopic": ctx.last_topic,
+        "va_Topics": _json_list(ctx.topics),
+        "va_LastPhrases": ctx.last_phrases,
+        "va_Phrases": _json_list(ctx.phrases),
+        "va_AgentMessage": ctx.agent_message or hub.agent_note,
+        "va_Scope": "bot",
+        "summary": ctx.summary,
+        "unanswered_questions": _json_list(ctx.unanswered_questions),
+        "routing_queue": ctx.queue or hub.queue,
+        "routing_skill": ctx.skill or hub.skill,
+        "handoff_id": command.handoff_id,
+    }
+    attributes = {k: _clip(v) for k, v in ours.items() if v}
+    for name, value in ctx.variables.items():
+        key = _KEY.sub("_", name)[:100]
+        if len(attributes) >= MAX_ATTRIBUTES:
+            log.warning("hand-off variables beyond %d attributes left out", MAX_ATTRIBUTES)
+            break
+        if key and key not in attributes and key not in ours:
+            attributes[key] = _clip(value)
+    return attributes
+
+
+def _clip(value: str) -> str:
+    if len(value) <= MAX_ATTRIBUTE_CHARS:
+        return value
+    return value[: MAX_ATTRIBUTE_CHARS - 1] + "…"
+
+
+def _json_list(items: list[str]) -> str | None:
+    """A JSON list that fits an attribute: the latest items kept, each clipped."""
+    kept = [item[:500] for item in items]
+    while kept and len(json.dumps(kept)) > MAX_ATTRIBUTE_CHARS:
+        kept.pop(0)
+    return json.dumps(kept) if kept else None
+
+
+def start_text(ctx: HandoffContext, transcript: list[TranscriptEntry]) -> str:
+    """What the agent reads first: who handed off and why, the summary, then the chat so far
+    (the oldest lines left out when it would pass MAX_TEXT_CHARS)."""
+    head = [f"Hand-off from {ctx.bot_name}" + (f" ({ctx.last_topic})" if ctx.last_topic else "")]
+    if ctx.summary:
+        head.append(f"Summary: {ctx.summary}")
+    if ctx.unanswered_questions:
+        head.append("Unanswered: " + " | ".join(ctx.unanswered_questions))
+    lines = [f"{_ROLES.get(e.role, e.role)}: {e.text}" for e in transcript]
+    intro = "\n".join(head)[: MAX_TEXT_CHARS // 2]
+    left_out = 0
+    while lines:
+        note = f"({left_out} earlier messages left out)\n" if left_out else ""
+        text = f"{intro}\n\nTranscript:\n{note}" + "\n".join(lines)
+        if len(text) <= MAX_TEXT_CHARS:
+            return text
+        lines.pop(0)
+        left_out += 1
+    return intro
