@@ -9,12 +9,6 @@ The README's screenshot (docs/img/demo-site.png) is taken here: run with
 from __future__ import annotations
 
 import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,57 +16,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from copilot_dev.localstack import free_port
 from tests.browser.conftest import axe_violations
 from tests.conftest import REPO_ROOT
+from tests.up import Up
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 SCREENSHOT = REPO_ROOT / "docs" / "img" / "demo-site.png"
-
-
-class Up:
-    """``copilot up --no-chat`` in its own process, its output read line by line."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.ports = {"chat": free_port(), "desk": free_port(), "site": free_port()}
-        copilot = Path(sys.executable).parent / "copilot"
-        cmd = [str(copilot), "up", "--no-chat", "--data-dir", str(data_dir)]
-        cmd += [f"--{name}-port={port}" for name, port in self.ports.items()]
-        env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip())
-
-    def wait_for(self, text: str, timeout: float = 120) -> str:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            self.output.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"no {text!r} from copilot up; it printed:\n" + "\n".join(self.output))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture(scope="module")
