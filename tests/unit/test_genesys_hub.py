@@ -192,6 +192,32 @@ def test_without_the_genesys_conversation_id_the_end_is_a_last_text(
     assert genesys.wait_for_customer(CID, 1) == [LEFT_TEXT]
 
 
+def test_a_poll_of_the_participants_tells_joined_left_and_ended(
+    genesys: GenesysEmulator,
+) -> None:
+    hub = GenesysHub(timeout=5)
+    receipt = started(genesys, hub)
+
+    def polled() -> list[tuple[str, str | None]]:
+        events = hub.poll(settings(genesys), genesys.secret_value, receipt)
+        assert all((e.conversation_id, e.handoff_id) == (CID, HID) for e in events)
+        return [(e.kind, e.agent.name if e.agent else None) for e in events]
+
+    assert polled() == []  # waiting in the queue
+    genesys.join(CID)
+    assert polled() == [("agent_joined", "Alex")]  # the participant's display name
+    genesys.leave(CID)
+    genesys.join(CID, agent="Sam")
+    assert polled() == [("agent_joined", "Alex"), ("agent_left", "Alex"), ("agent_joined", "Sam")]
+    genesys.end(CID)
+    kinds = [kind for kind, _ in polled()]
+    assert kinds == ["agent_joined", "agent_left", "agent_joined", "agent_left", "ended"]
+    ids = [e.event_id for e in hub.poll(settings(genesys), genesys.secret_value, receipt)]
+    assert ids == [e.event_id for e in hub.poll(settings(genesys), genesys.secret_value, receipt)]
+    unknown = HubReceipt(hub_conversation_id=customer_id(CID, HID), state=receipt.state)
+    assert hub.poll(settings(genesys), genesys.secret_value, unknown) == []
+
+
 def test_an_expired_token_is_renewed_once_and_nothing_is_lost(genesys: GenesysEmulator) -> None:
     hub = GenesysHub(timeout=5)
     receipt = started(genesys, hub)
@@ -296,7 +322,7 @@ def test_agent_messages_and_typing_parse_into_events(genesys: GenesysEmulator) -
     [said] = hub.parse(signed(genesys, message), settings(genesys))
     assert (said.kind, said.event_id, said.text) == ("agent_message", message["id"], "Hi, I'm Alex")
     assert (said.conversation_id, said.handoff_id, said.sequence) == (CID, HID, None)
-    assert said.agent is not None and said.agent.name == "Agent"
+    assert said.agent is None  # not in the payload: the copilot names the agent it knows
     [typed] = hub.parse(signed(genesys, typing), settings(genesys))
     assert (typed.kind, typed.event_id) == ("agent_typing", f"{typing['id']}:0")
     attachment = {

@@ -472,6 +472,7 @@ def _transcript(text: str) -> list[dict[str, Any]]:
 
 
 def _participant(purpose: str, name: str) -> dict[str, Any]:
+    """A MessageMediaParticipant [R S4]; an agent is a Genesys user."""
     return {
         "id": str(uuid.uuid4()),
         "name": name,
@@ -479,6 +480,11 @@ def _participant(purpose: str, name: str) -> dict[str, Any]:
         "state": "connected",
         "startTime": _now_iso(),
         "connectedTime": _now_iso(),
+        **(
+            {"user": {"id": str(uuid.uuid5(uuid.NAMESPACE_DNS, name))}}
+            if purpose == "agent"
+            else {}
+        ),
     }
 
 

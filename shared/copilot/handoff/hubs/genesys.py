@@ -142,8 +142,7 @@ class GenesysHub(HubAdapter):
             "conversation_id": conversation_id,
             "handoff_id": handoff_id or None,
             "hub_conversation_id": message.conversationId,
-            "agent": Agent(),  # the webhook names the integration, never the agent [R S2]
-        }
+        }  # no agent: the webhook names the integration, never the agent [R S2]
         if message.type == "Text":
             text = _text_of(message)
             if not text:
@@ -213,22 +212,66 @@ class GenesysHub(HubAdapter):
     def _disconnect_customer(
         self, hub: GenesysHubSettings, credentials: GenesysCredentials, conversation: str
     ) -> bool:
-        url = f"{_api(hub)}/api/v2/conversations/messages/{quote(conversation, safe='')}"
-        found = json_of(self._call(hub, credentials, "GET", url), self._http.hub)
-        participants = found.get("participants") if isinstance(found, dict) else None
+        url = _conversation_url(hub, conversation)
         customers = [
-            p
-            for p in participants or []
-            if isinstance(p, dict) and p.get("purpose") == "customer" and p.get("id")
+            p for p in self._participants(hub, credentials, url) if p.purpose == "customer"
         ]
-        if not customers:
-            return False
         for participant in customers:
-            if participant.get("state") != "disconnected":
-                pid = quote(str(participant["id"]), safe="")
+            if participant.state != "disconnected":
+                pid = quote(participant.id, safe="")
                 body = {"state": "disconnected"}
                 self._call(hub, credentials, "PATCH", f"{url}/participants/{pid}", json=body)
-        return True
+        return bool(customers)
+
+    def _participants(
+        self, hub: GenesysHubSettings, credentials: GenesysCredentials, url: str
+    ) -> list[Participant]:
+        answer = json_of(self._call(hub, credentials, "GET", url), self._http.hub)
+        found = answer.get("participants") if isinstance(answer, dict) else None
+        participants = []
+        for item in found if isinstance(found, list) else []:
+            try:
+                participants.append(Participant.model_validate(item))
+            except ValueError:
+                continue  # a participant we cannot read (no id) tells us nothing
+        return participants
+
+    def poll(self, hub: HubSettings, secret: str, receipt: HubReceipt) -> list[HubEvent]:
+        """The hand-off's agent events the webhook never sends, read from the conversation's
+        participants (``GET /api/v2/conversations/messages/{id}`` [R S4]): an agent connected
+        (joined, with their display name), an agent disconnected (left) and every participant
+        but the routing ones disconnected (ended). Ids are stable, so asking again repeats
+        nothing the copilot applied. Empty before Genesys told us its conversation id."""
+        assert isinstance(hub, GenesysHubSettings)
+        conversation_id, _, handoff_id = str(receipt.state.get("from_id") or "").partition(":")
+        conversation = receipt.hub_conversation_id
+        if not conversation_id or conversation == receipt.state.get("from_id"):
+            return []
+        credentials = parse_credentials(secret, GenesysCredentials, HUB)
+        url = _conversation_url(hub, conversation)
+        participants = self._participants(hub, credentials, url)
+        base: dict[str, Any] = {
+            "conversation_id": conversation_id,
+            "handoff_id": handoff_id or None,
+            "hub_conversation_id": conversation,
+        }
+        events = []
+        for p in participants:
+            if p.purpose != "agent" or p.state not in ("connected", "disconnected"):
+                continue
+            agent = Agent(id=p.user.id if p.user else p.id, name=p.name or "Agent")
+            key = f"{conversation}:{p.id}"
+            events.append(
+                HubEvent(kind="agent_joined", event_id=f"{key}:joined", agent=agent, **base)
+            )
+            if p.state == "disconnected":
+                events.append(
+                    HubEvent(kind="agent_left", event_id=f"{key}:left", agent=agent, **base)
+                )
+        people = [p for p in participants if p.purpose in ("agent", "customer", "user", "external")]
+        if people and all(p.state == "disconnected" for p in people):
+            events.append(HubEvent(kind="ended", event_id=f"{conversation}:ended", **base))
+        return events
 
     def _inbound(
         self,
@@ -284,6 +327,24 @@ class GenesysHub(HubAdapter):
             )
 
         return self._http.authorized(method, url, token, **kwargs)
+
+
+class _Ref(_Loose):
+    id: str | None = None
+
+
+class Participant(_Loose):
+    """A conversation participant as the Conversations API gives it (MessageMediaParticipant)."""
+
+    id: str = Field(min_length=1, max_length=200)
+    name: str | None = Field(None, max_length=200)
+    purpose: str | None = None
+    state: str | None = None
+    user: _Ref | None = None
+
+
+def _conversation_url(hub: GenesysHubSettings, conversation: str) -> str:
+    return f"{_api(hub)}/api/v2/conversations/messages/{quote(conversation, safe='')}"
 
 
 def _api(hub: GenesysHubSettings) -> str:
