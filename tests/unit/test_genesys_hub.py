@@ -306,6 +306,11 @@ def test_verification_takes_the_integration_signature_only(genesys: GenesysEmula
     for headers, error in cases:
         with pytest.raises(error):
             hub.verify(request(body, headers), hub_settings, genesys.secret_value, NOW)
+    stale = json.dumps({"id": "m1", "channel": {"time": "2026-01-05T09:10:00.000Z"}}).encode()
+    with pytest.raises(ForbiddenError):  # 20 minutes before NOW: a replay
+        hub.verify(signed(genesys, stale), hub_settings, genesys.secret_value, NOW)
+    recent = stale.replace(b"09:10", b"09:29")
+    hub.verify(signed(genesys, recent), hub_settings, genesys.secret_value, NOW)
     # A copilot without this hub: the same answers as a wrong signature.
     with pytest.raises(ForbiddenError):
         hub.verify(signed(genesys, body), None, "random", NOW)
@@ -373,7 +378,8 @@ class Copilot(LoopbackServer):
                 self.failures -= 1
                 return Response(status=503)(environ, start_response)
         try:
-            GenesysHub().verify(inbound, hub_settings, self.genesys.secret_value, NOW)
+            now = datetime.now(UTC)
+            GenesysHub().verify(inbound, hub_settings, self.genesys.secret_value, now)
             if hub_settings is None:
                 raise ForbiddenError("no such copilot")
             self.events += GenesysHub().parse(inbound, hub_settings)

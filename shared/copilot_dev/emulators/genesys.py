@@ -207,6 +207,7 @@ class GenesysEmulator(HubDesk):
         return [
             Tampered("wrong secret", self.deliver(session, event, secret="guessed"), 403),
             Tampered("unsigned", self.deliver(session, event, headers=plain), 401),
+            Tampered("stale", self.deliver(session, _sent_long_ago(event)), 403),
             Tampered("malformed signature", self.deliver(session, body, headers=malformed), 403),
             Tampered("not JSON", self.deliver(session, not_json, headers=signed_not_json), 400),
             Tampered(
@@ -407,6 +408,12 @@ class GenesysEmulator(HubDesk):
                     self._active.pop(session.hub["from_id"], None)
                     self.customer_ended(session)
         return 202, {}
+
+
+def _sent_long_ago(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` as captured long ago (its channel.time is signed with it)."""
+    channel = {**event["channel"], "time": "2000-01-01T00:00:00.000Z"}
+    return {**event, "id": uuid.uuid4().hex, "channel": channel}
 
 
 def _invalid(message: Any) -> str | None:

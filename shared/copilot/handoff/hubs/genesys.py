@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
-from copilot.errors import HubRejectedError
+from copilot.errors import ForbiddenError, HubRejectedError
 from copilot.handoff.hubs.credentials import parse_credentials, signing_key
 from copilot.handoff.hubs.http import HubHttp, json_of
 from copilot.handoff.hubs.oauth import TokenCache, client_credentials
@@ -50,6 +50,7 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_CHARS = 2000
 MAX_TEXT_CHARS = 4000
+STALE_SECONDS = 600  # channel.time this far from our clock: refused (a replay) [I]
 LEFT_TEXT = "The customer has left the conversation."
 _KEY = re.compile(r"[^A-Za-z0-9_]")
 _ROLES = {"customer": "Customer", "copilot": "Copilot", "agent": "Agent", "system": "System"}
@@ -132,6 +133,11 @@ class GenesysHub(HubAdapter):
     ) -> None:
         key = signing_key(hub is not None, secret, GenesysCredentials, "webhook_secret", HUB)
         check_hmac_header(request, SIGNATURE_HEADER, key)
+        # The scheme signs no timestamp; the body's channel.time is signed with it. Genesys
+        # gives up on a delivery 85 s after the first try [R S3]: a much older one is a replay.
+        sent = _sent_at(request.body)
+        if sent is not None and abs((now - sent).total_seconds()) > STALE_SECONDS:
+            raise ForbiddenError("the delivery's channel.time is too far from our clock")
 
     def parse(self, request: InboundRequest, hub: HubSettings) -> list[HubEvent]:
         message = parse_object(request.body, OutboundMessage, what="the body (an open message)")
@@ -345,6 +351,16 @@ class Participant(_Loose):
 
 def _conversation_url(hub: GenesysHubSettings, conversation: str) -> str:
     return f"{_api(hub)}/api/v2/conversations/messages/{quote(conversation, safe='')}"
+
+
+def _sent_at(body: bytes) -> datetime | None:
+    """The signed body's ``channel.time`` (None when absent: parse judges the body)."""
+    try:
+        data = json.loads(body)
+        sent = datetime.fromisoformat(str(data["channel"]["time"]).replace("Z", "+00:00"))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return sent if sent.tzinfo is not None else sent.replace(tzinfo=UTC)
 
 
 def _api(hub: GenesysHubSettings) -> str:
