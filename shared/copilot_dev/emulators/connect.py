@@ -114,9 +114,9 @@ class ConnectEmulator(HubDesk):
         self.contact_flow_id = str(uuid.uuid4())
         self.signature_version = "2"  # what our topics are set to (SetTopicAttributes)
         self.echo_customer = True  # publish the customer's own messages back, as Connect does
-        # SNS's default HTTP/S policy is 3 retries 20 s apart; here the same retries, 0.1 s
-        # then doubling (post_retrying), so a test waits under a second.
-        self.delivery_backoff = 0.1
+        # SNS's default HTTP/S policy is 3 retries 20 s apart; here the same retries, 0.25 s
+        # then doubling (post_retrying): under 2 s in all.
+        self.delivery_backoff = 0.25
         self.cert_id = uuid.uuid4().hex
         self._key, self._cert_pem = _signing_pair()
         self._contacts: dict[str, dict[str, Any]] = {}
