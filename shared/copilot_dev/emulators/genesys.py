@@ -61,17 +61,8 @@ class GenesysEmulator(HubDesk):
     ordered = False  # Genesys numbers nothing: the copilot applies events as they come
     emits = frozenset({"message", "typing"})
 
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        webhook_url: str | None = None,
-        agent_name: str = "Alex",
-        retries: int = RETRIES,
-        token: str | None = None,
-        token_lifetime: int = 3600,
-    ) -> None:
+    def __init__(self, *, retries: int = RETRIES, token_lifetime: int = 3600, **desk: Any) -> None:
+        """``desk``: HubDesk's other keywords (host, port, webhook_url, agent_name, token)."""
         self.client_id = uuid.uuid4().hex
         self.client_secret = secrets.token_urlsafe(24)
         self.webhook_secret = secrets.token_urlsafe(24)
@@ -82,14 +73,7 @@ class GenesysEmulator(HubDesk):
         self._tokens: dict[str, float] = {}  # access token -> expiry (time.time())
         self._answers: dict[str, dict[str, Any]] = {}  # channel.messageId -> first answer
         self._active: dict[str, str] = {}  # Open user (from.id) -> its active conversation
-        super().__init__(
-            host=host,
-            port=port,
-            webhook_url=webhook_url,
-            agent_name=agent_name,
-            retries=retries,
-            token=token,
-        )
+        super().__init__(retries=retries, **desk)
 
     def hub_rules(self) -> list[Rule]:
         return [
