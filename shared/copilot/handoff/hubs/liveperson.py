@@ -18,8 +18,9 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,8 +51,9 @@ UMS_VERSION = "3"
 # No maximum message length was found in LivePerson's docs: the hand-off message is kept under
 # this, dropping the transcript's oldest lines first (docs/hubs/liveperson.md §3) [I].
 MAX_CONTEXT_CHARS = 8000
-_STARTS_REMEMBERED = 1000
+_COMMANDS_REMEMBERED = 10_000
 _SERVICES = ("sentinel", "idp", "asyncMessagingEnt")
+T = TypeVar("T")
 
 
 class LivePersonCredentials(BaseModel):
@@ -85,10 +87,10 @@ class LivePersonHub(HubAdapter):
         self._tokens = TokenCache()
         self._lock = threading.Lock()
         self._domains: dict[tuple[str, str], dict[str, str]] = {}
-        # Starts LivePerson accepted, by our start's event id: the Connector API has no
-        # idempotency key and no read of a consumer's open conversations, so a start retried
-        # in this process (its receipt not saved) gets the same conversation back [I].
-        self._started: OrderedDict[str, HubReceipt] = OrderedDict()
+        # The Send API has no idempotency key and no read of a consumer's open conversations
+        # [I]: each command is sent once per process, by its event id (a retried start gets
+        # the same conversation back, a message delivered twice at once is sent once).
+        self._once = Once(_COMMANDS_REMEMBERED)
 
     # --- inbound ---------------------------------------------------------------------------
 
@@ -123,6 +125,12 @@ class LivePersonHub(HubAdapter):
     def send(self, hub: HubSettings, secret: str, command: HubCommand) -> HubReceipt | None:
         assert isinstance(hub, LivePersonHubSettings)
         creds = parse_credentials(secret, LivePersonCredentials, HUB)
+        key = f"{hub.account_id}|{command.event_id}"
+        return self._once.run(key, lambda: self._send(hub, creds, command))
+
+    def _send(
+        self, hub: LivePersonHubSettings, creds: LivePersonCredentials, command: HubCommand
+    ) -> HubReceipt | None:
         if command.kind == "start":
             return self._start(hub, creds, command)
         receipt = command.receipt
@@ -151,10 +159,6 @@ class LivePersonHub(HubAdapter):
     def _start(
         self, hub: LivePersonHubSettings, creds: LivePersonCredentials, command: HubCommand
     ) -> HubReceipt:
-        with self._lock:
-            known = self._started.get(command.event_id)
-        if known is not None:
-            return known
         ctx = command.context
         assert ctx is not None, "a start command carries the context"
         ext_id = f"{command.copilot_id}:{command.conversation_id}"
@@ -196,12 +200,7 @@ class LivePersonHub(HubAdapter):
         if conversation_id is None:
             raise HubUnavailableError(f"{HUB} answered CONVERSATION without a conversationId")
         state = (renewed or receipt).state
-        started = HubReceipt(hub_conversation_id=conversation_id, state=state)
-        with self._lock:
-            self._started[command.event_id] = started
-            while len(self._started) > _STARTS_REMEMBERED:
-                self._started.popitem(last=False)
-        return started
+        return HubReceipt(hub_conversation_id=conversation_id, state=state)
 
     def _ums(
         self,
@@ -303,6 +302,42 @@ class LivePersonHub(HubAdapter):
         return known[service]
 
 
+class Once:
+    """Calls by key, each made once in this process: a call whose key is running waits for it
+    and gets its result; a failed call leaves the key to the next. The last ``size`` results
+    are kept."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._done: OrderedDict[str, Any] = OrderedDict()
+        self._running: dict[str, threading.Lock] = {}
+
+    def run(self, key: str, call: Callable[[], T]) -> T:
+        while True:
+            with self._lock:
+                if key in self._done:
+                    return cast(T, self._done[key])
+                running = self._running.get(key)
+                if running is None:
+                    running = self._running[key] = threading.Lock()
+                    running.acquire()
+                    break
+            with running:  # the other call's end, then look again
+                pass
+        try:
+            result = call()
+            with self._lock:
+                self._done[key] = result
+                while len(self._done) > self._size:
+                    self._done.popitem(last=False)
+            return result
+        finally:
+            with self._lock:
+                del self._running[key]
+            running.release()
+
+
 # --- the start's native fields ------------------------------------------------------------
 
 
@@ -389,8 +424,10 @@ def _jwt_expiry(token: str) -> float | None:
 def _messaging_event(change: dict[str, Any]) -> HubEvent | None:
     """One ``ms.MessagingEventNotification`` change. LivePerson numbers a conversation's content
     and accept-status events, the consumer's and the agent's, with one counter from 0 [R S6]:
-    each is emitted with sequence + 1 (ours start at 1), the consumer's own as "noop", so the
-    copilot restores the agent's order. Typing has no number: arrival order."""
+    each is emitted with LivePerson's number, the consumer's own as "noop", so the copilot
+    restores the agent's order. Number 0 is always the copilot's first message, sent with the
+    start (its echo may come before the start's link is written: it is never needed, as ours
+    start at 1). Typing has no number: arrival order."""
     event = change.get("event")
     dialog = change.get("dialogId") or change.get("conversationId")
     if not isinstance(event, dict) or not isinstance(dialog, str) or not dialog:
@@ -404,7 +441,7 @@ def _messaging_event(change: dict[str, Any]) -> HubEvent | None:
         base = {
             "event_id": f"ms:{dialog}:{sequence}",
             "hub_conversation_id": dialog,
-            "sequence": sequence + 1,
+            "sequence": sequence,
         }
         text = _text_of(event)
         if role == "ASSIGNED_AGENT" and text:
