@@ -96,16 +96,8 @@ class ConnectEmulator(HubDesk):
     hub_type = "connect"
     ordered = False  # SNS: best-effort order, no sequence numbers
 
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        webhook_url: str | None = None,
-        agent_name: str = "Alex",
-        retries: int = 3,
-        token: str | None = None,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
+        """``options``: HubDesk's (host, port, webhook_url, agent_name, retries, token)."""
         # The AWS key the functions sign with: the local stack's (StackConfig.env); the unit
         # tests' process uses "test".
         self.access_key = "local"
@@ -127,14 +119,7 @@ class ConnectEmulator(HubDesk):
         self._topics: list[str] = []  # made by hub_settings(), in order
         self._subscribed: set[str] = set()
         self._echoes: queue.Queue[tuple[Subscription, dict[str, Any] | bytes]] | None = None
-        super().__init__(
-            host=host,
-            port=port,
-            webhook_url=webhook_url,
-            agent_name=agent_name,
-            retries=retries,
-            token=token,
-        )
+        super().__init__(**options)
 
     # --- what a copilot needs -----------------------------------------------------------------
 
