@@ -181,15 +181,20 @@ def test_the_customer_leaving_disconnects_the_customer_participant(
     assert genesys.duplicates == 1  # (the same start id: Genesys answers as before)
 
 
-def test_without_the_genesys_conversation_id_the_end_is_a_last_text(
-    genesys: GenesysEmulator,
+@pytest.mark.parametrize("why", ["no permission to disconnect", "no Genesys conversation id"])
+def test_when_the_customer_cannot_be_disconnected_the_end_is_a_last_text(
+    genesys: GenesysEmulator, why: str
 ) -> None:
     hub = GenesysHub(timeout=5)
-    started(genesys, hub)
-    unknown = HubReceipt(hub_conversation_id=customer_id(CID, HID))
-    hub.send(settings(genesys), genesys.secret_value, command("end", 5, receipt=unknown))
+    receipt = started(genesys, hub)
+    if why == "no permission to disconnect":
+        genesys.may_disconnect = False  # PATCH answers 403
+    else:
+        receipt = HubReceipt(hub_conversation_id=customer_id(CID, HID))
+    hub.send(settings(genesys), genesys.secret_value, command("end", 5, receipt=receipt))
 
     assert genesys.wait_for_customer(CID, 1) == [LEFT_TEXT]
+    assert genesys.session(CID).hub["participants"][0]["state"] == "connected"
 
 
 def test_a_poll_of_the_participants_tells_joined_left_and_ended(

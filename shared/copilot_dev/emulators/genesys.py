@@ -73,6 +73,8 @@ class GenesysEmulator(HubDesk):
         self._tokens: dict[str, float] = {}  # access token -> expiry (time.time())
         self._answers: dict[str, dict[str, Any]] = {}  # channel.messageId -> first answer
         self._active: dict[str, str] = {}  # Open user (from.id) -> its active conversation
+        # The OAuth client's role has conversation:communication:disconnect (else 403).
+        self.may_disconnect = True
         super().__init__(retries=retries, **desk)
 
     def hub_rules(self) -> list[Rule]:
@@ -374,6 +376,8 @@ class GenesysEmulator(HubDesk):
     def _participant(
         self, request: Request, conversation_id: str, participant_id: str
     ) -> tuple[int, dict[str, Any]]:
+        if not self.may_disconnect:
+            return 403, _error(403, "missing.any.permissions", "missing any permissions")
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or body.get("state") not in ("connected", "disconnected"):
             return 400, _error(400, "bad.request", "state must be connected or disconnected")
