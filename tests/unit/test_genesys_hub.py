@@ -356,7 +356,9 @@ def test_receipts_echoes_and_other_events_are_of_no_interest(genesys: GenesysEmu
     echo = {**genesys.event(session, "message", text="hi"), "direction": "Inbound"}
     other = {**genesys.event(session, "typing"), "events": [{"eventType": "Presence"}]}
     blank = genesys.event(session, "message", text="  ")
-    for event in (receipt, echo, other, blank):
+    stranger = genesys.event(session, "message", text="hi")
+    stranger["channel"]["to"]["id"] = ":someone"
+    for event in (receipt, echo, other, blank, stranger):
         assert hub.parse(signed(genesys, event), settings(genesys)) == []
     for bad in (b'{"id": "x"', b"[]", json.dumps({"id": "x", "type": "Text"}).encode()):
         with pytest.raises(BadRequestError):

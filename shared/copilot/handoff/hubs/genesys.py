@@ -144,6 +144,8 @@ class GenesysHub(HubAdapter):
         if message.direction == "Inbound" or not message.channel.to.id:
             return []  # the echo of a customer's message, or nothing of ours
         conversation_id, _, handoff_id = message.channel.to.id.partition(":")
+        if not conversation_id:
+            return []  # not an Open user of ours
         base: dict[str, Any] = {
             "conversation_id": conversation_id,
             "handoff_id": handoff_id or None,
@@ -194,8 +196,9 @@ class GenesysHub(HubAdapter):
             prefetch=True,
         )
         from_id = customer_id(command.conversation_id, command.handoff_id)
-        hub_id = answer.get("conversationId") if isinstance(answer, dict) else None
-        state = {"from_id": from_id, "message_id": answer.get("id") if answer else None}
+        found = answer if isinstance(answer, dict) else {}
+        hub_id, message_id = found.get("conversationId"), found.get("id")
+        state = {"from_id": from_id, "message_id": message_id}
         return HubReceipt(hub_conversation_id=str(hub_id or from_id), state=state)
 
     def _end(
