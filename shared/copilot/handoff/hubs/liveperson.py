@@ -101,10 +101,13 @@ class LivePersonHub(HubAdapter):
         check_hmac_header(request, SIGNATURE_HEADER, key, algorithms=("sha1", "sha256"))
         assert isinstance(hub, LivePersonHubSettings)
         client_id = parse_credentials(secret, LivePersonCredentials, HUB).client_id
-        for header, expected in ((ACCOUNT_HEADER, hub.account_id), (CLIENT_HEADER, client_id)):
+        for header, expected, what in (
+            (ACCOUNT_HEADER, hub.account_id, "account"),
+            (CLIENT_HEADER, client_id, "app installation"),
+        ):
             given = request.header(header)
             if given is not None and given != expected:
-                raise ForbiddenError(f"{header} names another LivePerson {header[15:-3]}")
+                raise ForbiddenError(f"{header} names another LivePerson {what}")
 
     def parse(self, request: InboundRequest, hub: HubSettings) -> list[HubEvent]:
         note = parse_object(request.body, Notification, what="the notification")
@@ -187,7 +190,8 @@ class LivePersonHub(HubAdapter):
                 },
             },
             # The copilot's summary, the context and the transcript: the first line the agent
-            # reads (a consumer message: the Send API has no private note) [R S5 create+send].
+            # reads (a consumer message: the Send API has no private note), opening the conversation
+            # with it (LivePerson's "Create & Send" example, docs/hubs/liveperson.md S16).
             {**_publish(None, context_message(ctx, command.transcript)), "id": "3,"},
         ]
         answer, renewed = self._ums(hub, creds, receipt, "/conversation", batch)
