@@ -285,8 +285,8 @@ class HubAdapter(abc.ABC):
     """One live-agent hub's wire protocol (reference/hubs.md), behind one neutral interface.
 
     Inbound: ``verify`` the caller (signature or credentials), then ``parse`` the call into
-    neutral events. Outbound: ``send`` a neutral command (start, message, end). Hubs without
-    webhooks (Salesforce MIAW's SSE) ``pull`` a bounded batch of events from a cursor.
+    neutral events. Outbound: ``send`` a neutral command (start, message, end). What a hub's
+    webhook does not carry, ``poll`` reads from the hub.
     """
 
     name: str
@@ -311,13 +311,15 @@ class HubAdapter(abc.ABC):
         HubUnavailableError: try again later (the outbox will); HubRejectedError: the hub
         refused for good (e.g. no agents available)."""
 
-    supports_pull = False
+    # The hub's webhook leaves things out (Genesys Open Messaging: who the agent is, and the
+    # end): ``poll`` reads them from the hub for one hand-off. Called on the customer's polls
+    # (at most every few seconds per conversation) and before applying an event from an agent
+    # the copilot cannot name yet. Events must have stable ids: asking again repeats nothing.
+    supports_poll = False
 
-    def pull(
-        self, hub: HubSettings, secret: str, cursor: str | None
-    ) -> tuple[list[HubEvent], str | None]:
-        """Events after ``cursor`` and the next cursor (hubs without webhooks)."""
-        raise NotImplementedError(f"the {self.name} hub delivers events by webhook")
+    def poll(self, hub: HubSettings, secret: str, receipt: HubReceipt) -> list[HubEvent]:
+        """The hand-off's events the webhook does not carry (HubUnavailableError: not now)."""
+        return []
 
 
 class RateLimitStore(abc.ABC):

@@ -670,3 +670,48 @@ def test_the_hub_id_a_start_returns_is_kept_and_finds_the_conversation(world: Wo
     unknown = by_hub_id.model_copy(update={"event_id": "e3", "hub_conversation_id": "nope"})
     with pytest.raises(UnavailableError):  # 503: the hub delivers again once it is linked
         world.send(copilot_id, unknown)
+
+
+def test_what_a_hubs_webhook_leaves_out_is_polled_from_the_hub(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Genesys's webhook names no agent and tells no end: the hub is asked (HubAdapter.poll)
+    before an unnamed agent's event is applied, and on the customer's polls (at most every
+    POLL_INTERVAL seconds per conversation)."""
+    import copilot.handoff.inbound as inbound
+
+    world.hub.receipts = True
+    copilot_id, conv, token = escalated(world)
+    world.handoff.deliver(conv, 1)
+    participants: list[HubEvent] = []
+    asked: list[str] = []
+
+    def poll(hub: Any, secret: str, receipt: Any) -> list[HubEvent]:
+        asked.append(receipt.hub_conversation_id)
+        return list(participants)
+
+    world.hub.supports_poll = True
+    world.hub.poll = poll  # type: ignore[method-assign]
+    joined = HubEvent(
+        kind="agent_joined",
+        event_id="p1:joined",
+        hub_conversation_id=f"hub-{conv}",
+        agent=Agent(id="u1", name="Alex"),
+    )
+    participants.append(joined)
+    unnamed = HubEvent(kind="agent_message", event_id="m1", hub_conversation_id=f"hub-{conv}")
+    assert world.send(copilot_id, unnamed.model_copy(update={"text": "Hi!"})) == ["applied"]
+    assert world.texts(conv, token)[-2:] == [
+        ("system", "Alex joined the conversation."),
+        ("agent", "Hi!"),
+    ]
+    participants.append(
+        HubEvent(kind="ended", event_id="p1:ended", hub_conversation_id=f"hub-{conv}")
+    )
+    assert world.chat.messages(conv, token, 0, 100).state == "agent"  # asked < 2 s ago
+    monkeypatch.setattr(inbound, "POLL_INTERVAL", 0.0)
+    page = world.chat.messages(conv, token, 0, 100)  # the customer's poll asks the hub
+    assert page.state == "bot" and page.messages[-2].text == "Alex ended the chat."
+    assert asked == [f"hub-{conv}"] * 3
+    world.chat.messages(conv, token, 0, 100)
+    assert len(asked) == 3  # the hand-off is over: nothing more to ask

@@ -358,6 +358,9 @@ class ConversationService:
         """The conversation after what a poll applies: agent events held for a gap whose wait is
         over, and a re-nudge of a stalled hub outbox."""
         conversation = self.authorize(conversation_id, token)
+        if self._handoff is not None and self._handoff.poll(conversation):
+            # The hub told what its webhook leaves out (Genesys: the agent, the end).
+            conversation = self.authorize(conversation_id, token)
         if self._handoff is not None and self._handoff.due(conversation):
             self._handoff.flush(conversation_id)  # agent events held for a gap: their wait is over
             conversation = self.authorize(conversation_id, token)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, get_args
@@ -26,12 +28,13 @@ from copilot.admin.models import Copilot
 from copilot.conversation.models import Conversation, ConversationState, Message
 from copilot.errors import (
     BadRequestError,
+    CopilotError,
     DuplicateError,
     ForbiddenError,
     NotFoundError,
     UnavailableError,
 )
-from copilot.handoff.changes import Change, Verdict, back_to_bot, failed, update
+from copilot.handoff.changes import ACTIVE, Change, Verdict, back_to_bot, failed, update
 from copilot.handoff.config import HandoffConfig, hub_secret
 from copilot.handoff.models import (
     Agent,
@@ -61,6 +64,8 @@ MAX_SKIPPED = 200  # sequence numbers remembered as skipped (so they apply if th
 MAX_EVENTS_PER_WRITE = 40
 TRANSACTION_ITEMS = 100
 
+POLL_INTERVAL = 2.0  # seconds between two polls of one hand-off's hub (HubAdapter.poll)
+
 RESUMED = "I'm back. Is there anything else I can help you with?"
 INACTIVE = "The agent is no longer in this chat."
 CLOSED = "This conversation has ended. Thanks for chatting with us!"
@@ -83,6 +88,8 @@ class InboundEvents:
         self._hubs = hubs
         self._config = config
         self._clock = clock
+        self._polled: dict[str, float] = {}  # conversation -> when its hub was last polled
+        self._polled_lock = threading.Lock()
 
     def receive(self, hub_type: str, copilot_id: str, request: InboundRequest) -> WebhookAck:
         if hub_type not in get_args(HubType):
@@ -101,7 +108,52 @@ class InboundEvents:
         # one conversation's events is the norm; the first one names the scope).
         if events:
             bind(conversation_id=events[0].conversation_id)
+            if adapter.supports_poll and any(e.agent is None for e in events):
+                self._name_the_agent(copilot, events[0])
         return WebhookAck(results=[self._apply(copilot, event) for event in events])
+
+    def poll(self, conversation: Conversation) -> bool:
+        """What the hub's webhook leaves out (HubAdapter.poll), for an open hand-off, at most
+        every ``POLL_INTERVAL`` seconds per conversation in this process. Never fails the
+        customer's poll it runs in. True when it changed the conversation."""
+        handoff = conversation.handoff
+        if handoff is None or handoff.closed or conversation.state not in ACTIVE:
+            return False
+        copilot = self._copilots.get(conversation.copilot_id)
+        if copilot is None or copilot.hub is None or not self._hubs(copilot.hub.type).supports_poll:
+            return False
+        now = time.monotonic()
+        with self._polled_lock:
+            if now - self._polled.get(conversation.conversation_id, -POLL_INTERVAL) < POLL_INTERVAL:
+                return False
+            if len(self._polled) > 10_000:  # forget the oldest conversations
+                self._polled = dict(sorted(self._polled.items(), key=lambda kv: kv[1])[-5000:])
+            self._polled[conversation.conversation_id] = now
+        return self._poll_now(copilot, conversation)
+
+    def _name_the_agent(self, copilot: Copilot, event: HubEvent) -> None:
+        """An agent event the hub did not name: ask the hub who it is first (once: after that
+        the hand-off knows its agent), so the customer sees who joined before what they say."""
+        conversation = self._conversations.get(event.conversation_id or "")
+        handoff = conversation.handoff if conversation else None
+        if conversation is not None and handoff is not None and handoff.agent is None:
+            self._poll_now(copilot, conversation)
+
+    def _poll_now(self, copilot: Copilot, conversation: Conversation) -> bool:
+        hub, handoff, cursor = copilot.hub, conversation.handoff, conversation.hub_outbox
+        if hub is None or handoff is None or cursor.receipt is None:
+            return False  # the hub has not answered the start yet: nothing to ask about
+        if cursor.started != handoff.handoff_id:
+            return False
+        changed = False
+        try:
+            secret = hub_secret(self._secrets(), hub)
+            for event in self._hubs(hub.type).poll(hub, secret, cursor.receipt):
+                result = self._apply(copilot, self._ours(copilot, event))
+                changed = changed or result.status in ("applied", "held")
+        except CopilotError as e:  # the hub or our store is down: the next poll asks again
+            log.warning("polling the %s hub failed: %s", hub.type, e)
+        return changed
 
     def _ours(self, copilot: Copilot, event: HubEvent) -> HubEvent:
         """``event`` naming our conversation (and hand-off), found from the hub's id."""

@@ -61,6 +61,7 @@ class HandoffService:
         self.receive = inbound.receive
         self.due = inbound.due
         self.flush = inbound.flush
+        self.poll = inbound.poll
         # The outbox consumer
         self.process_outbox = delivery.process_outbox
         self.deliver = delivery.deliver

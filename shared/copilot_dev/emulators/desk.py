@@ -168,6 +168,10 @@ class HubDesk(LoopbackServer, abc.ABC):
     # The agent actions this hub has a wire event for (an action outside it is only shown
     # on the desk: e.g. a hub that sends no "joined" event, whose agent's first message joins).
     emits: frozenset[AgentAction] = frozenset({"joined", "message", "typing", "left", "ended"})
+    # What the copilot learns of: by wire event, or by asking the hub (HubAdapter.poll).
+    reported: frozenset[AgentAction] = frozenset({"joined", "message", "typing", "left", "ended"})
+    # The hub tells the copilot the agent's name (else the customer sees "Agent").
+    names_agents = True
 
     @abc.abstractmethod
     def event(

@@ -51,6 +51,7 @@ class LivePersonEmulator(HubDesk):
     hub_type = "liveperson"
     ordered = True  # content events carry the conversation's contiguous sequence (from 0)
     emits: frozenset[AgentAction] = frozenset({"joined", "message", "typing", "left", "ended"})
+    names_agents = False  # a connector is never told the agent's name (docs/hubs/liveperson.md)
 
     def __init__(
         self,

@@ -245,6 +245,8 @@ class GenesysHub(HubAdapter):
                 continue  # a participant we cannot read (no id) tells us nothing
         return participants
 
+    supports_poll = True  # the webhook never names the agent nor tells the end
+
     def poll(self, hub: HubSettings, secret: str, receipt: HubReceipt) -> list[HubEvent]:
         """The hand-off's agent events the webhook never sends, read from the conversation's
         participants (``GET /api/v2/conversations/messages/{id}`` [R S4]): an agent connected
@@ -264,6 +266,8 @@ class GenesysHub(HubAdapter):
             "handoff_id": handoff_id or None,
             "hub_conversation_id": conversation,
         }
+        people = [p for p in participants if p.purpose in ("agent", "customer", "user", "external")]
+        ended = bool(people) and all(p.state == "disconnected" for p in people)
         events = []
         for p in participants:
             if p.purpose != "agent" or p.state not in ("connected", "disconnected"):
@@ -273,12 +277,11 @@ class GenesysHub(HubAdapter):
             events.append(
                 HubEvent(kind="agent_joined", event_id=f"{key}:joined", agent=agent, **base)
             )
-            if p.state == "disconnected":
+            if p.state == "disconnected" and not ended:  # (when all left, the end says it)
                 events.append(
                     HubEvent(kind="agent_left", event_id=f"{key}:left", agent=agent, **base)
                 )
-        people = [p for p in participants if p.purpose in ("agent", "customer", "user", "external")]
-        if people and all(p.state == "disconnected" for p in people):
+        if ended:
             events.append(HubEvent(kind="ended", event_id=f"{conversation}:ended", **base))
         return events
 
