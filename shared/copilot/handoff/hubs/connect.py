@@ -323,8 +323,9 @@ class ConnectHub(HubAdapter):
                 config = Config(
                     connect_timeout=3,
                     read_timeout=self._timeout,
-                    # One retry: the outbox retries (with back-off) what still fails.
-                    retries={"total_max_attempts": 2, "mode": "standard"},
+                    # No retry here: the outbox retries (with back-off) what fails, as it does
+                    # for every hub; a retry inside the call only holds the delivery up.
+                    retries={"total_max_attempts": 1, "mode": "standard"},
                     **({"signature_version": UNSIGNED} if service == "connectparticipant" else {}),
                 )
                 client = boto3.session.Session().client(
