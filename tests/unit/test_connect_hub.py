@@ -233,6 +233,22 @@ def test_an_expired_connection_token_is_renewed_and_nothing_is_lost(
     assert 403 in statuses
 
 
+def test_a_connection_token_about_to_expire_is_renewed_before_the_call(
+    desk: ConnectEmulator, adapter: ConnectHub, hub: ConnectHubSettings
+) -> None:
+    receipt, session = started(desk, adapter, hub, "conv-expiring")
+    soon = receipt.model_copy(
+        update={"state": {**receipt.state, "ConnectionExpiry": "2020-01-01T00:00:00.000Z"}}
+    )
+    refused = sum(r.status == 403 for r in desk.requests)
+    renewed = adapter.send(hub, "", command("message", soon, 6, "just in time"))
+    assert renewed is not None
+    assert renewed.state["ConnectionToken"] != receipt.state["ConnectionToken"]
+    assert renewed.state["ConnectionExpiry"] > "2020"
+    assert sum(r.status == 403 for r in desk.requests) == refused  # renewed before, not after
+    assert session.customer_texts == ["just in time"]
+
+
 def test_an_outage_is_retried_later_and_a_refusal_is_final(
     desk: ConnectEmulator, adapter: ConnectHub, hub: ConnectHubSettings
 ) -> None:

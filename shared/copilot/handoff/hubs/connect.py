@@ -267,29 +267,22 @@ class ConnectHub(HubAdapter):
         """Participant Service calls with the receipt's connection token; a token about to
         expire, or refused (403), is renewed once with the participant token. Returns the
         receipt with the new token, or None when it did not change."""
-        from botocore.exceptions import ClientError
-
         state = dict(receipt.state)
         renewed = _expiring(state.get("ConnectionExpiry"))
         if renewed:
             state |= self._connection(hub, state["ParticipantToken"])
         participant = self._client("connectparticipant", hub)
         for operation, body in calls:
-            for attempt in (0, 1):
-                try:
-                    _call(
-                        getattr(participant, operation),
-                        ConnectionToken=state["ConnectionToken"],
-                        _raise=(ClientError,) if attempt == 0 else (),
-                        **body,
-                    )
-                    break
-                except ClientError as e:
-                    if _code(e) != "AccessDeniedException":
-                        raise _mapped(e) from e
-                    log.info("Connect refused the connection token (%s): renewing it", _code(e))
-                    state |= self._connection(hub, state["ParticipantToken"])
-                    renewed = True
+            call = getattr(participant, operation)
+            try:
+                _call(call, ConnectionToken=state["ConnectionToken"], **body)
+            except HubRejectedError as e:
+                if e.reason != "AccessDeniedException":
+                    raise
+                log.info("Connect refused the connection token: renewing it")
+                state |= self._connection(hub, state["ParticipantToken"])
+                renewed = True
+                _call(call, ConnectionToken=state["ConnectionToken"], **body)
         return receipt.model_copy(update={"state": state}) if renewed else None
 
     def _connection(self, hub: ConnectHubSettings, participant_token: str) -> dict[str, Any]:
@@ -598,18 +591,12 @@ def _mapped(error: Any) -> Exception:
     )
 
 
-def _call(
-    operation: Callable[..., dict[str, Any]],
-    _raise: tuple[type[Exception], ...] = (),
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """One botocore call; its errors mapped, except those of ``_raise`` (left to the caller)."""
+def _call(operation: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    """One botocore call, its errors mapped to the outbox's two."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         return operation(**kwargs)
-    except _raise:
-        raise
     except ClientError as e:
         raise _mapped(e) from e
     except BotoCoreError as e:  # no connection, a timeout, no credentials...
