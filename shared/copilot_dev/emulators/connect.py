@@ -59,6 +59,17 @@ _AUTH = re.compile(
     r"Signature=(?P<signature>[0-9a-f]{64})"
 )
 _ATTRIBUTE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+# The copilot's calls: operation (its handler is ``_<operation>``) -> method, path and auth:
+# SigV4 (Connect), or X-Amz-Bearer with the participant or the connection token.
+OPERATIONS = {
+    "start_chat": ("PUT", "/contact/chat", "sigv4"),
+    "start_streaming": ("POST", "/contact/start-streaming", "sigv4"),
+    "stop_streaming": ("POST", "/contact/stop-streaming", "sigv4"),
+    "connection": ("POST", "/participant/connection", "participant"),
+    "message": ("POST", "/participant/message", "connection"),
+    "event": ("POST", "/participant/event", "connection"),
+    "disconnect": ("POST", "/participant/disconnect", "connection"),
+}
 _EVENT_TYPES = {
     "joined": "event.participant.joined",
     "typing": "event.typing",
@@ -125,13 +136,10 @@ class ConnectEmulator(HubDesk):
 
     def hub_rules(self) -> list[Rule]:
         return [
-            Rule("/contact/chat", endpoint="start_chat", methods=["PUT"]),
-            Rule("/contact/start-streaming", endpoint="start_streaming", methods=["POST"]),
-            Rule("/contact/stop-streaming", endpoint="stop_streaming", methods=["POST"]),
-            Rule("/participant/connection", endpoint="connection", methods=["POST"]),
-            Rule("/participant/message", endpoint="message", methods=["POST"]),
-            Rule("/participant/event", endpoint="send_event", methods=["POST"]),
-            Rule("/participant/disconnect", endpoint="disconnect", methods=["POST"]),
+            *(
+                Rule(path, endpoint="api", methods=[method], defaults={"operation": operation})
+                for operation, (method, path, _) in OPERATIONS.items()
+            ),
             Rule("/SimpleNotificationService-<cert_id>.pem", endpoint="cert", methods=["GET"]),
         ]
 
@@ -420,15 +428,6 @@ class ConnectEmulator(HubDesk):
 
     # --- Connect: /contact/* (SigV4) ----------------------------------------------------------
 
-    def _on_start_chat(self, request: Request) -> Response:
-        return self._serve(request, self._start_chat, auth="sigv4")
-
-    def _on_start_streaming(self, request: Request) -> Response:
-        return self._serve(request, self._start_streaming, auth="sigv4")
-
-    def _on_stop_streaming(self, request: Request) -> Response:
-        return self._serve(request, self._stop_streaming, auth="sigv4")
-
     def _start_chat(self, body: dict[str, Any], _: str) -> dict[str, Any]:
         self._instance(body)
         if body.get("ContactFlowId") != self.contact_flow_id:
@@ -494,18 +493,6 @@ class ConnectEmulator(HubDesk):
             raise ConnectError(404, "ResourceNotFoundException", "Instance not found")
 
     # --- the Participant Service: /participant/* (X-Amz-Bearer) ------------------------------
-
-    def _on_connection(self, request: Request) -> Response:
-        return self._serve(request, self._connection, auth="participant")
-
-    def _on_message(self, request: Request) -> Response:
-        return self._serve(request, self._message, auth="connection")
-
-    def _on_send_event(self, request: Request) -> Response:
-        return self._serve(request, self._event, auth="connection")
-
-    def _on_disconnect(self, request: Request) -> Response:
-        return self._serve(request, self._disconnect, auth="connection")
 
     def _connection(self, body: dict[str, Any], contact_id: str) -> dict[str, Any]:
         contact = self._contacts[contact_id]
@@ -621,6 +608,10 @@ class ConnectEmulator(HubDesk):
         )
 
     # --- one copilot call: outage, auth, idempotency, record ---------------------------------
+
+    def _on_api(self, request: Request, operation: str) -> Response:
+        _, _, auth = OPERATIONS[operation]
+        return self._serve(request, getattr(self, f"_{operation}"), auth=auth)
 
     def _serve(self, request: Request, handler: Any, *, auth: str) -> Response:
         try:
