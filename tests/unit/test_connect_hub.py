@@ -32,6 +32,7 @@ from copilot.ports import InboundRequest
 from copilot_dev.emulators import LoopbackServer
 from copilot_dev.emulators.connect import ConnectEmulator
 from copilot_dev.emulators.desk import DeskSession
+from tests.hub_commands import handoff_context
 
 COPILOT = "c0ffee00c0ffee00c0ffee00c0ffee00"
 
@@ -96,9 +97,6 @@ def hub(copilot: Copilot) -> ConnectHubSettings:
 
 def context(**fields: Any) -> HandoffContext:
     values: dict[str, Any] = {
-        "conversation_id": "conv-1",
-        "bot_id": COPILOT,
-        "bot_name": "Northwind",
         "language": "en",
         "last_topic": "Billing",
         "topics": ["Greeting", "Billing"],
@@ -111,7 +109,7 @@ def context(**fields: Any) -> HandoffContext:
         "queue": "billing",
         "skill": "refunds",
     }
-    return HandoffContext(**(values | fields))
+    return handoff_context(fields.pop("conversation_id", "conv-1"), COPILOT, **(values | fields))
 
 
 def entry(seq: int, role: str, text: str) -> TranscriptEntry:

@@ -39,6 +39,7 @@ from copilot.handoff.models import (
 from copilot.ports import InboundRequest
 from copilot_dev.emulators import LoopbackServer
 from copilot_dev.emulators.genesys import GenesysEmulator
+from tests.hub_commands import handoff_context, hub_command
 
 NOW = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 CID, HID, COPILOT = "c0nv", "h4nd", "cop1"
@@ -57,9 +58,6 @@ def settings(emulator: GenesysEmulator, **fields: Any) -> GenesysHubSettings:
 
 def context(**fields: Any) -> HandoffContext:
     values: dict[str, Any] = {
-        "conversation_id": CID,
-        "bot_id": COPILOT,
-        "bot_name": "Northwind",
         "language": "en",
         "last_topic": "Refunds",
         "topics": ["Greeting", "Refunds"],
@@ -71,19 +69,11 @@ def context(**fields: Any) -> HandoffContext:
         "unanswered_questions": ["Can I get a refund?"],
         "skill": "refunds",
     }
-    return HandoffContext(**(values | fields))
+    return handoff_context(CID, COPILOT, **(values | fields))
 
 
 def command(kind: str, seq: int, **fields: Any) -> HubCommand:
-    return HubCommand(
-        kind=kind,  # type: ignore[arg-type]
-        event_id=f"{CID}:{seq}",
-        sequence=seq,
-        conversation_id=CID,
-        copilot_id=COPILOT,
-        handoff_id=HID,
-        **fields,
-    )
+    return hub_command(kind, seq, CID, COPILOT, HID, **fields)
 
 
 def start(**fields: Any) -> HubCommand:

@@ -35,6 +35,7 @@ from copilot.handoff.models import (
 from copilot.ports import InboundRequest
 from copilot_dev.emulators import LoopbackServer
 from copilot_dev.emulators.liveperson import LivePersonEmulator
+from tests.hub_commands import handoff_context, hub_command
 
 NOW = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 CID, HID, COPILOT = "c0nv", "h4nd", "cop1"
@@ -53,9 +54,6 @@ def settings(emulator: LivePersonEmulator, **fields: Any) -> LivePersonHubSettin
 
 def context(**fields: Any) -> HandoffContext:
     values: dict[str, Any] = {
-        "conversation_id": CID,
-        "bot_id": COPILOT,
-        "bot_name": "Northwind",
         "language": "en-US",
         "last_topic": "Repairs",
         "phrases": ["my chain snapped", "talk to a person"],
@@ -66,19 +64,11 @@ def context(**fields: Any) -> HandoffContext:
         "queue": "bikes",
         "skill": "repairs",
     }
-    return HandoffContext(**(values | fields))
+    return handoff_context(CID, COPILOT, **(values | fields))
 
 
 def command(kind: str, seq: int, **fields: Any) -> HubCommand:
-    return HubCommand(
-        kind=kind,  # type: ignore[arg-type]
-        event_id=f"{CID}:{seq}",
-        sequence=seq,
-        conversation_id=CID,
-        copilot_id=COPILOT,
-        handoff_id=HID,
-        **fields,
-    )
+    return hub_command(kind, seq, CID, COPILOT, HID, **fields)
 
 
 def transcript() -> list[TranscriptEntry]:
