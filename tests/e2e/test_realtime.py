@@ -15,7 +15,9 @@ from copilot_dev.concurrency import run_concurrently
 from copilot_dev.emulators.agent_desk import AgentDesk
 from copilot_dev.localstack import LocalStack
 from tests.conftest import desk_stack
-from tests.e2e.test_handoff import SECRET, copilot_with_hub, escalate
+from tests.e2e.test_handoff import copilot_with_hub, escalate
+
+SECRET = "e2e-realtime-secret"
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +51,7 @@ class LongPoll(threading.Thread):
 def test_a_long_poll_returns_the_agents_message_as_soon_as_it_is_said(
     stack: LocalStack, client: CopilotClient, desk: AgentDesk
 ) -> None:
-    conv, token, _ = escalate(client, desk, copilot_with_hub(client, desk.hub_url))
+    conv, token, _ = escalate(client, desk, copilot_with_hub(client, desk))
     assert desk.join(conv).ok
     after = client.messages(conv, token).last_seq  # the joined notice seen
     poll = LongPoll(stack, conv, token, after, wait=20)
@@ -71,7 +73,7 @@ def test_a_long_poll_returns_the_agents_message_as_soon_as_it_is_said(
 def test_a_long_poll_returns_typing_and_the_end_of_the_handoff(
     stack: LocalStack, client: CopilotClient, desk: AgentDesk
 ) -> None:
-    conv, token, _ = escalate(client, desk, copilot_with_hub(client, desk.hub_url))
+    conv, token, _ = escalate(client, desk, copilot_with_hub(client, desk))
     assert desk.join(conv).ok
     after = client.messages(conv, token).last_seq
     poll = LongPoll(stack, conv, token, after, wait=20)
@@ -90,7 +92,7 @@ def test_a_long_poll_returns_typing_and_the_end_of_the_handoff(
 def test_a_long_poll_with_nothing_new_returns_empty_after_its_wait(
     client: CopilotClient, desk: AgentDesk
 ) -> None:
-    started = client.start(copilot_with_hub(client, desk.hub_url))
+    started = client.start(copilot_with_hub(client, desk))
     t0 = time.perf_counter()
     page = client.messages(started.conversation_id, started.token, after=1, wait=1)
     took = time.perf_counter() - t0
@@ -103,7 +105,7 @@ def test_waiting_long_polls_do_not_starve_other_requests(
 ) -> None:
     """Twelve idle long-polls (more than the 8 threads the other functions get) are waiting while
     customers start conversations and send messages: those answer at their usual speed."""
-    copilot_id = copilot_with_hub(client, desk.hub_url)
+    copilot_id = copilot_with_hub(client, desk)
     idle = client.start(copilot_id)
     polls = [LongPoll(stack, idle.conversation_id, idle.token, after=1, wait=5) for _ in range(12)]
     for poll in polls:
