@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from copilot.admin.models import Copilot
 from copilot.conversation.models import Conversation, IdempotentOutcome, Message
-from copilot.handoff.models import HubCommand, HubEvent, HubLink, HubReceipt, HubSettings
+from copilot.handoff.models import (
+    HubCommand,
+    HubEvent,
+    HubLink,
+    HubPullBatch,
+    HubReceipt,
+    HubSettings,
+)
 from copilot.ingest.models import DocumentStatus
 from copilot.knowledge.models import Chunk, Passage
 from copilot.limits import Rate
@@ -320,6 +327,26 @@ class HubAdapter(abc.ABC):
     def poll(self, hub: HubSettings, secret: str, receipt: HubReceipt) -> list[HubEvent]:
         """The hand-off's events the webhook does not carry (HubUnavailableError: not now)."""
         return []
+
+    # Hubs with no webhook at all (Salesforce MIAW's Server-Sent Events, Dynamics 365's Direct
+    # Line): a pull job reads the hand-off's events for up to ``pull_window`` seconds at a time
+    # and schedules the next job (handoff/pull.py), as long as the hand-off is open.
+    pull_window: float = 0.0
+
+    def pull(
+        self,
+        hub: HubSettings,
+        secret: str,
+        receipt: HubReceipt,
+        state: dict[str, Any],
+        until: float,
+    ) -> Iterator[HubPullBatch]:
+        """The hand-off's events from the cursor kept in ``state`` (the merged ``state`` of
+        every batch yielded so far; {} at first), each batch as soon as it is read, with the
+        state to keep after it, until ``time.monotonic()`` reaches ``until``. Events need
+        stable ids (a batch may be read twice if a job dies before its state is kept).
+        HubUnavailableError: the next job tries again."""
+        raise NotImplementedError(f"the {self.name} hub delivers events by webhook")
 
 
 class RateLimitStore(abc.ABC):

@@ -133,7 +133,7 @@ def test_signed_webhooks_apply_and_bad_ones_change_nothing(apps: Apps) -> None:
         (post_hook(apps, "nobody", joined), 403),  # as a wrong signature: no existence oracle
         (apps.hooks.post("/hooks/generic/nobody", data=body), 401),
         (post_hook(apps, copilot_id, b"x" * (300 * 1024)), 413),
-        (apps.hooks.post(f"/hooks/salesforce/{copilot_id}", data=body), 404),
+        (apps.hooks.post(f"/hooks/teams/{copilot_id}", data=body), 404),
     ]
     for response, status in rejected:
         assert response.status_code == status, response.get_data(as_text=True)

@@ -331,7 +331,7 @@ def test_webhook_verification_and_ownership(world: World) -> None:
     with pytest.raises(ForbiddenError):
         world.send(no_hub, event)
     with pytest.raises(NotFoundError):
-        world.handoff.receive("salesforce", copilot_id, request)  # no such hub type (public)
+        world.handoff.receive("teams", copilot_id, request)  # no such hub type (public)
     assert world.store.get(conv).state == "handoff_requested"  # type: ignore[union-attr]
 
 
@@ -715,3 +715,20 @@ def test_what_a_hubs_webhook_leaves_out_is_polled_from_the_hub(
     assert asked == [f"hub-{conv}"] * 3
     world.chat.messages(conv, token, 0, 100)
     assert len(asked) == 3  # the hand-off is over: nothing more to ask
+
+
+def test_the_queue_position_a_hub_sends_is_shown_while_waiting_only(world: World) -> None:
+    copilot_id, conv, token = escalated(world)
+    place = "You are number 3 in the queue; the wait is about 4 minutes."
+    assert world.send(copilot_id, world.event(conv, "queued", text=place)) == ["applied"]
+    messages = world.chat.messages(conv, token, 0, 100).messages
+    assert (messages[-1].role, messages[-1].event, messages[-1].text) == (
+        "system",
+        "handoff_queued",
+        place,
+    )
+    assert world.chat.messages(conv, token, 0, 100).state == "handoff_requested"
+    world.send(copilot_id, world.event(conv, "agent_joined"))
+    later = world.event(conv, "queued", text="You are number 1 in the queue.")
+    world.send(copilot_id, later)
+    assert "You are number 1 in the queue." not in [t for _, t in world.texts(conv, token)]

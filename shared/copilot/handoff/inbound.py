@@ -389,6 +389,10 @@ class InboundEvents:
             if not resume:
                 closed = closed.model_copy(update={"state": ConversationState.ENDED})
             return closed, messages
+        if event.kind == "queued" and event.text:
+            if conversation.state is not ConversationState.HANDOFF_REQUESTED:
+                return conversation, []  # an agent has it already: the queue is past
+            return conversation, [system(event.text, "handoff_queued")]
         if event.kind == "rejected" and conversation.state is ConversationState.HANDOFF_REQUESTED:
             return failed(conversation, copilot, handoff, event.reason or "rejected", seq)
         return conversation, []  # "accepted", or a late rejection: nothing to show

@@ -11,7 +11,9 @@ from pydantic import BaseModel, Field, JsonValue, field_validator, model_validat
 from copilot.schema import HTTP_URL_PATTERN, Role, Strict, utcnow
 
 # One adapter module each under handoff/hubs/ (docs/hubs/); issue 16's hubs join this list.
-HubType = Literal["generic", "genesys", "liveperson", "connect"]
+HubType = Literal[
+    "generic", "genesys", "liveperson", "connect", "servicenow", "salesforce", "dynamics365"
+]
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -174,14 +176,64 @@ class ConnectHubSettings(HubSettingsBase):
     _check_urls = field_validator("endpoint_url")(_http_url)
 
 
+class ServiceNowHubSettings(HubSettingsBase):
+    """ServiceNow Virtual Agent, Bot Integration API (docs/hubs/servicenow.md): the copilot is
+    the bot. The secret is JSON: the credentials we call ServiceNow with and those ServiceNow
+    calls us with (see the doc)."""
+
+    type: Literal["servicenow"]
+    instance_url: str = _url_field("The instance: https://<name>.service-now.com.", required=True)
+
+    _check_urls = field_validator("instance_url")(_http_url)
+
+
+class SalesforceHubSettings(HubSettingsBase):
+    """Salesforce Messaging for In-App and Web (docs/hubs/salesforce.md). Unauthenticated
+    access: ``secret_ref`` is not used."""
+
+    type: Literal["salesforce"]
+    secret_ref: str | None = Field(  # type: ignore[assignment]
+        None, pattern=r"^[A-Za-z0-9_]{1,64}$", description="Not used (unauthenticated access)."
+    )
+    scrt_url: str = _url_field(
+        "The org's Messaging API host: https://<my domain>.my.salesforce-scrt.com.", required=True
+    )
+    org_id: str = Field(pattern=r"^00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$", description="Org id.")
+    deployment: str = Field(
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$",
+        description="The Embedded Service deployment's API name (esDeveloperName).",
+    )
+
+    _check_urls = field_validator("scrt_url")(_http_url)
+
+
+class Dynamics365HubSettings(HubSettingsBase):
+    """Dynamics 365 Contact Center through a custom channel over Direct Line 3.0
+    (docs/hubs/dynamics365.md). The secret is JSON: the channel's Direct Line secret."""
+
+    type: Literal["dynamics365"]
+    directline_url: str | None = _url_field(
+        "instead of https://directline.botframework.com/v3/directline (a regional endpoint)."
+    )
+
+    _check_urls = field_validator("directline_url")(_http_url)
+
+
 HubSettings = Annotated[
-    GenericHubSettings | GenesysHubSettings | LivePersonHubSettings | ConnectHubSettings,
+    GenericHubSettings
+    | GenesysHubSettings
+    | LivePersonHubSettings
+    | ConnectHubSettings
+    | ServiceNowHubSettings
+    | SalesforceHubSettings
+    | Dynamics365HubSettings,
     Field(discriminator="type"),
 ]
 
 
 HandoffEventName = Literal[
     "handoff_requested",
+    "handoff_queued",
     "agent_joined",
     "agent_typing",
     "agent_left",
@@ -218,6 +270,8 @@ class HandoffContext(BaseModel):
 
 # "noop": an event that only takes its place in the hub's numbering (e.g. the hub echoing the
 # customer's own message), so the agent's events after it are not held for a gap.
+# "queued": where the customer is in the hub's queue (``text``: "You are number 3 in the
+# queue; the wait is about 4 minutes."), shown to the customer while they wait.
 HubEventKind = Literal[
     "agent_joined",
     "agent_message",
@@ -227,6 +281,7 @@ HubEventKind = Literal[
     "accepted",
     "rejected",
     "noop",
+    "queued",
 ]
 
 
@@ -281,6 +336,29 @@ class Handoff(BaseModel):
         "this long, the hand-off ends on the customer's next poll and the copilot resumes.",
     )
     hub_active_at: datetime | None = Field(None, description="When the hub's last event came.")
+    pull: HubPullState | None = Field(
+        None, description="Hubs whose agent events are pulled (Salesforce, Dynamics 365)."
+    )
+
+
+class HubPullState(BaseModel):
+    """The pull job of a hand-off whose hub has no webhook (HubAdapter.pull_window > 0)."""
+
+    state: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the adapter keeps between pulls: its cursor (Last-Event-ID, "
+        "watermark), a token it refreshed.",
+    )
+    lease_until: datetime | None = Field(None, description="A job is reading until then.")
+    pulled_at: datetime | None = Field(None, description="When the last job ended.")
+    jobs: int = 0
+
+
+class HubPullBatch(BaseModel):
+    """Events a pull read, and the adapter's state to keep after them (its cursor)."""
+
+    events: list[HubEvent] = Field(default_factory=list)
+    state: dict[str, Any] = Field(default_factory=dict, description="Keys to store (merged).")
 
 
 class HubReceipt(BaseModel):

@@ -13,6 +13,9 @@ EMULATORS = {
     "genesys": "copilot_dev.emulators.genesys:GenesysEmulator",
     "liveperson": "copilot_dev.emulators.liveperson:LivePersonEmulator",
     "connect": "copilot_dev.emulators.connect:ConnectEmulator",
+    "servicenow": "copilot_dev.emulators.servicenow:ServiceNowEmulator",
+    "salesforce": "copilot_dev.emulators.salesforce:SalesforceEmulator",
+    "dynamics365": "copilot_dev.emulators.dynamics365:Dynamics365Emulator",
 }
 
 
