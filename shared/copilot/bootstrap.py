@@ -211,6 +211,17 @@ class Container:
         return self._get("hub_outbox", build)
 
     @property
+    def hub_pull_queue(self) -> EventQueue:
+        from copilot.adapters.aws.sqs import SqsEventQueue
+
+        def build() -> EventQueue:
+            if not self.settings.hub_pull_queue_url:
+                raise UnavailableError("COPILOT_HUB_PULL_QUEUE_URL is not configured")
+            return SqsEventQueue(self._client("sqs"), self.settings.hub_pull_queue_url)
+
+        return self._get("hub_pull_queue", build)
+
+    @property
     def hub_secrets(self) -> SecretStore:
         from copilot.adapters.aws.secrets import EnvSsmSecretStore
 
@@ -255,7 +266,9 @@ class Container:
                     max_attempts=s.hub_max_attempts,
                     reply_to=s.handoff_public_url,
                     request_interval=s.rate_limits_enabled,
+                    pull_window=s.hub_pull_window_seconds,
                 ),
+                pull_queue=lambda: self.hub_pull_queue,
             )
 
         return self._get("handoff", build)

@@ -147,6 +147,14 @@ class Settings(ProviderSettings):
     webhook_tolerance_seconds: int = Field(
         default=300, ge=1, description="Webhook timestamps further from our clock are refused."
     )
+    hub_pull_queue_url: str | None = Field(
+        default=None,
+        description="SQS queue of the pull jobs that read hubs without webhooks (Salesforce, "
+        "Dynamics 365): consumed by the hand-off function.",
+    )
+    hub_pull_window_seconds: float = Field(
+        default=20.0, gt=0, le=600, description="How long one pull job reads a hub."
+    )
     sns_cert_hosts: str = Field(
         default="",
         description="Comma-separated extra hosts (host or host:port) SNS signing certificates "

@@ -309,9 +309,11 @@ class MemoryKnowledgeIndex(KnowledgeIndex):
 class MemoryEventQueue(EventQueue):
     def __init__(self) -> None:
         self.messages: list[str] = []
+        self.delays: list[int] = []
 
     def send_many(self, bodies: Sequence[str], delay_seconds: int = 0) -> None:
         self.messages.extend(bodies)
+        self.delays.extend([delay_seconds] * len(bodies))
 
 
 class MemoryLexicalStore(LexicalStore):

@@ -361,6 +361,8 @@ class ConversationService:
         if self._handoff is not None and self._handoff.poll(conversation):
             # The hub told what its webhook leaves out (Genesys: the agent, the end).
             conversation = self.authorize(conversation_id, token)
+        if self._handoff is not None:
+            self._handoff.watch_pull(conversation)  # hubs without webhooks: a silent pull
         if self._handoff is not None and self._handoff.due(conversation):
             self._handoff.flush(conversation_id)  # agent events held for a gap: their wait is over
             conversation = self.authorize(conversation_id, token)

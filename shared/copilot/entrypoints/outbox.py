@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from copilot.errors import UnavailableError
+from copilot.handoff.pull import parse_job
 from copilot.handoff.service import backoff_seconds
 from copilot.observability import bind, request_scope, timed
 
@@ -50,6 +51,12 @@ class OutboxHandler:
             self._deliver(record)
 
     def _deliver(self, record: dict[str, Any]) -> None:
+        job = parse_job(str(record.get("body", "")))
+        if job is not None:  # the pull queue's: read a hub without webhooks for a while
+            bind(conversation_id=job[0])
+            with timed("pull"):
+                self._handoff().run_pull(*job)
+            return
         parsed = _parse(record)
         if parsed is None:
             # It can never succeed: record why and let it go (the conversation is the outbox).
@@ -88,6 +95,8 @@ class OutboxHandler:
         parsed = _parse(record)
         if parsed is None or not record.get("receiptHandle"):
             return
+        if parse_job(str(record.get("body", ""))) is not None:
+            return  # a pull job comes back after its queue's visibility timeout
         _, attempt, receives = parsed
         p = self._policy
         seconds = backoff_seconds(attempt + receives, p.backoff_base_seconds, p.backoff_max_seconds)

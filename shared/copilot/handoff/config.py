@@ -21,6 +21,7 @@ class HandoffConfig:
     max_attempts: int = 5  # deliveries of a start before the customer is told it failed
     reply_to: str | None = None  # public base URL of the hand-off function (webhooks)
     request_interval: bool = True  # Copilot.limits.handoff_interval_seconds applies
+    pull_window: float = 20.0  # seconds one pull job reads a hub without webhooks (pull.py)
 
     def __post_init__(self) -> None:
         if self.max_ahead <= self.max_held:

@@ -51,7 +51,9 @@ class OutboxDelivery:
         secrets: Callable[[], SecretStore],
         hubs: Callable[[str], HubAdapter],
         config: HandoffConfig,
+        started: Callable[[Copilot, str, str], None] | None = None,
     ) -> None:
+        self._started = started  # the hub answered a start (pull hubs: the first pull job)
         self._copilots = copilots
         self._conversations = conversations
         self._outbox = outbox
@@ -94,6 +96,8 @@ class OutboxDelivery:
                             conversation = self._save_cursor(
                                 conversation_id, cursor, self._link(copilot, cursor)
                             )
+                            if self._started is not None and cursor.started is not None:
+                                self._started(copilot, conversation_id, cursor.started)
                     except HubRejectedError as e:
                         if message.event != "handoff_requested":
                             log.error("hub refused %s #%s: %s", conversation_id, message.seq, e)

@@ -112,6 +112,10 @@ class InboundEvents:
                 self._name_the_agent(copilot, events[0])
         return WebhookAck(results=[self._apply(copilot, event) for event in events])
 
+    def apply(self, copilot: Copilot, events: list[HubEvent]) -> list[WebhookResult]:
+        """Events a pull job read (handoff/pull.py): the same path as a webhook's."""
+        return [self._apply(copilot, self._ours(copilot, event)) for event in events]
+
     def poll(self, conversation: Conversation) -> bool:
         """What the hub's webhook leaves out (HubAdapter.poll), for an open hand-off, at most
         every ``POLL_INTERVAL`` seconds per conversation in this process. Never fails the

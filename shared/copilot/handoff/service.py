@@ -20,7 +20,15 @@ from copilot.handoff.config import HandoffConfig
 from copilot.handoff.customer import CustomerSide
 from copilot.handoff.delivery import OutboxDelivery, backoff_seconds
 from copilot.handoff.inbound import InboundEvents
-from copilot.ports import ConversationStore, CopilotRegistry, HubAdapter, HubOutbox, SecretStore
+from copilot.handoff.pull import PullJobs
+from copilot.ports import (
+    ConversationStore,
+    CopilotRegistry,
+    EventQueue,
+    HubAdapter,
+    HubOutbox,
+    SecretStore,
+)
 from copilot.schema import utcnow
 
 __all__ = ["HandoffConfig", "HandoffService", "backoff_seconds"]
@@ -37,6 +45,7 @@ class HandoffService:
         hubs: Callable[[str], HubAdapter],
         config: HandoffConfig | None = None,
         clock: Callable[[], datetime] = utcnow,
+        pull_queue: Callable[[], EventQueue] | None = None,
     ) -> None:
         self.config = config or HandoffConfig()
         customer = CustomerSide(
@@ -48,8 +57,24 @@ class HandoffService:
         inbound = InboundEvents(
             copilots, conversations, secrets=secrets, hubs=hubs, config=self.config, clock=clock
         )
+        pulls = PullJobs(
+            copilots,
+            conversations,
+            queue=pull_queue or _no_pull_queue,
+            secrets=secrets,
+            hubs=hubs,
+            apply=inbound.apply,
+            window=self.config.pull_window,
+            clock=clock,
+        )
         delivery = OutboxDelivery(
-            copilots, conversations, outbox=outbox, secrets=secrets, hubs=hubs, config=self.config
+            copilots,
+            conversations,
+            outbox=outbox,
+            secrets=secrets,
+            hubs=hubs,
+            config=self.config,
+            started=pulls.started,
         )
         # The chat turn's side
         self.available = customer.available
@@ -62,6 +87,15 @@ class HandoffService:
         self.due = inbound.due
         self.flush = inbound.flush
         self.poll = inbound.poll
+        # Hubs without webhooks: their pull jobs (and the customer poll that revives them)
+        self.run_pull = pulls.run
+        self.watch_pull = pulls.watch
         # The outbox consumer
         self.process_outbox = delivery.process_outbox
         self.deliver = delivery.deliver
+
+
+def _no_pull_queue() -> EventQueue:
+    from copilot.errors import UnavailableError
+
+    raise UnavailableError("COPILOT_HUB_PULL_QUEUE_URL is not configured")

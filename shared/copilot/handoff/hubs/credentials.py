@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from typing import TypeVar
@@ -38,3 +40,17 @@ def signing_key(hub_configured: bool, secret: str, model: type[C], field: str, h
     if not hub_configured:
         return os.urandom(32).hex()
     return str(getattr(parse_credentials(secret, model, hub), field))
+
+
+def basic_pair(authorization: str | None) -> tuple[str, str] | None:
+    """The user and password of an ``Authorization: Basic`` header; None when the header is
+    missing, of another scheme, or not base64 of ``user:password``."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        pair = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = pair.partition(":")
+    return (user, password) if sep else None
