@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 STACK_FILE = "stack.json"
 OUTBOX_POLLERS = 4
+# Pull jobs (hubs without webhooks) each hold a poller for their window, as each holds a Lambda
+# invocation on AWS: enough pollers for the hand-offs a test run keeps open at once.
+PULL_POLLERS = 16
 
 
 _handed_out: set[int] = set()  # chosen in this process (a server may not be listening yet)
@@ -101,6 +104,8 @@ class StackConfig:
     hub_backoff_base: int = 2
     hub_backoff_max: int = 60
     handoff_reorder_window: float = 10
+    pull_queue: str = "copilot-hub-pull"
+    hub_pull_window: float = 20  # seconds one pull job reads (tests: shorter, more jobs)
     # Off for tests, which poll and post faster than any customer; `copilot up` turns them on.
     rate_limits: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. hub credentials
@@ -139,6 +144,8 @@ class StackConfig:
             # moto's queue URLs are predictable: the stack creates this queue at start.
             "COPILOT_INGEST_QUEUE_URL": f"{self.aws_url}/123456789012/{self.queue}",
             "COPILOT_HUB_OUTBOX_QUEUE_URL": f"{self.aws_url}/123456789012/{self.outbox_queue}",
+            "COPILOT_HUB_PULL_QUEUE_URL": f"{self.aws_url}/123456789012/{self.pull_queue}",
+            "COPILOT_HUB_PULL_WINDOW_SECONDS": str(self.hub_pull_window),
             "COPILOT_HANDOFF_PUBLIC_URL": self.function_url("handoff"),
             "COPILOT_HUB_MAX_ATTEMPTS": str(self.hub_max_attempts),
             "COPILOT_HUB_BACKOFF_BASE_SECONDS": str(self.hub_backoff_base),
@@ -162,6 +169,9 @@ class LocalStack:
         self._pump: threading.Thread | None = None
         self._dead_letter_pump: threading.Thread | None = None
         self._outbox_pumps: list[threading.Thread] = []
+        self._pull_pumps: list[threading.Thread] = []
+        self.pull_url = ""
+        self.pull_jobs_run = 0
         self.queue_url = ""
         self.dlq_url = ""
         self.outbox_url = ""
@@ -243,8 +253,9 @@ class LocalStack:
                         "--port",
                         str(getattr(cfg, f"{name}_port")),
                     ],
-                    # chat: long-polls hold a thread each while they wait (docs/realtime.md)
-                    {**env, "THREADS": "32" if name == "chat" else "8"},
+                    # chat: long-polls hold a thread each while they wait (docs/realtime.md);
+                    # outbox: so do the pull jobs, each for its window (handoff/pull.py)
+                    {**env, "THREADS": "32" if name in ("chat", "outbox") else "8"},
                     logs,
                 )
             self._wait_http(cfg.aws_url + "/moto-api/", "moto")
@@ -264,7 +275,11 @@ class LocalStack:
                 threading.Thread(target=self._outbox_loop, name=f"outbox-pump-{i}", daemon=True)
                 for i in range(OUTBOX_POLLERS)
             ]
-            for pump in self._outbox_pumps:
+            self._pull_pumps = [
+                threading.Thread(target=self._pull_loop, name=f"pull-pump-{i}", daemon=True)
+                for i in range(PULL_POLLERS)
+            ]
+            for pump in [*self._outbox_pumps, *self._pull_pumps]:
                 pump.start()
             self._write_stack_file()
         except BaseException:
@@ -273,7 +288,7 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
-        for pump in [self._pump, self._dead_letter_pump, *self._outbox_pumps]:
+        for pump in [self._pump, self._dead_letter_pump, *self._outbox_pumps, *self._pull_pumps]:
             if pump is not None:
                 pump.join(timeout=5)
         for proc in self._procs.values():
@@ -386,6 +401,12 @@ class LocalStack:
                 ),
             },
         )["QueueUrl"]
+        # Pull jobs: a standard queue (a job's successor is a plain message); a job comes back
+        # after the visibility timeout only if it died, by when its lease has run out.
+        self.pull_url = sqs.create_queue(
+            QueueName=cfg.pull_queue,
+            Attributes={"VisibilityTimeout": str(int(cfg.hub_pull_window) + 30)},
+        )["QueueUrl"]
         s3 = self.client("s3")
         s3.create_bucket(Bucket=cfg.bucket)
         s3.put_bucket_notification_configuration(
@@ -473,12 +494,7 @@ class LocalStack:
 
         url = self.config.function_url("outbox")
         for i, message in enumerate(messages):
-            record = {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message.get("Attributes", {}),
-            }
+            record = _sqs_record(message)
             body = json.dumps(record)
             if _post_cloud_event(session, url, body, "aws:sqs", "com.amazonaws.sqs.message"):
                 sqs.delete_message(QueueUrl=self.outbox_url, ReceiptHandle=message["ReceiptHandle"])
@@ -498,6 +514,46 @@ class LocalStack:
                 except Exception:
                     log.warning("outbox pump: could not back off a message", exc_info=True)
             return
+
+    # --- the pull pump: SQS -> the outbox target's pull jobs, one job per poller ----------
+
+    def _pull_loop(self) -> None:
+        sqs = self.client("sqs")
+        session = requests.Session()
+        url = self.config.function_url("outbox")
+        while not self._stop.is_set():
+            try:
+                messages = sqs.receive_message(
+                    QueueUrl=self.pull_url,
+                    MaxNumberOfMessages=1,
+                    WaitTimeSeconds=self.config.receive_wait_seconds,
+                    AttributeNames=["All"],
+                ).get("Messages", [])
+            except Exception:
+                if not self._stop.is_set():
+                    log.exception("pull pump: receive failed")
+                    time.sleep(0.5)
+                continue
+            for message in messages:
+                body = json.dumps(_sqs_record(message))
+                if _post_cloud_event(session, url, body, "aws:sqs", "com.amazonaws.sqs.message"):
+                    sqs.delete_message(
+                        QueueUrl=self.pull_url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+                    self.pull_jobs_run += 1
+                # else: it comes back after the visibility timeout (the job's lease is over)
+
+    def pull_jobs_pending(self) -> int:
+        """Pull jobs queued, delayed or running (0: no hand-off is being read)."""
+        attributes = self.client("sqs").get_queue_attributes(
+            QueueUrl=self.pull_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return sum(int(v) for v in attributes.values())
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -556,6 +612,16 @@ class LocalStack:
         path = cfg.data_dir / STACK_FILE
         path.write_text(json.dumps(info, indent=2))
         path.chmod(0o600)
+
+
+def _sqs_record(message: dict[str, Any]) -> dict[str, Any]:
+    """An SQS message as Lambda's event source hands it over (one record of a batch)."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+    }
 
 
 def _post_cloud_event(

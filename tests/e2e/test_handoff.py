@@ -60,6 +60,8 @@ def stack(
     # tests/unit. A loaded CI machine can take longer than the default 10 s to land 24
     # concurrent writes on one conversation, so the window is wider than any test needs.
     config.handoff_reorder_window = 120
+    # Pull hubs (Salesforce, Dynamics 365): short windows, so every test crosses job handovers.
+    config.hub_pull_window = 4
     with LocalStack(config) as running:
         for desk in desks.values():
             desk.webhook_url = config.function_url("handoff")
