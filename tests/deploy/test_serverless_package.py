@@ -218,7 +218,12 @@ def _mappings(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_ingest_event_source_mapping(template: dict[str, Any]) -> None:
     mappings = _mappings(template)
-    assert set(mappings) == {"IngestQueue", "IngestDeadLetterQueue", "HubOutboxQueue"}
+    assert set(mappings) == {
+        "IngestQueue",
+        "IngestDeadLetterQueue",
+        "HubOutboxQueue",
+        "HubPullQueue",
+    }
     props = mappings["IngestQueue"]
     assert props["FunctionName"] == {"Fn::GetAtt": ["IngestLambdaFunction", "Arn"]}
     assert props["BatchSize"] == 5
@@ -253,6 +258,24 @@ def test_hub_outbox_is_fifo_and_feeds_the_handoff_function(template: dict[str, A
     ]
 
 
+def test_pull_jobs_run_one_per_invocation_within_the_handoff_function(
+    template: dict[str, Any],
+) -> None:
+    """Hubs without webhooks are read by pull jobs: each job is one invocation of the hand-off
+    function, reading for less than the function's timeout; the queue hides a running job for
+    at least six timeouts; both functions may schedule jobs, and know the queue."""
+    res = template["Resources"]
+    handoff = res["HandoffLambdaFunction"]["Properties"]
+    props = _mappings(template)["HubPullQueue"]
+    assert props["FunctionName"] == {"Fn::GetAtt": ["HandoffLambdaFunction", "Arn"]}
+    assert props["BatchSize"] == 1
+    assert res["HubPullQueue"]["Properties"]["VisibilityTimeout"] >= 6 * handoff["Timeout"]
+    for function in ("HandoffLambdaFunction", "ChatLambdaFunction"):
+        env = res[function]["Properties"]["Environment"]["Variables"]
+        assert env["COPILOT_HUB_PULL_QUEUE_URL"] == {"Ref": "HubPullQueue"}
+        assert float(env["COPILOT_HUB_PULL_WINDOW_SECONDS"]) + 5 < handoff["Timeout"]
+
+
 def test_queues_have_redrive(template: dict[str, Any]) -> None:
     res = template["Resources"]
     ingest = res["IngestQueue"]["Properties"]
@@ -261,6 +284,7 @@ def test_queues_have_redrive(template: dict[str, Any]) -> None:
     for queue, dlq in (
         ("IngestQueue", "IngestDeadLetterQueue"),
         ("HubOutboxQueue", "HubOutboxDeadLetterQueue"),
+        ("HubPullQueue", "HubPullDeadLetterQueue"),
     ):
         redrive = res[queue]["Properties"]["RedrivePolicy"]
         assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq, "Arn"]}
