@@ -31,9 +31,12 @@ class DeskBench:
 
 
 @contextmanager
-def desk_stack(hub: str = "generic", **spec: Any) -> Iterator[DeskBench]:
+def desk_stack(
+    hub: str = "generic", stack: dict[str, Any] | None = None, **spec: Any
+) -> Iterator[DeskBench]:
     """Started stack and hub emulator, and a copilot handing off to it (``spec``: more fields
-    of the copilot, e.g. allowed_origins); everything stops on exit."""
+    of the copilot, e.g. allowed_origins; ``stack``: StackConfig fields); everything stops on
+    exit."""
     sys.path.insert(0, str(ROOT / "shared"))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the desk's request lines
     from copilot_dev.client import CopilotClient
@@ -43,6 +46,8 @@ def desk_stack(hub: str = "generic", **spec: Any) -> Iterator[DeskBench]:
     with tempfile.TemporaryDirectory() as tmp, emulator(hub) as desk:
         config = StackConfig.with_free_ports(ROOT, Path(tmp))
         config.extra_env = desk.stack_env()
+        for name, value in (stack or {}).items():
+            setattr(config, name, value)
         desk.webhook_url = config.function_url("handoff")
         t = time.perf_counter()
         with LocalStack(config) as stack:
