@@ -13,6 +13,7 @@ pull job finished (the queue empty).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -20,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _desk_stack import CustomerPoller, desk_stack  # noqa: E402
-from _stats import machine, print_rows, summary, write_json  # noqa: E402
+from _desk_stack import CustomerPoller, desk_stack
+from _stats import machine, print_rows, summary, write_json
 
 
 def main() -> None:
@@ -32,8 +33,6 @@ def main() -> None:
     parser.add_argument("--max-gap", type=float, default=30, help="longest pause between messages")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-
-    import os
 
     load_before = os.getloadavg()
     with desk_stack(args.hub, stack={"hub_pull_window": args.window}) as bench:
