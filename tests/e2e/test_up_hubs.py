@@ -18,7 +18,7 @@ from tests.up import Up
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(params=["genesys", "liveperson", "connect"])
+@pytest.fixture(params=["genesys", "liveperson", "connect", "servicenow"])
 def up(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Up]:
     running = Up(tmp_path / "data", "--hub", request.param)
     try:
