@@ -6,18 +6,15 @@ calls us with, and the parsing of each response-endpoint body."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from werkzeug.wrappers import Request, Response
 
 from copilot.errors import (
     BadRequestError,
-    CopilotError,
     ForbiddenError,
     HubRejectedError,
     HubUnavailableError,
@@ -34,9 +31,8 @@ from copilot.handoff.models import (
     TranscriptEntry,
 )
 from copilot.ports import InboundRequest
-from copilot_dev.emulators import LoopbackServer
 from copilot_dev.emulators.servicenow import ServiceNowEmulator
-from tests.hub_commands import handoff_context, hub_command
+from tests.hub_commands import HookServer, deliver_at_once, handoff_context, hub_command
 
 NOW = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 CID, HID, COPILOT = "c0nv", "h4nd", "cop1"
@@ -219,16 +215,7 @@ def test_a_command_delivered_twice_at_once_is_sent_once_in_order(sn: ServiceNowE
     hub = ServiceNowHub(timeout=5)
     receipt = start(hub, sn)
     commands = [command("message", seq, text=f"m{seq}", receipt=receipt) for seq in (4, 5, 6)]
-
-    def deliver() -> None:
-        for c in commands:
-            hub.send(settings(sn), sn.secret_value, c)
-
-    threads = [threading.Thread(target=deliver) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    deliver_at_once(lambda c: hub.send(settings(sn), sn.secret_value, c), commands)
     assert sn.session(CID).customer_texts == ["m4", "m5", "m6"]
     assert sn.duplicates == 0
 
@@ -331,40 +318,11 @@ def test_what_servicenow_says_besides_the_agent(sn: ServiceNowEmulator) -> None:
             ServiceNowHub().parse(inbound(bad, {}), settings(sn))
 
 
-class Copilot(LoopbackServer):
-    """The hand-off function's webhook, as far as the adapter answers it (5xx at first)."""
-
-    def __init__(self, sn: ServiceNowEmulator, failures: int = 0) -> None:
-        super().__init__()
-        self.sn, self.failures = sn, failures
-        self.events: list[HubEvent] = []
-        self.lock = threading.Lock()
-
-    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        http = Request(environ)
-        copilot = http.path.rsplit("/", 1)[-1]
-        hub = settings(self.sn) if copilot == COPILOT else None
-        request = inbound(http.get_data(), dict(http.headers.items()))
-        with self.lock:
-            if self.failures:
-                self.failures -= 1
-                return Response(status=503)(environ, start_response)
-        try:
-            ServiceNowHub().verify(request, hub, self.sn.secret_value, NOW)
-            assert hub is not None
-            events = ServiceNowHub().parse(request, hub)
-        except CopilotError as e:
-            body = json.dumps({"error": str(e)})
-            return Response(body, status=e.status)(environ, start_response)
-        with self.lock:
-            self.events += events
-        return Response(status=200)(environ, start_response)
-
-
 def test_deliveries_are_authenticated_retried_and_tampered_ones_refused(
     sn: ServiceNowEmulator,
 ) -> None:
-    with Copilot(sn, failures=2) as copilot:
+    hook = HookServer(ServiceNowHub, COPILOT, settings(sn), lambda: sn.secret_value, failures=2)
+    with hook as copilot:
         sn.webhook_url = copilot.url
         sn.announce_queue = True
         start(ServiceNowHub(timeout=5), sn)

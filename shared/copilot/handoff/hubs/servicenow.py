@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import uuid
 from datetime import datetime
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from copilot.errors import ForbiddenError, HubRejectedError, UnauthorizedError
 from copilot.handoff.hubs.credentials import basic_pair, parse_credentials
+from copilot.handoff.hubs.fields import va_fields
 from copilot.handoff.hubs.http import HubHttp, json_of
 from copilot.handoff.hubs.liveperson import Once
 from copilot.handoff.hubs.oauth import TokenCache, client_credentials
@@ -222,7 +222,7 @@ class ServiceNowHub(HubAdapter):
                     "typed": True,
                     "clientMessageId": command.event_id,
                 },
-                "contextVariables": context_variables(ctx),
+                "contextVariables": context_variables(ctx, hub),
                 "history": history(ctx, command.transcript),
             }
             email = ctx.variables.get("email")
@@ -320,32 +320,17 @@ def _cap(text: str) -> str:
     return text[:MAX_VARIABLE_CHARS]
 
 
-def context_variables(ctx: HandoffContext) -> dict[str, str]:
-    """Copilot Studio's ``handoff.initiate`` fields under their ``va_`` names, the summary and
-    routing, and the customer's variables: flat strings (lists as JSON), which work item queue
-    conditions and the agent's workspace can read [R S1: queues route on contextVariables]."""
-    ours: dict[str, str | None] = {
-        "va_ConversationId": ctx.conversation_id,
-        "va_BotId": ctx.bot_id,
-        "va_BotName": ctx.bot_name,
-        "va_Language": ctx.language,
-        "va_LastTopic": ctx.last_topic,
-        "va_Topics": json.dumps(ctx.topics) if ctx.topics else None,
-        "va_LastPhrases": ctx.last_phrases,
-        "va_Phrases": json.dumps(ctx.phrases) if ctx.phrases else None,
-        "va_AgentMessage": ctx.agent_message,
-        "summary": ctx.summary or None,
-        "unanswered_questions": (
-            json.dumps(ctx.unanswered_questions) if ctx.unanswered_questions else None
-        ),
-        "routing_queue": ctx.queue,
-        "routing_skill": ctx.skill,
+def context_variables(ctx: HandoffContext, hub: ServiceNowHubSettings) -> dict[str, str]:
+    """The hand-off context (``va_`` fields, summary, routing: ``fields.va_fields``) and the
+    customer's variables as flat strings, which work item queue conditions and the agent's
+    workspace can read [R S1: queues route on contextVariables]."""
+    ours = va_fields(ctx, hub) | {
         "requester_session_language": ctx.language,  # [R S1, example]
         "live_agent_only": "true",  # [R S1, example]
     }
     variables = {str(k): _cap(str(v)) for k, v in ctx.variables.items()}
     # Ours last: a customer variable cannot pass for one of them.
-    return variables | {k: _cap(v) for k, v in ours.items() if v is not None}
+    return variables | {k: _cap(v) for k, v in ours.items()}
 
 
 def opening(ctx: HandoffContext) -> str:
