@@ -181,6 +181,22 @@ def test_basic_auth_and_the_message_auth_token(sn: ServiceNowEmulator) -> None:
     assert sn.session(CID).customer_texts == [] and len(sn.dropped) == 1
 
 
+def test_the_message_auth_hash_token_signs_each_request(sn: ServiceNowEmulator) -> None:
+    sn.message_token, sn.hash_secret = None, "b2b-secret"
+    secret = sn.credentials(oauth=False)
+    assert "token" not in secret and secret["hash_secret"] == "b2b-secret"
+    hub = ServiceNowHub(timeout=5)
+    receipt = start(hub, sn, secret=json.dumps(secret))
+    text = "caf\u00e9 \u2615"  # non-ASCII: signed as the UTF-8 JSON ServiceNow reads
+    hub.send(settings(sn), json.dumps(secret), command("message", 4, text=text, receipt=receipt))
+    assert sn.session(CID).customer_texts == [text] and sn.dropped == []
+    forged = json.dumps({**secret, "hash_secret": "guessed"})
+    ServiceNowHub(timeout=5).send(
+        settings(sn), forged, command("message", 5, text="x", receipt=receipt)
+    )
+    assert len(sn.dropped) == 1 and sn.session(CID).customer_texts == [text]
+
+
 def test_expired_tokens_are_renewed_and_the_message_sent_once(sn: ServiceNowEmulator) -> None:
     hub = ServiceNowHub(timeout=5)
     receipt = start(hub, sn)

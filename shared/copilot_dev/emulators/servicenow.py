@@ -38,7 +38,13 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from copilot.handoff.hubs.credentials import basic_pair
-from copilot.handoff.hubs.servicenow import API_PATH, CALLBACK_TOKEN_HEADER, TOKEN_HEADER
+from copilot.handoff.hubs.servicenow import (
+    API_PATH,
+    CALLBACK_TOKEN_HEADER,
+    HASH_HEADER,
+    TOKEN_HEADER,
+)
+from copilot.handoff.hubs.signatures import hmac_hex
 from copilot_dev.emulators.desk import AgentAction, DeskSession, HubDesk, Tampered, json_answer
 
 ACTIONS = frozenset(
@@ -78,6 +84,7 @@ class ServiceNowEmulator(HubDesk):
         self.client_id = uuid.uuid4().hex
         self.client_secret = secrets.token_urlsafe(18)
         self.message_token: str | None = secrets.token_urlsafe(24)  # Message Auth static token
+        self.hash_secret: str | None = None  # Message Auth hash token, instead (when set)
         self.callback_username = "servicenow"
         self.callback_password = secrets.token_urlsafe(24)
         self.callback_token = secrets.token_urlsafe(24)
@@ -118,6 +125,8 @@ class ServiceNowEmulator(HubDesk):
         )
         if self.message_token:
             outbound["token"] = self.message_token
+        if self.hash_secret:
+            outbound["hash_secret"] = self.hash_secret
         return {
             **outbound,
             "callback_username": self.callback_username,
@@ -315,10 +324,7 @@ class ServiceNowEmulator(HubDesk):
             problem = "the body is not JSON"
         if problem:
             return 400, _error("Bad Request", problem)
-        given = request.headers.get(TOKEN_HEADER, "")
-        if self.message_token and not hmac.compare_digest(
-            given.encode(), self.message_token.encode()
-        ):
+        if not self._message_auth(request, payload):
             # ServiceNow answers 200 and drops a request failing token validation [R S1].
             with self._lock:
                 self.dropped.append(payload)
@@ -332,6 +338,19 @@ class ServiceNowEmulator(HubDesk):
             self._answers[payload["requestId"]] = answer
             self.received.append(payload)
         return answer
+
+    def _message_auth(self, request: Request, payload: dict[str, Any]) -> bool:
+        """Message Auth: the static ``token`` header, or the hex HMAC-SHA1 of the payload as
+        ServiceNow re-serialises it (compact JSON) in ``x-b2b-signature`` [R S4]."""
+        if self.message_token:
+            given = request.headers.get(TOKEN_HEADER, "")
+            return hmac.compare_digest(given.encode(), self.message_token.encode())
+        if self.hash_secret:
+            signed = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+            expected = hmac_hex(self.hash_secret, signed, "sha1")
+            given = request.headers.get(HASH_HEADER, "")
+            return hmac.compare_digest(given.encode(), expected.encode())
+        return True
 
     def _apply(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One accepted request's effect (under the lock)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import uuid
 from datetime import datetime
@@ -33,6 +34,7 @@ from copilot.handoff.hubs.fields import va_fields
 from copilot.handoff.hubs.http import HubHttp, json_of
 from copilot.handoff.hubs.liveperson import Once
 from copilot.handoff.hubs.oauth import TokenCache, client_credentials
+from copilot.handoff.hubs.signatures import hmac_hex
 from copilot.handoff.models import (
     Agent,
     HandoffContext,
@@ -51,6 +53,8 @@ API_PATH = "/api/sn_va_as_service/bot/integration"
 TOKEN_PATH = "/oauth_token.do"
 # Message Auth's static token travels in this request header [R S1].
 TOKEN_HEADER = "token"
+# Message Auth's hash token: hex HMAC-SHA1 of the payload in this header [R S4].
+HASH_HEADER = "x-b2b-signature"
 # The header we ask ServiceNow to add to its calls to us (the REST connection's Attributes,
 # Virtual Agent API 4.1+ [R S3]); its value is the ``callback_token`` we issued.
 CALLBACK_TOKEN_HEADER = "x-copilot-token"
@@ -72,6 +76,7 @@ class ServiceNowCredentials(BaseModel):
     client_id: str | None = Field(None, min_length=1)
     client_secret: str | None = Field(None, min_length=1)
     token: str | None = Field(None, min_length=1)
+    hash_secret: str | None = Field(None, min_length=1)
     callback_username: str | None = Field(None, min_length=1)
     callback_password: str | None = Field(None, min_length=16)
     callback_token: str | None = Field(None, min_length=16)
@@ -86,8 +91,10 @@ class ServiceNowCredentials(BaseModel):
         for a, b in pairs:
             if (getattr(self, a) is None) != (getattr(self, b) is None):
                 raise ValueError(f"{a} and {b} go together")
-        if not (self.username or self.client_id or self.token):
-            raise ValueError("give username/password, client_id/client_secret or token")
+        if not (self.username or self.client_id or self.token or self.hash_secret):
+            raise ValueError(
+                "give username/password, client_id/client_secret, token or hash_secret"
+            )
         if not (self.callback_username or self.callback_token):
             raise ValueError("give callback_username/callback_password or callback_token")
         return self
@@ -253,9 +260,14 @@ class ServiceNowHub(HubAdapter):
     ) -> None:
         base = hub.instance_url.rstrip("/")
         url = base + API_PATH
-        headers = {"Accept": "application/json"}
+        # The bytes sent are the compact JSON a hash token signs: ServiceNow's own example
+        # signs ``JSON.stringify(JSON.parse(body))`` [R S4] (compact, key order kept).
+        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if creds.token:
             headers[TOKEN_HEADER] = creds.token
+        if creds.hash_secret:
+            headers[HASH_HEADER] = hmac_hex(creds.hash_secret, raw, "sha1")
         if creds.client_id and creds.client_secret:
             client_id, client_secret = creds.client_id, creds.client_secret
             token_url = base + TOKEN_PATH
@@ -270,12 +282,12 @@ class ServiceNowHub(HubAdapter):
                     renew=renew,
                 )
 
-            response = self._http.authorized("POST", url, token, headers=headers, json=body)
+            response = self._http.authorized("POST", url, token, headers=headers, data=raw)
         elif creds.username and creds.password:
             auth = (creds.username, creds.password)
-            response = self._http.call("POST", url, headers=headers, json=body, auth=auth)
+            response = self._http.call("POST", url, headers=headers, data=raw, auth=auth)
         else:
-            response = self._http.call("POST", url, headers=headers, json=body)
+            response = self._http.call("POST", url, headers=headers, data=raw)
         answer = json_of(response, HUB)
         status = answer.get("status") if isinstance(answer, dict) else None
         if status == "failure":

@@ -21,6 +21,12 @@ def hmac_b64(key: str | bytes, body: bytes, algorithm: str = "sha256") -> str:
     return base64.b64encode(hmac.new(raw, body, ALGORITHMS[algorithm]).digest()).decode()
 
 
+def hmac_hex(key: str | bytes, body: bytes, algorithm: str = "sha256") -> str:
+    """The hex HMAC of ``body`` (ServiceNow's Message Auth hash token: HmacSHA1 in hex)."""
+    raw = key.encode() if isinstance(key, str) else key
+    return hmac.new(raw, body, ALGORITHMS[algorithm]).hexdigest()
+
+
 def signature_header(key: str | bytes, body: bytes, algorithm: str = "sha256") -> str:
     """The header value a hub sends: ``sha256=<base64>``."""
     return f"{algorithm}={hmac_b64(key, body, algorithm)}"
