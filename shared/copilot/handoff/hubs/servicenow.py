@@ -182,7 +182,7 @@ class ServiceNowHub(HubAdapter):
             else:
                 name = _agent(item) if kind != "queued" else None
             message_id = item.get("messageId")
-            ref = message_id if isinstance(message_id, str) and message_id else None
+            ref = message_id[:200] if isinstance(message_id, str) and message_id else None
             events.append(
                 HubEvent(
                     kind=kind,
