@@ -37,6 +37,7 @@ CID, HID, COPILOT = "c0nv", "h4nd", "cop1"
 @pytest.fixture
 def d365() -> Iterator[Dynamics365Emulator]:
     with Dynamics365Emulator() as emulator:
+        emulator.read_timeout = 0  # the agent's actions return at once (no copilot reads)
         yield emulator
 
 
@@ -256,6 +257,7 @@ def test_pull_yields_each_batch_as_the_agent_acts(
     hub: Dynamics365Hub, d365: Dynamics365Emulator
 ) -> None:
     receipt = start(hub, d365)
+    d365.read_timeout = 5  # each agent action returns once the copilot has read it
     acted: dict[str, float] = {}
 
     def agent() -> None:
@@ -283,6 +285,7 @@ def test_pull_yields_each_batch_as_the_agent_acts(
     assert arrived["agent_joined"] - acted["joined"] < 1.0  # a GET every 0.4 s
     assert arrived["agent_message"] - acted["message"] < 1.0
     assert arrived["agent_joined"] < acted["message"]  # not held until the window ends
+    assert arrived["agent_message"] <= acted["message"]  # the desk's say waited for the read
 
 
 def test_pull_resumes_from_the_watermark_and_ignores_our_own(

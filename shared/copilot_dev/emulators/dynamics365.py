@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,8 @@ from copilot_dev.emulators.liveperson import _read_message
 TOKEN_SECONDS = 1800  # Direct Line tokens last 30 minutes [R S4]
 BOT_ID = "d365-relay-bot"  # the Azure bot the custom channel account relays through
 PREFIX = "/v3/directline"
+READ_TIMEOUT = 30.0  # seconds deliver() waits for the copilot to read and apply an activity
+READ_GRACE = 1.0  # and for its next read after an end (none comes: it stops reading)
 ROUTING = ("Queue", "Skill")  # context variables the adapter routes with (not the customer's)
 EVENT_NAMES: dict[AgentAction, str] = {"joined": "AgentAccepted", "left": "AgentEndSession"}
 
@@ -59,7 +62,9 @@ class Dynamics365Emulator(HubDesk):
         self._tokens: dict[str, dict[str, Any]] = {}  # token -> conversation, user, expiry
         self._conversations: dict[str, dict[str, Any]] = {}  # id -> activities, users...
         self._ids = 0
+        self.read_timeout = READ_TIMEOUT  # deliver() waits this long for the copilot's read
         super().__init__(**desk)
+        self._read = threading.Condition(self._lock)
 
     def hub_rules(self) -> list[Rule]:
         conversation = f"{PREFIX}/conversations/<conversation>"
@@ -136,13 +141,39 @@ class Dynamics365Emulator(HubDesk):
         self, session: DeskSession, event: dict[str, Any] | bytes, *, retries: int | None = None
     ) -> requests.Response:
         """Make ``event`` visible in the conversation (Direct Line holds it until the copilot
-        reads past it). Delivering one twice shows it twice: the copilot keeps it once by id."""
+        reads past it). Delivering one twice shows it twice: the copilot keeps it once by id.
+
+        Returns once the copilot has read it and asked for what follows (so it has applied
+        it), or after ``read_timeout`` seconds, as a webhook hub's delivery returns once the
+        copilot answered (Direct Line itself never waits, and tells the agent nothing). The
+        answer says in the copilot's webhook terms what the emulator saw: the activity read
+        for the first time "applied", read again "duplicate", not read "held" (202), and
+        "ignored" at once after the customer ended the conversation (nobody reads it)."""
         activity = json.loads(event) if isinstance(event, bytes) else event
-        with self._lock:
-            self._conversations[session.handoff_id]["activities"].append(activity)
-        response = requests.Response()
-        response.status_code = 200
-        return response
+        activity_id = str(activity.get("id"))
+        with self._read:
+            state = self._conversations[session.handoff_id]
+            state["activities"].append(activity)
+            position = len(state["activities"])
+            delivered = state.setdefault("delivered", set())
+            again, found = activity_id in delivered, "held"
+            if state.get("customer_ended"):
+                found = "ignored"
+            elif self._read.wait_for(lambda: state.get("read", 0) >= position, self.read_timeout):
+                delivered.add(activity_id)
+                found = "duplicate" if again else "applied"
+                # The copilot's next read comes once it applied this one (a pull job reads on
+                # only after its batch is kept); none comes after an end (it stops reading).
+                last = activity.get("type") == "endOfConversation"
+                gets, wait = state.get("gets", 0), READ_GRACE if last else self.read_timeout
+                self._read.wait_for(lambda: state.get("gets", 0) > gets, wait)
+        answer = requests.Response()
+        answer.status_code = 202 if found == "held" else 200
+        answer._content = json.dumps(
+            {"results": [{"event_id": activity_id, "status": found}]}
+        ).encode()
+        answer.headers["Content-Type"] = "application/json"
+        return answer
 
     def tampered(self, session: DeskSession, event: dict[str, Any]) -> list[Tampered]:
         # Nothing is pushed to the copilot: it reads the activities from Direct Line with its
@@ -240,8 +271,11 @@ class Dynamics365Emulator(HubDesk):
         return self._answer(request, handle)
 
     def _activity_set(self, conversation: str, watermark: str | None) -> dict[str, Any]:
-        with self._lock:
-            activities = list(self._conversations[conversation]["activities"])
+        with self._read:
+            state = self._conversations[conversation]
+            activities = list(state["activities"])
+            state["read"], state["gets"] = len(activities), state.get("gets", 0) + 1
+            self._read.notify_all()
         start = int(watermark) if watermark and watermark.isdigit() else 0
         found = ActivitySet(
             activities=[Activity.model_validate(a) for a in activities[start:]],
@@ -295,6 +329,7 @@ class Dynamics365Emulator(HubDesk):
                     self.add_session(_session_of(conversation, posted, data, text))
                 return  # before the context arrives, nothing reaches an agent
             if posted["type"] == "endOfConversation":
+                self._conversations[conversation]["customer_ended"] = True
                 self.customer_ended(session)
             elif posted["type"] == "message" and text:
                 counter = session.hub.setdefault("customer", 0) + 1
