@@ -308,8 +308,6 @@ class Dynamics365Hub(HubAdapter):
                 token = renewed
                 kept |= renewed.state()
             if events or kept:
-                    f"DBG {time.time():.2f} {[(e.kind, e.text, e.event_id[-7:]) for e in events]} {kept.get('watermark')}\n"
-                )  # noqa
                 yield HubPullBatch(events=events, state=kept)
             left = until - time.monotonic()
             if left > 0 and not activities:  # a full page: the next one at once [R S3]
