@@ -172,6 +172,8 @@ class HubDesk(LoopbackServer, abc.ABC):
     reported: frozenset[AgentAction] = frozenset({"joined", "message", "typing", "left", "ended"})
     # The hub tells the copilot the agent's name (else the customer sees "Agent").
     names_agents = True
+    # The hub tells the waiting customer their place in the queue (HubEventKind "queued").
+    announces_queue = False
 
     @abc.abstractmethod
     def event(

@@ -73,6 +73,7 @@ BACKOFF = 0.2
 class ServiceNowEmulator(HubDesk):
     hub_type = "servicenow"
     ordered = False  # ServiceNow numbers nothing: the copilot applies events as they come
+    announces_queue = True  # the wait-time spinner before an agent joins
     # No wire event tells the bot an agent left without ending [I]: "left" shows on the desk.
     emits = frozenset({"joined", "message", "typing", "ended"})
     reported = frozenset({"joined", "message", "typing", "ended"})
@@ -89,7 +90,7 @@ class ServiceNowEmulator(HubDesk):
         self.callback_password = secrets.token_urlsafe(24)
         self.callback_token = secrets.token_urlsafe(24)
         self.token_lifetime = token_lifetime
-        self.announce_queue = False  # a wait-time spinner when a session opens
+        self.announce_queue = True  # a wait-time spinner when a session opens
         self.copilot_id: str | None = None  # whose response endpoint ServiceNow calls
         self.dropped: list[dict[str, Any]] = []  # calls whose Message Auth token was wrong
         self._tokens: dict[str, float] = {}  # access token -> expiry (time.time())
