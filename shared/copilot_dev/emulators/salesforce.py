@@ -51,6 +51,11 @@ class SalesforceEmulator(HubDesk):
         self.deployment = "Northwind_Web"
         self.token_seconds = TOKEN_SECONDS
         self.wait_seconds = -1  # estimatedWaitTime in routing results (-1: not known)
+        # How long an agent's message waits for the client's delivery acknowledgement before
+        # deliver() answers 202 (not yet delivered) instead of 200 (delivered, like a webhook's
+        # answer: the copilot has taken it).
+        self.ack_timeout = 30.0
+        self.acknowledged: dict[str, int] = {}  # entry id -> the client's acknowledgements
         self._tokens: dict[str, dict[str, Any]] = {}  # token -> {"subject", "expires"}
         self._conversations: dict[str, DeskSession] = {}
         self._messages: set[tuple[str, str]] = set()  # (conversation, message id)
@@ -75,6 +80,11 @@ class SalesforceEmulator(HubDesk):
                 f"{API}/conversation/<conversation>/message", endpoint="message", methods=["POST"]
             ),
             Rule(f"{API}/conversation/<conversation>", endpoint="close", methods=["DELETE"]),
+            Rule(
+                f"{API}/conversation/<conversation>/acknowledge-entries",
+                endpoint="acknowledge",
+                methods=["POST"],
+            ),
             Rule("/eventrouter/v1/sse", endpoint="sse", methods=["GET"]),
         ]
 
@@ -155,10 +165,25 @@ class SalesforceEmulator(HubDesk):
         if isinstance(event, bytes):
             event = json.loads(event)
         assert isinstance(event, dict)
+        entry = str(event["data"]["conversationEntry"]["identifier"])
+        if session.hub.get("closed"):
+            # The conversation is closed: Salesforce takes nothing more into it [I], so the
+            # copilot never hears of it (what a webhook hub's copilot answers "ignored").
+            return _answered(200, [{"event_id": entry, "status": "ignored"}])
+        with self._changed:
+            before = self.acknowledged.get(entry, 0)
         self._publish(str(session.hub["subject"]), event["event"], event["data"])
-        answer = requests.Response()
-        answer.status_code = 202
-        return answer
+        if event["event"] != "CONVERSATION_MESSAGE":
+            return _answered(202, [])
+        # The hub learns what the client did with an agent's message from its delivery
+        # acknowledgement; the desk reports it in the copilot's webhook terms: the entry's
+        # first acknowledgement "applied", a later one "duplicate", none (yet) "held".
+        with self._changed:
+            taken = self._changed.wait_for(
+                lambda: self.acknowledged.get(entry, 0) > before, self.ack_timeout
+            )
+        found = "held" if not taken else "duplicate" if before else "applied"
+        return _answered(200 if taken else 202, [{"event_id": entry, "status": found}])
 
     def tampered(self, session: DeskSession, event: dict[str, Any]) -> list[Tampered]:
         # No inbound webhook exists: the copilot only reads its own guest's stream, with its
@@ -343,6 +368,28 @@ class SalesforceEmulator(HubDesk):
         )
         return self._answer(request, 204, None)
 
+    def _on_acknowledge(self, request: Request, conversation: str) -> Response:
+        session = self._owned(request, conversation)
+        if isinstance(session, Response):
+            return session
+        data = request.get_json(silent=True) or {}
+        acks = data.get("acks") if isinstance(data, dict) else None
+        if not isinstance(acks, list) or not all(
+            isinstance(a, dict)
+            and a.get("entryType") in ("Delivery", "Read")
+            and a.get("conversationEntryId")
+            for a in acks
+        ):
+            return self._answer(
+                request, 400, _error(400, "acks: [{id, entryType, conversationEntryId}]")
+            )
+        with self._changed:
+            for ack in acks:
+                entry = str(ack["conversationEntryId"])
+                self.acknowledged[entry] = self.acknowledged.get(entry, 0) + 1
+            self._changed.notify_all()
+        return self._answer(request, 202, {})
+
     # --- the stream ----------------------------------------------------------------------------
 
     def _on_sse(self, request: Request) -> Response:
@@ -462,6 +509,15 @@ def _transcript(text: str) -> list[dict[str, Any]]:
         speaker, _, said = line.partition(": ")
         entries.append({"from": {"role": "user" if speaker == "Customer" else "bot"}, "text": said})
     return entries
+
+
+def _answered(status: int, results: list[dict[str, str]]) -> requests.Response:
+    """The desk's answer to a delivery, in the shape of the copilot's webhook answer."""
+    answer = requests.Response()
+    answer.status_code = status
+    answer._content = json.dumps({"results": results}).encode()
+    answer.headers["Content-Type"] = "application/json"
+    return answer
 
 
 def _error(status: int, message: str) -> dict[str, Any]:

@@ -56,6 +56,9 @@ MAX_ATTRIBUTE_CHARS = 255
 # A quiet stream is reopened (from the same Last-Event-ID) after this long without a byte, so
 # no read outlasts the pull's ``until`` by more than this.
 READ_SLICE = 1.0
+# Events of other conversations (and our own echoes) move the cursor; it is kept at most this
+# often (seconds) when nothing of ours came, and at the end of the pull.
+CURSOR_EVERY = 2.0
 # How long a start's guest is kept in this process for a retry of the same start.
 GUEST_KEPT_SECONDS = 900
 # Namespace of the conversation and message ids we derive (Salesforce wants lowercase UUIDs).
@@ -199,6 +202,7 @@ class SalesforceHub(HubAdapter):
         cursor = state.get("last_event_id", receipt.state.get("last_event_id")) or None
         conversation = receipt.hub_conversation_id
         renewed = False
+        kept, kept_at = cursor, time.monotonic()
         while time.monotonic() < until:
             read = max(0.05, min(READ_SLICE, until - time.monotonic()))
             headers = {
@@ -219,12 +223,40 @@ class SalesforceHub(HubAdapter):
                 continue
             renewed = False
             with response:
-                for sse in _read_events(response, until):
-                    if sse.id is None:
-                        continue
-                    cursor = sse.id
-                    events = stream_events(sse.event, sse.data, conversation, sse.id)
+                for chunk in _read_events(response, until):
+                    # Every event of one read in one batch (one write for a burst).
+                    events = []
+                    for sse in chunk:
+                        cursor = sse.id
+                        events += stream_events(sse.event, sse.data, conversation, sse.id)
+                    if not events and time.monotonic() - kept_at < CURSOR_EVERY:
+                        continue  # nothing of ours: the cursor is kept later
+                    kept, kept_at = cursor, time.monotonic()
                     yield HubPullBatch(events=events, state={"last_event_id": cursor})
+                    # Back here, the copilot has taken the batch: the agent's messages are
+                    # acknowledged as delivered (the agent's console shows it).
+                    said = [e.event_id for e in events if e.kind == "agent_message"]
+                    if said:
+                        self._acknowledge(hub, token, conversation, said)
+        if cursor != kept:
+            yield HubPullBatch(state={"last_event_id": cursor})
+
+    def _acknowledge(
+        self, hub: SalesforceHubSettings, token: str, conversation: str, entries: list[str]
+    ) -> None:
+        """Delivery acknowledgements of these entries (best effort: the events are the
+        copilot's already; a refused acknowledgement only leaves "Delivered" unshown) [I S5]."""
+        acks = [
+            {"id": message_id(f"ack:{e}"), "entryType": "Delivery", "conversationEntryId": e}
+            for e in entries
+        ]
+        url = f"{_base(hub)}{API}/conversation/{conversation}/acknowledge-entries"
+        try:
+            self._http.call(
+                "POST", url, json={"acks": acks}, headers={"Authorization": f"Bearer {token}"}
+            )
+        except (HubUnavailableError, HubRejectedError) as e:
+            log.info("%s delivery acknowledgement not taken: %s", HUB, e)
 
 
 class _Session:
@@ -339,14 +371,14 @@ def _base(hub: SalesforceHubSettings) -> str:
 class ServerSentEvent:
     __slots__ = ("data", "event", "id")
 
-    def __init__(self, event: str, data: str, id: str | None) -> None:
+    def __init__(self, event: str, data: str, id: str) -> None:
         self.event, self.data, self.id = event, data, id
 
 
-def _read_events(response: requests.Response, until: float) -> Iterator[ServerSentEvent]:
-    """The stream's events as they arrive (the WHATWG event-stream format: ``field: value``
-    lines, a blank line ends an event, ``:`` lines are comments), until ``until`` or the
-    stream ends or stays quiet for the read timeout."""
+def _read_events(response: requests.Response, until: float) -> Iterator[list[ServerSentEvent]]:
+    """The stream's events with an id, as they arrive, those of one read together (the WHATWG
+    event-stream format: ``field: value`` lines, a blank line ends an event, ``:`` lines are
+    comments), until ``until``, the stream's end, or a read timeout on a quiet stream."""
     raw = response.raw
     buffer = b""
     fields: dict[str, list[str]] = {}
@@ -361,22 +393,20 @@ def _read_events(response: requests.Response, until: float) -> Iterator[ServerSe
             return
         buffer += chunk
         *lines, buffer = buffer.replace(b"\r\n", b"\n").split(b"\n")
+        read: list[ServerSentEvent] = []
         for raw_line in lines:
             line = raw_line.decode("utf-8", "replace")
             if not line:
-                if "data" in fields or "id" in fields:
-                    ids = fields.get("id")
-                    yield ServerSentEvent(
-                        (fields.get("event") or ["message"])[-1],
-                        "\n".join(fields.get("data", [])),
-                        ids[-1] if ids else None,
-                    )
+                ids = fields.get("id")
+                if ids and ids[-1]:
+                    event = (fields.get("event") or ["message"])[-1]
+                    read.append(ServerSentEvent(event, "\n".join(fields.get("data", [])), ids[-1]))
                 fields = {}
-                continue
-            if line.startswith(":"):
-                continue  # a keepalive comment
-            name, _, value = line.partition(":")
-            fields.setdefault(name, []).append(value[1:] if value.startswith(" ") else value)
+            elif not line.startswith(":"):  # ":" starts a keepalive comment
+                name, _, value = line.partition(":")
+                fields.setdefault(name, []).append(value[1:] if value.startswith(" ") else value)
+        if read:
+            yield read
 
 
 def stream_events(name: str, data: str, conversation: str, sse_id: str) -> list[HubEvent]:
@@ -412,7 +442,7 @@ def stream_events(name: str, data: str, conversation: str, sse_id: str) -> list[
     kind = inner.get("entryType")
     if name == "CONVERSATION_MESSAGE" or kind == "Message":
         if role == "EndUser":
-            return [HubEvent(kind="noop", event_id=entry_id, **base)]  # our own message
+            return []  # the echo of our own message (no numbering to keep a place in)
         text = _text_of(inner.get("abstractMessage"))
         if role in _SPEAKING_ROLES and text:
             return [HubEvent(kind="agent_message", event_id=entry_id, text=text, agent=who, **base)]
