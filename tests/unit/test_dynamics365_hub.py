@@ -404,3 +404,24 @@ def test_direct_line_refusals(hub: Dynamics365Hub, d365: Dynamics365Emulator) ->
     d365.expire_tokens()
     expired = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
     assert expired.status_code == 403 and expired.json()["error"]["code"] == "TokenExpired"
+
+
+def test_the_desks_delivery_says_what_the_copilot_read(
+    hub: Dynamics365Hub, d365: Dynamics365Emulator
+) -> None:
+    receipt = start(hub, d365)
+    session = d365.session(CID)
+    d365.read_timeout = 5
+    reader = threading.Thread(target=pull_all, args=(hub, d365, receipt, {}, 2.0))
+    reader.start()
+    event = d365.event(session, "message", text="once")
+    statuses = [d365.deliver(session, event).json()["results"][0]["status"] for _ in range(2)]
+    reader.join()
+    assert statuses == ["applied", "duplicate"]  # read, then read again (the copilot dedupes)
+
+    d365.read_timeout = 0.2  # nobody reads now
+    held = d365.deliver(session, d365.event(session, "message", text="later"))
+    assert held.status_code == 202 and held.json()["results"][0]["status"] == "held"
+    hub.send(settings(d365), d365.secret_value, command("end", 4, receipt=receipt))
+    late = d365.deliver(session, d365.event(session, "message", text="too late"))
+    assert late.json()["results"][0]["status"] == "ignored"
