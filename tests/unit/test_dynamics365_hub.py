@@ -425,3 +425,21 @@ def test_the_desks_delivery_says_what_the_copilot_read(
     hub.send(settings(d365), d365.secret_value, command("end", 4, receipt=receipt))
     late = d365.deliver(session, d365.event(session, "message", text="too late"))
     assert late.json()["results"][0]["status"] == "ignored"
+
+
+def test_pull_of_a_conversation_gone_ends_the_hand_off_and_a_refused_secret_retries(
+    hub: Dynamics365Hub, d365: Dynamics365Emulator
+) -> None:
+    receipt = start(hub, d365)
+    gone = receipt.model_copy(update={"hub_conversation_id": "f" * 32})
+    got = events(pull_all(hub, d365, gone, {}, 0.3))
+    assert [(e.kind, e.event_id, e.reason) for e in got] == [
+        ("ended", f"{'f' * 32}|gone", "conversation_gone")
+    ]
+    d365.expire_tokens()  # the token is refused, and so is the secret that would renew it
+    with pytest.raises(HubUnavailableError):
+        list(
+            hub.pull(
+                settings(d365), '{"directline_secret": "x"}', receipt, {}, time.monotonic() + 1
+            )
+        )

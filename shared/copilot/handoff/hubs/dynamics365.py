@@ -292,7 +292,23 @@ class Dynamics365Hub(HubAdapter):
         base = f"{_base(hub)}/conversations/{quote(conversation, safe='')}/activities"
         while time.monotonic() < until:
             url = base if watermark is None else f"{base}?watermark={quote(str(watermark))}"
-            response, renewed = self._conversation_call(hub, creds, conversation, token, "GET", url)
+            try:
+                response, renewed = self._conversation_call(
+                    hub, creds, conversation, token, "GET", url
+                )
+            except HubRejectedError as e:
+                if e.reason == "http_404":
+                    # Direct Line no longer knows the conversation: nothing more will come.
+                    gone = HubEvent(
+                        kind="ended",
+                        event_id=f"{conversation}|gone",
+                        hub_conversation_id=conversation,
+                        reason="conversation_gone",
+                    )
+                    yield HubPullBatch(events=[gone])
+                    return
+                # Refused otherwise (the secret itself, a 400): the next job tries again.
+                raise HubUnavailableError(f"{HUB}'s Direct Line refused the read: {e}") from e
             answer = json_of(response, HUB)
             if not isinstance(answer, dict):
                 raise HubUnavailableError(f"{HUB}'s Direct Line answered no activity set")
