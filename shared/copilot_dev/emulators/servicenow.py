@@ -361,7 +361,7 @@ class ServiceNowEmulator(HubDesk):
         if action == "AGENT":
             if live is None or live.status == "ended":
                 live = self._open(payload)
-                if self.announce_queue:
+                if self.announce_queue and self.webhook_url:  # (unit tests may have none)
                     threading.Thread(target=self._announce, args=(live,), daemon=True).start()
             return 200, {"status": "success"}
         if live is None:

@@ -17,10 +17,8 @@ import base64
 import hashlib
 import json
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +26,7 @@ from copilot.errors import ForbiddenError, HubRejectedError, HubUnavailableError
 from copilot.handoff.hubs.credentials import parse_credentials, signing_key
 from copilot.handoff.hubs.http import HubAuthError, HubHttp, json_of
 from copilot.handoff.hubs.oauth import AccessToken, TokenCache, client_credentials
+from copilot.handoff.hubs.once import Once
 from copilot.handoff.hubs.signatures import check_hmac_header
 from copilot.handoff.models import (
     Agent,
@@ -304,42 +303,6 @@ class LivePersonHub(HubAdapter):
             with self._lock:
                 self._domains[key] = known
         return known[service]
-
-
-class Once:
-    """Calls by key, each made once in this process: a call whose key is running waits for it
-    and gets its result; a failed call leaves the key to the next. The last ``size`` results
-    are kept."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._done: OrderedDict[str, Any] = OrderedDict()
-        self._running: dict[str, threading.Lock] = {}
-
-    def run(self, key: str, call: Callable[[], T]) -> T:
-        while True:
-            with self._lock:
-                if key in self._done:
-                    return cast(T, self._done[key])
-                running = self._running.get(key)
-                if running is None:
-                    running = self._running[key] = threading.Lock()
-                    running.acquire()
-                    break
-            with running:  # the other call's end, then look again
-                pass
-        try:
-            result = call()
-            with self._lock:
-                self._done[key] = result
-                while len(self._done) > self._size:
-                    self._done.popitem(last=False)
-            return result
-        finally:
-            with self._lock:
-                del self._running[key]
-            running.release()
 
 
 # --- the start's native fields ------------------------------------------------------------

@@ -32,8 +32,8 @@ from copilot.errors import ForbiddenError, HubRejectedError, UnauthorizedError
 from copilot.handoff.hubs.credentials import basic_pair, parse_credentials
 from copilot.handoff.hubs.fields import va_fields
 from copilot.handoff.hubs.http import HubHttp, json_of
-from copilot.handoff.hubs.liveperson import Once
 from copilot.handoff.hubs.oauth import TokenCache, client_credentials
+from copilot.handoff.hubs.once import Once
 from copilot.handoff.hubs.signatures import hmac_hex
 from copilot.handoff.models import (
     Agent,
