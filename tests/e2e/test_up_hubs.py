@@ -18,7 +18,9 @@ from tests.up import Up
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(params=["genesys", "liveperson", "connect", "servicenow"])
+@pytest.fixture(
+    params=["genesys", "liveperson", "connect", "servicenow", "salesforce", "dynamics365"]
+)
 def up(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Up]:
     running = Up(tmp_path / "data", "--hub", request.param)
     try:

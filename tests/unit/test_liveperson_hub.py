@@ -23,7 +23,8 @@ from copilot.errors import (
     HubUnavailableError,
     UnauthorizedError,
 )
-from copilot.handoff.hubs.liveperson import LivePersonHub, context_message
+from copilot.handoff.hubs.fields import context_message
+from copilot.handoff.hubs.liveperson import LivePersonHub
 from copilot.handoff.models import (
     HandoffContext,
     HubCommand,

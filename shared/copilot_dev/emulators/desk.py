@@ -423,6 +423,40 @@ class HubDesk(LoopbackServer, abc.ABC):
         return Response(_PAGE, mimetype="text/html")
 
 
+_LISTS = ("Customer details:", "Customer's words:", "Unanswered questions:")
+
+
+def read_context_message(text: str) -> tuple[dict[str, str], dict[str, Any], list[dict[str, Any]]]:
+    """The copilot's first message (copilot.handoff.hubs.fields.context_message) back into
+    labels, lists and transcript lines: how an emulator reads the context a hub carries only
+    as that text."""
+    labels: dict[str, str] = {}
+    lists: dict[str, Any] = {}
+    transcript: list[dict[str, Any]] = []
+    section: str | None = None
+    for line in text.splitlines()[1:]:
+        if line == "Transcript:":
+            section = line
+        elif section == "Transcript:":
+            speaker, _, said = line.partition(": ")
+            role = "user" if speaker == "Customer" else "bot"
+            transcript.append({"from": {"role": role}, "text": said})
+        elif line in _LISTS:
+            section = line
+            lists[line] = {} if line == "Customer details:" else []
+        elif line.startswith("- ") and section in lists:
+            item = line[2:]
+            if isinstance(lists[section], dict):
+                key, _, value = item.partition(": ")
+                lists[section][key] = value
+            else:
+                lists[section].append(item)
+        else:
+            label, _, value = line.partition(": ")
+            labels[label] = "" if value == "-" else value
+    return {k: v for k, v in labels.items() if v}, lists, transcript
+
+
 def json_answer(payload: Any, status: int = 200) -> Response:
     return Response(json.dumps(payload), status=status, mimetype="application/json")
 

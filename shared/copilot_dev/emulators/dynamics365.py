@@ -39,8 +39,14 @@ from copilot.entrypoints.http.directline_models import (
     DirectLineToken,
     ResourceResponse,
 )
-from copilot_dev.emulators.desk import AgentAction, DeskSession, HubDesk, Tampered, json_answer
-from copilot_dev.emulators.liveperson import _read_message
+from copilot_dev.emulators.desk import (
+    AgentAction,
+    DeskSession,
+    HubDesk,
+    Tampered,
+    json_answer,
+    read_context_message,
+)
 
 TOKEN_SECONDS = 1800  # Direct Line tokens last 30 minutes [R S4]
 BOT_ID = "d365-relay-bot"  # the Azure bot the custom channel account relays through
@@ -403,7 +409,7 @@ def _session_of(
     variables, the customer context and the first message (summary, lists, transcript)."""
     variables = {str(k): str(v) for k, v in (data.get("conversationcontext") or {}).items()}
     customer = data.get("customercontext") or {}
-    labels, lists, transcript = _read_message(text)
+    labels, lists, transcript = read_context_message(text)
     context: dict[str, Any] = {
         k: v for k, v in variables.items() if not k.startswith("va_") and k not in ROUTING
     }

@@ -32,7 +32,14 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from copilot.handoff.hubs.signatures import signature_header
-from copilot_dev.emulators.desk import AgentAction, DeskSession, HubDesk, Tampered, json_answer
+from copilot_dev.emulators.desk import (
+    AgentAction,
+    DeskSession,
+    HubDesk,
+    Tampered,
+    json_answer,
+    read_context_message,
+)
 
 # LivePerson retries a failed webhook up to max_retries (0-5) times, 30 s apart [R S11]; here
 # up to 5 deliveries 0.2, 0.4, 0.8, 1.6 s apart, so tests do not wait minutes.
@@ -547,7 +554,7 @@ def _session_of(
             info = dict(sde.get("info") or {})
         if isinstance(sde, dict) and sde.get("type") == "personal":
             personal = dict(sde.get("personal") or {})
-    labels, lists, transcript = _read_message(text)
+    labels, lists, transcript = read_context_message(text)
     context: dict[str, Any] = dict(lists.get("Customer details:", {}))
     if personal.get("firstname"):
         context["name"] = personal["firstname"]
@@ -572,35 +579,3 @@ def _session_of(
         routing={"queue": labels.get("Queue")},
         transcript=transcript,
     )
-
-
-_LISTS = ("Customer details:", "Customer's words:", "Unanswered questions:")
-
-
-def _read_message(text: str) -> tuple[dict[str, str], dict[str, Any], list[dict[str, Any]]]:
-    """The copilot's first message back into labels, lists and transcript lines."""
-    labels: dict[str, str] = {}
-    lists: dict[str, Any] = {}
-    transcript: list[dict[str, Any]] = []
-    section: str | None = None
-    for line in text.splitlines()[1:]:
-        if line == "Transcript:":
-            section = line
-        elif section == "Transcript:":
-            speaker, _, said = line.partition(": ")
-            role = "user" if speaker == "Customer" else "bot"
-            transcript.append({"from": {"role": role}, "text": said})
-        elif line in _LISTS:
-            section = line
-            lists[line] = {} if line == "Customer details:" else []
-        elif line.startswith("- ") and section in lists:
-            item = line[2:]
-            if isinstance(lists[section], dict):
-                key, _, value = item.partition(": ")
-                lists[section][key] = value
-            else:
-                lists[section].append(item)
-        else:
-            label, _, value = line.partition(": ")
-            labels[label] = "" if value == "-" else value
-    return {k: v for k, v in labels.items() if v}, lists, transcript

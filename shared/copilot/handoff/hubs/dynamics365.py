@@ -35,8 +35,9 @@ from pydantic import BaseModel, Field
 
 from copilot.errors import BadRequestError, ForbiddenError, HubRejectedError, HubUnavailableError
 from copilot.handoff.hubs.credentials import parse_credentials
+from copilot.handoff.hubs.fields import context_message
 from copilot.handoff.hubs.http import HubAuthError, HubHttp, json_of
-from copilot.handoff.hubs.liveperson import Once, context_message
+from copilot.handoff.hubs.once import Once
 from copilot.handoff.models import (
     Agent,
     Dynamics365HubSettings,

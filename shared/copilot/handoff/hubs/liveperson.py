@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from copilot.errors import ForbiddenError, HubRejectedError, HubUnavailableError
 from copilot.handoff.hubs.credentials import parse_credentials, signing_key
+from copilot.handoff.hubs.fields import context_message
 from copilot.handoff.hubs.http import HubAuthError, HubHttp, json_of
 from copilot.handoff.hubs.oauth import AccessToken, TokenCache, client_credentials
 from copilot.handoff.hubs.once import Once
@@ -36,7 +37,6 @@ from copilot.handoff.models import (
     HubReceipt,
     HubSettings,
     LivePersonHubSettings,
-    TranscriptEntry,
 )
 from copilot.ports import HubAdapter, InboundRequest
 from copilot.schema import parse_object
@@ -49,7 +49,6 @@ CLIENT_HEADER = "x-liveperson-client-id"
 UMS_VERSION = "3"
 # No maximum message length was found in LivePerson's docs: the hand-off message is kept under
 # this, dropping the transcript's oldest lines first (docs/hubs/liveperson.md §3) [I].
-MAX_CONTEXT_CHARS = 8000
 _COMMANDS_REMEMBERED = 10_000
 _SERVICES = ("sentinel", "idp", "asyncMessagingEnt")
 T = TypeVar("T")
@@ -323,41 +322,6 @@ def _sdes(ctx: HandoffContext) -> list[dict[str, Any]]:
         contact = {k: variables[k] for k in ("email", "phone") if variables.get(k)}
         personal["contacts"] = [contact]
     return [{"type": "ctmrinfo", "info": info}, {"type": "personal", "personal": personal}]
-
-
-def _one_line(text: str | None) -> str:
-    return " ".join((text or "").split())
-
-
-def context_message(ctx: HandoffContext, transcript: list[TranscriptEntry]) -> str:
-    """The hand-off's first message: the copilot's summary and context, then the transcript,
-    one ``Label: value`` per line (what the agent reads first; the emulator reads it back)."""
-    head = [
-        f"[Copilot hand-off: summary by {_one_line(ctx.bot_name)}, not typed by the customer]",
-        f"Summary: {_one_line(ctx.summary) or '-'}",
-        f"Note for the agent: {_one_line(ctx.agent_message) or '-'}",
-        f"Last topic: {_one_line(ctx.last_topic) or '-'}",
-        f"Queue: {_one_line(ctx.queue) or '-'}",
-        f"Skill: {_one_line(ctx.skill) or '-'}",
-        f"Language: {_one_line(ctx.language)}",
-        f"Bot: {_one_line(ctx.bot_name)}",
-        f"Conversation: {ctx.conversation_id}",
-    ]
-    lists = [
-        ("Customer details:", [f"- {k}: {_one_line(v)}" for k, v in ctx.variables.items()]),
-        ("Customer's words:", [f"- {_one_line(p)}" for p in ctx.phrases]),
-        ("Unanswered questions:", [f"- {_one_line(q)}" for q in ctx.unanswered_questions]),
-    ]
-    for title, lines in lists:
-        head += [title, *lines]
-    said = [f"{_speaker(e)}: {_one_line(e.text)}" for e in transcript]
-    while said and len("\n".join([*head, "Transcript:", *said])) > MAX_CONTEXT_CHARS:
-        said.pop(0)  # the oldest lines go first
-    return "\n".join([*head, "Transcript:", *said])[:MAX_CONTEXT_CHARS]
-
-
-def _speaker(entry: TranscriptEntry) -> str:
-    return {"customer": "Customer", "copilot": "Bot"}.get(entry.role, entry.role.title())
 
 
 def _publish(conversation_id: str | None, text: str) -> dict[str, Any]:
