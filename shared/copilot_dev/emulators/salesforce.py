@@ -166,9 +166,10 @@ class SalesforceEmulator(HubDesk):
             event = json.loads(event)
         assert isinstance(event, dict)
         entry = str(event["data"]["conversationEntry"]["identifier"])
-        if session.hub.get("closed"):
-            # The conversation is closed: Salesforce takes nothing more into it [I], so the
-            # copilot never hears of it (what a webhook hub's copilot answers "ignored").
+        if session.status == "ended":
+            # The customer closed the conversation or the agent ended the session: Salesforce
+            # takes nothing more into it [I], so the copilot never hears of it (what a webhook
+            # hub's copilot answers "ignored").
             return _answered(200, [{"event_id": entry, "status": "ignored"}])
         with self._changed:
             before = self.acknowledged.get(entry, 0)
@@ -277,7 +278,6 @@ class SalesforceEmulator(HubDesk):
             session = _session_of(conversation, attributes, data)
             session.hub.update(subject=subject, notes=0)
             self._conversations[conversation] = session
-            self.add_session(session)
             self.received.append({"type": "conversation", "body": data})
         result = {
             "entryType": "RoutingResult",
@@ -328,6 +328,7 @@ class SalesforceEmulator(HubDesk):
             session.hub["notes"] = 1
             if first:  # the copilot's hand-off note: the transcript, for the desk
                 session.transcript = _transcript(text)
+                self.add_session(session)  # the agent is offered it with its transcript
             else:
                 self.customer_said(session, text, len(session.customer) + 1, message_id)
         guest = {"role": "EndUser", "appType": "iamessage", "subject": session.hub["subject"]}
@@ -430,14 +431,6 @@ class SalesforceEmulator(HubDesk):
         if body is None:
             return Response(status=status)
         return json_answer(body, status)
-
-    def _record_agent(
-        self, session: DeskSession, kind: AgentAction, name: str, text: str | None
-    ) -> None:
-        super()._record_agent(session, kind, name, text)
-        if kind == "ended":
-            with self._lock:
-                session.hub["closed"] = True
 
 
 _SYSTEM = {"role": "System", "appType": "conversation", "subject": "005000000000001"}

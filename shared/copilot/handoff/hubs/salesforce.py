@@ -28,6 +28,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from copilot.errors import BadRequestError, ForbiddenError, HubRejectedError, HubUnavailableError
 from copilot.handoff.hubs.http import HubAuthError, HubHttp, json_of
+from copilot.handoff.hubs.liveperson import Once
 from copilot.handoff.hubs.oauth import AccessToken, TokenCache
 from copilot.handoff.models import (
     Agent,
@@ -59,6 +60,7 @@ READ_SLICE = 1.0
 # Events of other conversations (and our own echoes) move the cursor; it is kept at most this
 # often (seconds) when nothing of ours came, and at the end of the pull.
 CURSOR_EVERY = 2.0
+_COMMANDS_REMEMBERED = 10_000  # results of commands kept by event id in this process
 # How long a start's guest is kept in this process for a retry of the same start.
 GUEST_KEPT_SECONDS = 900
 # Namespace of the conversation and message ids we derive (Salesforce wants lowercase UUIDs).
@@ -85,6 +87,7 @@ class SalesforceHub(HubAdapter):
     def __init__(self, timeout: float = 10) -> None:
         self._http = HubHttp(HUB, timeout)
         self._guests = TokenCache()  # the guest of each start in this process
+        self._once = Once(_COMMANDS_REMEMBERED)
 
     # --- inbound: none by webhook ------------------------------------------------------------
 
@@ -101,6 +104,13 @@ class SalesforceHub(HubAdapter):
 
     def send(self, hub: HubSettings, secret: str, command: HubCommand) -> HubReceipt | None:
         assert isinstance(hub, SalesforceHubSettings)
+        # Each command once per process, by its event id: the outbox may run two deliveries of
+        # one conversation at once (after an outage); the second waits and gets the first's
+        # answer instead of sending the same message again.
+        key = f"{_base(hub)}|{command.event_id}"
+        return self._once.run(key, lambda: self._send(hub, command))
+
+    def _send(self, hub: SalesforceHubSettings, command: HubCommand) -> HubReceipt | None:
         if command.kind == "start":
             return self._start(hub, command)
         receipt = command.receipt
@@ -218,7 +228,12 @@ class SalesforceHub(HubAdapter):
             except HubAuthError:
                 if renewed:
                     raise
-                token, renewed = self.continued(hub, token), True
+                try:
+                    token, renewed = self.continued(hub, token), True
+                except HubRejectedError as e:
+                    # The guest is lost: nothing of this hand-off can be read any more. The
+                    # next job tries again (a pull knows no "refused for good").
+                    raise HubUnavailableError(str(e)) from e
                 yield HubPullBatch(state={"access_token": token})
                 continue
             renewed = False
@@ -296,16 +311,10 @@ def routing_attributes(hub: SalesforceHubSettings, command: HubCommand) -> dict[
     variables (lists as JSON), each within MAX_ATTRIBUTE_CHARS."""
     ctx = command.context
     assert ctx is not None
-    ours: dict[str, str | None] = {
-        "va_ConversationId": ctx.conversation_id,
-        "va_BotId": ctx.bot_id,
-        "va_BotName": ctx.bot_name,
-        "va_Language": ctx.language,
-        "va_LastTopic": ctx.last_topic,
-        "va_Topics": _listed(ctx.topics),
-        "va_LastPhrases": ctx.last_phrases,
-        "va_Phrases": _listed(ctx.phrases),
-        "va_AgentMessage": ctx.agent_message or hub.agent_note,
+    ours: dict[str, str | None] = {f"va_{name}": getattr(ctx, field) for name, field in _VA_TEXT}
+    ours |= {f"va_{name}": _listed(getattr(ctx, field)) for name, field in _VA_LISTS}
+    ours["va_AgentMessage"] = ctx.agent_message or hub.agent_note
+    ours |= {
         "Copilot_Id": command.copilot_id,
         "Copilot_Handoff_Id": command.handoff_id,
         "Copilot_Queue": ctx.queue or hub.queue,
@@ -319,6 +328,18 @@ def routing_attributes(hub: SalesforceHubSettings, command: HubCommand) -> dict[
         if key and key not in attributes and not key.startswith(("va_", "Copilot_")):
             attributes[key] = _clip(value)
     return attributes
+
+
+# Copilot Studio's handoff.initiate names (va_<name>) of the context's fields.
+_VA_TEXT = (
+    ("ConversationId", "conversation_id"),
+    ("BotId", "bot_id"),
+    ("BotName", "bot_name"),
+    ("Language", "language"),
+    ("LastTopic", "last_topic"),
+    ("LastPhrases", "last_phrases"),
+)
+_VA_LISTS = (("Topics", "topics"), ("Phrases", "phrases"))
 
 
 def _clip(value: str) -> str:
