@@ -21,7 +21,7 @@ from copilot.errors import (
     HubRejectedError,
     HubUnavailableError,
 )
-from copilot.handoff.hubs.liveperson import Once
+from copilot.handoff.hubs.once import Once
 from copilot.handoff.hubs.salesforce import (
     SalesforceHub,
     hub_conversation_id,
@@ -125,7 +125,8 @@ def test_start_creates_the_conversation_with_the_context_as_routing_attributes(
     attributes = body["routingAttributes"]
     assert attributes["va_ConversationId"] == CID
     assert attributes["va_Phrases"] == json.dumps(CONTEXT["phrases"])
-    assert attributes["Copilot_Queue"] == "lights" and attributes["tier"] == "gold"
+    assert attributes["routing_queue"] == "lights" and attributes["tier"] == "gold"
+    assert attributes["copilot_id"] == COPILOT and attributes["handoff_id"] == HID
     assert session.conversation_id == CID and session.copilot_id == COPILOT
     assert session.context["va_LastTopic"] == "Lights"
     assert session.context["va_AgentMessage"] == "Bought it last week"

@@ -30,14 +30,29 @@ import requests
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from copilot_dev.emulators.desk import AgentAction, DeskSession, HubDesk, Tampered, json_answer
+from copilot_dev.emulators.desk import (
+    AgentAction,
+    DeskSession,
+    HubDesk,
+    Tampered,
+    json_answer,
+    read_context_message,
+)
 
 API = "/iamessage/api/v2"
 TOKEN_SECONDS = 6 * 3600  # a guest token's life here [I: the docs give none]
 KEEPALIVE_SECONDS = 0.5  # a comment line this often on a quiet stream
 STREAM_SECONDS = 120.0  # a stream is closed after this long (the client reconnects)
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_LISTED = ("va_Topics", "va_Phrases", "Copilot_Unanswered")
+_LISTED = ("va_Topics", "va_Phrases", "unanswered_questions")
+_OURS = (
+    "summary",
+    "unanswered_questions",
+    "routing_queue",
+    "routing_skill",
+    "copilot_id",
+    "handoff_id",
+)
 
 
 class SalesforceEmulator(HubDesk):
@@ -327,7 +342,7 @@ class SalesforceEmulator(HubDesk):
             first = not session.hub["notes"]
             session.hub["notes"] = 1
             if first:  # the copilot's hand-off note: the transcript, for the desk
-                session.transcript = _transcript(text)
+                session.transcript = read_context_message(text)[2]
                 self.add_session(session)  # the agent is offered it with its transcript
             else:
                 self.customer_said(session, text, len(session.customer) + 1, message_id)
@@ -472,36 +487,23 @@ def _entry(
 
 def _session_of(conversation: str, attributes: dict[str, str], body: dict[str, Any]) -> DeskSession:
     """The hand-off as the agent sees it, rebuilt from the routing attributes."""
-    context: dict[str, Any] = {k: v for k, v in attributes.items() if not k.startswith("Copilot_")}
-    for name in _LISTED:
-        if name in context:
-            context[name] = json.loads(context[name])
+    read: dict[str, Any] = {k: json.loads(v) if k in _LISTED else v for k, v in attributes.items()}
+    context = {k: v for k, v in read.items() if k not in _OURS}
     context.setdefault("va_Phrases", [])
-    unanswered = attributes.get("Copilot_Unanswered")
     return DeskSession(
         handoff_id=conversation,
         conversation_id=attributes.get("va_ConversationId", ""),
-        copilot_id=attributes.get("Copilot_Id", ""),
+        copilot_id=attributes.get("copilot_id", ""),
         reply_to=None,
         initiate={"conversation": body},
         context=context,
-        summary_text=attributes.get("Copilot_Summary"),
-        unanswered_questions=json.loads(unanswered) if unanswered else [],
+        summary_text=attributes.get("summary"),
+        unanswered_questions=read.get("unanswered_questions", []),
         routing={
-            "queue": attributes.get("Copilot_Queue"),
-            "skill": attributes.get("Copilot_Skill"),
+            "queue": attributes.get("routing_queue"),
+            "skill": attributes.get("routing_skill"),
         },
     )
-
-
-def _transcript(text: str) -> list[dict[str, Any]]:
-    """The hand-off note's lines after "Transcript:" back into transcript entries."""
-    lines = text.split("\nTranscript:\n", 1)[1].splitlines() if "\nTranscript:\n" in text else []
-    entries = []
-    for line in lines:
-        speaker, _, said = line.partition(": ")
-        entries.append({"from": {"role": "user" if speaker == "Customer" else "bot"}, "text": said})
-    return entries
 
 
 def _answered(status: int, results: list[dict[str, str]]) -> requests.Response:

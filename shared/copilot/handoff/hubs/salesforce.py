@@ -27,19 +27,18 @@ import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from copilot.errors import BadRequestError, ForbiddenError, HubRejectedError, HubUnavailableError
+from copilot.handoff.hubs.fields import context_message, va_fields
 from copilot.handoff.hubs.http import HubAuthError, HubHttp, json_of
-from copilot.handoff.hubs.liveperson import Once
 from copilot.handoff.hubs.oauth import AccessToken, TokenCache
+from copilot.handoff.hubs.once import Once
 from copilot.handoff.models import (
     Agent,
-    HandoffContext,
     HubCommand,
     HubEvent,
     HubPullBatch,
     HubReceipt,
     HubSettings,
     SalesforceHubSettings,
-    TranscriptEntry,
 )
 from copilot.ports import HubAdapter, InboundRequest
 from copilot.schema import MAX_MESSAGE_CHARS
@@ -159,7 +158,7 @@ class SalesforceHub(HubAdapter):
                 raise
         # What the agent reads first: the summary and the conversation so far.
         note = _message_body(
-            hub, message_id(command.event_id, ":note"), start_text(ctx, command.transcript)
+            hub, message_id(command.event_id, ":note"), context_message(ctx, command.transcript)
         )
         session.call("POST", f"{_base(hub)}{API}/conversation/{conversation}/message", note)
         return session.renewed() or receipt
@@ -307,67 +306,37 @@ class _Session:
 
 def routing_attributes(hub: SalesforceHubSettings, command: HubCommand) -> dict[str, str]:
     """The hand-off context as routing attributes: the deployment's hidden pre-chat fields,
-    named as Copilot Studio names them (va_*), then routing, the summary and the customer's
-    variables (lists as JSON), each within MAX_ATTRIBUTE_CHARS."""
+    named as Copilot Studio names them (``fields.va_fields``: va_*, summary, unanswered
+    questions, routing), our ids, then the customer's variables; each within
+    MAX_ATTRIBUTE_CHARS (a list keeps its newest items, so it stays JSON)."""
     ctx = command.context
     assert ctx is not None
-    ours: dict[str, str | None] = {f"va_{name}": getattr(ctx, field) for name, field in _VA_TEXT}
-    ours |= {f"va_{name}": _listed(getattr(ctx, field)) for name, field in _VA_LISTS}
-    ours["va_AgentMessage"] = ctx.agent_message or hub.agent_note
-    ours |= {
-        "Copilot_Id": command.copilot_id,
-        "Copilot_Handoff_Id": command.handoff_id,
-        "Copilot_Queue": ctx.queue or hub.queue,
-        "Copilot_Skill": ctx.skill or hub.skill,
-        "Copilot_Summary": ctx.summary,
-        "Copilot_Unanswered": _listed(ctx.unanswered_questions),
+    attributes = va_fields(ctx, hub) | {
+        "copilot_id": command.copilot_id,
+        "handoff_id": command.handoff_id,
     }
-    attributes = {k: _clip(v) for k, v in ours.items() if v}
     for name, value in ctx.variables.items():
         key = "".join(c if c.isalnum() or c == "_" else "_" for c in name)[:80]
-        if key and key not in attributes and not key.startswith(("va_", "Copilot_")):
-            attributes[key] = _clip(value)
-    return attributes
-
-
-# Copilot Studio's handoff.initiate names (va_<name>) of the context's fields.
-_VA_TEXT = (
-    ("ConversationId", "conversation_id"),
-    ("BotId", "bot_id"),
-    ("BotName", "bot_name"),
-    ("Language", "language"),
-    ("LastTopic", "last_topic"),
-    ("LastPhrases", "last_phrases"),
-)
-_VA_LISTS = (("Topics", "topics"), ("Phrases", "phrases"))
+        if key and key not in attributes and not key.startswith("va_"):
+            attributes[key] = value
+    lists = {"va_Topics": ctx.topics, "va_Phrases": ctx.phrases}
+    lists["unanswered_questions"] = ctx.unanswered_questions
+    return {
+        key: _listed(lists[key]) if key in lists else _clip(value)
+        for key, value in attributes.items()
+    }
 
 
 def _clip(value: str) -> str:
     return value if len(value) <= MAX_ATTRIBUTE_CHARS else value[: MAX_ATTRIBUTE_CHARS - 1] + "…"
 
 
-def _listed(items: list[str]) -> str | None:
+def _listed(items: list[str]) -> str:
     """A JSON list within an attribute: the newest items kept."""
-    kept = list(items)
-    while kept and len(json.dumps(kept, ensure_ascii=False)) > MAX_ATTRIBUTE_CHARS:
+    kept = [_clip(item) for item in items]
+    while len(kept) > 1 and len(json.dumps(kept)) > MAX_ATTRIBUTE_CHARS:
         kept.pop(0)
-    return json.dumps(kept, ensure_ascii=False) if kept else None
-
-
-def start_text(ctx: HandoffContext, transcript: list[TranscriptEntry]) -> str:
-    """The first message: who handed off, the summary, the unanswered questions, then the
-    conversation so far ("Customer: ..."/"Bot: ..." lines, the oldest left out beyond the
-    message size)."""
-    head = [f"[{ctx.bot_name} hand-off]" + (f" Topic: {ctx.last_topic}" if ctx.last_topic else "")]
-    head.append(f"Summary: {' '.join(ctx.summary.split()) or '-'}")
-    head += [f"Unanswered: {' '.join(q.split())}" for q in ctx.unanswered_questions]
-    lines = [
-        f"{'Customer' if e.role == 'customer' else 'Bot'}: {' '.join(e.text.split())}"
-        for e in transcript
-    ]
-    while lines and len("\n".join([*head, "Transcript:", *lines])) > MAX_MESSAGE_CHARS:
-        lines.pop(0)
-    return "\n".join([*head, "Transcript:", *lines])[:MAX_MESSAGE_CHARS]
+    return json.dumps(kept)
 
 
 def _message_body(hub: SalesforceHubSettings, message: str, text: str) -> dict[str, Any]:
