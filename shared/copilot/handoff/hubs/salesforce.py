@@ -374,7 +374,7 @@ def _read_events(response: requests.Response, until: float) -> Iterator[list[Ser
     fields: dict[str, list[str]] = {}
     while time.monotonic() < until:
         try:
-            chunk = raw.read1(65536)
+            chunk = raw.read1(65536, decode_content=True)  # gunzipped if the hub gzips
         except (requests.RequestException, Urllib3Error, OSError, ValueError) as e:
             # A quiet stream's read timeout (ReadTimeoutError), or a dropped connection.
             log.debug("%s stream read ended: %s", HUB, type(e).__name__)
