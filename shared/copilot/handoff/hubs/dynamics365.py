@@ -26,18 +26,18 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
 from pydantic import BaseModel, Field
 
-from copilot.errors import BadRequestError, ForbiddenError, HubRejectedError, HubUnavailableError
+from copilot.errors import HubRejectedError, HubUnavailableError
 from copilot.handoff.hubs.credentials import parse_credentials
 from copilot.handoff.hubs.fields import context_message
 from copilot.handoff.hubs.http import HubAuthError, HubHttp, json_of
 from copilot.handoff.hubs.once import Once
+from copilot.handoff.hubs.pulled import PulledHub
 from copilot.handoff.models import (
     Agent,
     Dynamics365HubSettings,
@@ -49,7 +49,6 @@ from copilot.handoff.models import (
     HubReceipt,
     HubSettings,
 )
-from copilot.ports import HubAdapter, InboundRequest
 
 HUB = "Dynamics 365"
 DIRECTLINE = "https://directline.botframework.com/v3/directline"
@@ -109,7 +108,8 @@ class ConversationToken:
         return {"token": self.value, "expires_at": self.expires_at}
 
 
-class Dynamics365Hub(HubAdapter):
+class Dynamics365Hub(PulledHub):
+    title = "Dynamics 365"
     name = "dynamics365"
     pull_window = 20.0
 
@@ -121,16 +121,6 @@ class Dynamics365Hub(HubAdapter):
         self._once = Once(_COMMANDS_REMEMBERED)
 
     # --- inbound: none (the webhook route is docs/hubs/dynamics365.md §6) ---------------------
-
-    def verify(
-        self, request: InboundRequest, hub: HubSettings | None, secret: str, now: datetime
-    ) -> None:
-        # Direct Line pushes nothing to a connector: any call to /hooks/dynamics365/... is not
-        # Contact Center's, whatever it carries.
-        raise ForbiddenError("Dynamics 365 sends no webhooks here: its events are pulled")
-
-    def parse(self, request: InboundRequest, hub: HubSettings) -> list[HubEvent]:
-        raise BadRequestError("Dynamics 365 sends no webhooks here")
 
     # --- outbound --------------------------------------------------------------------------
 

@@ -20,17 +20,17 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
 import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from copilot.errors import BadRequestError, ForbiddenError, HubRejectedError, HubUnavailableError
+from copilot.errors import HubRejectedError, HubUnavailableError
 from copilot.handoff.hubs.fields import context_message, va_fields
 from copilot.handoff.hubs.http import HubAuthError, HubHttp, json_of
 from copilot.handoff.hubs.oauth import AccessToken, TokenCache
 from copilot.handoff.hubs.once import Once
+from copilot.handoff.hubs.pulled import PulledHub
 from copilot.handoff.models import (
     Agent,
     HubCommand,
@@ -40,7 +40,6 @@ from copilot.handoff.models import (
     HubSettings,
     SalesforceHubSettings,
 )
-from copilot.ports import HubAdapter, InboundRequest
 from copilot.schema import MAX_MESSAGE_CHARS
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,8 @@ def message_id(event_id: str, part: str = "") -> str:
     return str(uuid.uuid5(_IDS, f"{event_id}{part}"))
 
 
-class SalesforceHub(HubAdapter):
+class SalesforceHub(PulledHub):
+    title = "Salesforce"
     name = "salesforce"
     pull_window = 20.0
 
@@ -89,15 +89,6 @@ class SalesforceHub(HubAdapter):
         self._once = Once(_COMMANDS_REMEMBERED)
 
     # --- inbound: none by webhook ------------------------------------------------------------
-
-    def verify(
-        self, request: InboundRequest, hub: HubSettings | None, secret: str, now: datetime
-    ) -> None:
-        # MIAW calls no one: every call on /hooks/salesforce/... is someone else's.
-        raise ForbiddenError("Salesforce delivers no webhooks (its events are pulled)")
-
-    def parse(self, request: InboundRequest, hub: HubSettings) -> list[HubEvent]:
-        raise BadRequestError("Salesforce delivers no webhooks (its events are pulled)")
 
     # --- outbound ----------------------------------------------------------------------------
 
