@@ -7,6 +7,7 @@ own (business hours, declined starts, the desk's page and API)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import random
 import time
@@ -80,13 +81,24 @@ def hub(
     desk = desks[request.param]
     yield desk
     desk.fail_with = None
+    end_open_handoffs(desk)
 
 
 @pytest.fixture(params=NAMED)
 def named_hub(
     request: pytest.FixtureRequest, desks: dict[str, HubDesk], stack: LocalStack
-) -> HubDesk:
-    return desks[request.param]
+) -> Iterator[HubDesk]:
+    yield desks[request.param]
+    end_open_handoffs(desks[request.param])
+
+
+def end_open_handoffs(desk: HubDesk) -> None:
+    """Hand-offs a test left open would keep their hub busy for the rest of the module (pull
+    hubs: a job every few seconds each): the agent ends them."""
+    for session in desk.sessions():
+        if session.status != "ended":
+            with contextlib.suppress(Exception):
+                desk.end(session.handoff_id)
 
 
 @pytest.fixture
@@ -400,10 +412,11 @@ def test_concurrent_agent_and_customer_messages_lose_and_duplicate_nothing(
     assert delivered == forwarded  # the hub got them once each, in the conversation's order
 
 
-def test_the_desk_api_the_terminal_and_web_page_use(client: CopilotClient, hub: HubDesk) -> None:
+def test_the_desk_api_the_terminal_and_web_page_use(client: CopilotClient, desk: AgentDesk) -> None:
+    """The desk's API is the same in front of every emulator (HubDesk): tested on the generic
+    hub's; each hub's own fields reach it as the escalation case above shows."""
     from copilot_dev.desk_console import DeskApi
 
-    desk = hub
     copilot_id = copilot_with_hub(client, desk)
     conv, token, session = escalate(client, desk, copilot_id)
     api = DeskApi(desk.url, desk.token)
@@ -413,7 +426,7 @@ def test_the_desk_api_the_terminal_and_web_page_use(client: CopilotClient, hub: 
     assert detail["context"]["va_ConversationId"] == conv and detail["transcript"]
     assert api.act(session.handoff_id, "say", agent="Sam", text="Hello from the web page")
     assert [(m.author, m.text) for m in page(client, conv, token) if m.role == "agent"] == [
-        ("Sam" if desk.names_agents else "Agent", "Hello from the web page")
+        ("Sam", "Hello from the web page")
     ]
     auth = {"Authorization": f"Bearer {desk.token}"}
     form_post = requests.post(

@@ -1,6 +1,6 @@
-"""The README's two-terminal demo against each named hub: ``copilot up --hub X`` starts that
-hub's emulator with the agent desk in front, and the demo copilot hands off to it; the agent
-answers through the desk's API (what ``copilot agent-desk`` and its web page use)."""
+"""The README's two-terminal demo against a named hub: ``copilot up --hub X`` starts that hub's
+emulator with the agent desk in front, and the demo copilot hands off to it; the agent answers
+through the desk's API (what ``copilot agent-desk`` and its web page use)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from tests.up import Up
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(
-    params=["genesys", "liveperson", "connect", "servicenow", "salesforce", "dynamics365"]
-)
+# The wiring of `copilot up --hub` differs by hub only in the emulator's environment and its
+# hub-side setup: Connect (an SNS subscription to confirm) and Salesforce (no secret; agent
+# events pulled) cover both; every hub's protocol runs in tests/e2e/test_handoff.py.
+@pytest.fixture(params=["connect", "salesforce"])
 def up(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Up]:
     running = Up(tmp_path / "data", "--hub", request.param)
     try:
