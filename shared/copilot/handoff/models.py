@@ -422,6 +422,15 @@ class HubCommand(BaseModel):
     )
     created_at: datetime = Field(default_factory=utcnow)
 
+    def started_receipt(self, hub: str) -> HubReceipt:
+        """The receipt of the start a message or an end follows; HubRejectedError when there
+        is none (the hub never answered the start: nothing to send to)."""
+        if self.receipt is None:
+            from copilot.errors import HubRejectedError
+
+            raise HubRejectedError(f"no {hub} conversation to send to", reason="not_started")
+        return self.receipt
+
 
 class WebhookResult(BaseModel):
     event_id: str

@@ -135,9 +135,7 @@ class Dynamics365Hub(PulledHub):
     ) -> HubReceipt | None:
         if command.kind == "start":
             return self._start(hub, creds, command)
-        receipt = command.receipt
-        if receipt is None:
-            raise HubRejectedError(f"no {HUB} conversation to send to", reason="not_started")
+        receipt = command.started_receipt(HUB)
         customer = _customer(receipt.state)
         if command.kind == "message":
             activity = _activity("message", customer, command.event_id, text=command.text or "")

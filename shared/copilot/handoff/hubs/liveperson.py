@@ -134,9 +134,7 @@ class LivePersonHub(HubAdapter):
     ) -> HubReceipt | None:
         if command.kind == "start":
             return self._start(hub, creds, command)
-        receipt = command.receipt
-        if receipt is None:
-            raise HubRejectedError(f"no {HUB} conversation to send to", reason="not_started")
+        receipt = command.started_receipt(HUB)
         conversation_id = receipt.hub_conversation_id
         if command.kind == "message":
             request = _publish(conversation_id, command.text or "")

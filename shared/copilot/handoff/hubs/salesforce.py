@@ -103,9 +103,7 @@ class SalesforceHub(PulledHub):
     def _send(self, hub: SalesforceHubSettings, command: HubCommand) -> HubReceipt | None:
         if command.kind == "start":
             return self._start(hub, command)
-        receipt = command.receipt
-        if receipt is None:
-            raise HubRejectedError(f"no {HUB} conversation to send to", reason="not_started")
+        receipt = command.started_receipt(HUB)
         conversation = receipt.hub_conversation_id
         session = _Session(self, hub, receipt)
         if command.kind == "message":

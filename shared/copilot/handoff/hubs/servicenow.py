@@ -237,9 +237,7 @@ class ServiceNowHub(HubAdapter):
                 body["emailId"] = email
             self._post(hub, creds, body)
             return HubReceipt(hub_conversation_id=session, state={"user_id": user})
-        receipt = command.receipt
-        if receipt is None:
-            raise HubRejectedError(f"no {HUB} session to send to", reason="not_started")
+        receipt = command.started_receipt(HUB)
         session = receipt.hub_conversation_id
         user = str(receipt.state.get("user_id") or user_id(command))
         body = _envelope(command, session, user)
