@@ -87,6 +87,7 @@ class CustomerSide:
             ),
             transcript_after=max(after, seq - 1 - MAX_TRANSCRIPT),
             inactivity_minutes=getattr(hub, "inactivity_minutes", None),
+            hub_type=hub.type,
         )
         cursor = conversation.hub_outbox
         if cursor.started is None:

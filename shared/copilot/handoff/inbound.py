@@ -123,9 +123,8 @@ class InboundEvents:
         handoff = conversation.handoff
         if handoff is None or handoff.closed or conversation.state not in ACTIVE:
             return False
-        copilot = self._copilots.get(conversation.copilot_id)
-        if copilot is None or copilot.hub is None or not self._hubs(copilot.hub.type).supports_poll:
-            return False
+        if handoff.hub_type is not None and not self._hubs(handoff.hub_type).supports_poll:
+            return False  # most hubs: nothing to ask, and no read of the copilot to know it
         now = time.monotonic()
         with self._polled_lock:
             if now - self._polled.get(conversation.conversation_id, -POLL_INTERVAL) < POLL_INTERVAL:
@@ -133,6 +132,9 @@ class InboundEvents:
             if len(self._polled) > 10_000:  # forget the oldest conversations
                 self._polled = dict(sorted(self._polled.items(), key=lambda kv: kv[1])[-5000:])
             self._polled[conversation.conversation_id] = now
+        copilot = self._copilots.get(conversation.copilot_id)
+        if copilot is None or copilot.hub is None or not self._hubs(copilot.hub.type).supports_poll:
+            return False
         return self._poll_now(copilot, conversation)
 
     def _name_the_agent(self, copilot: Copilot, event: HubEvent) -> None:

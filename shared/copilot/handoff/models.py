@@ -336,6 +336,9 @@ class Handoff(BaseModel):
         "this long, the hand-off ends on the customer's next poll and the copilot resumes.",
     )
     hub_active_at: datetime | None = Field(None, description="When the hub's last event came.")
+    hub_type: str | None = Field(
+        None, description="The hub it went to (what a customer's poll may ask of it)."
+    )
     pull: HubPullState | None = Field(
         None, description="Hubs whose agent events are pulled (Salesforce, Dynamics 365)."
     )

@@ -102,9 +102,8 @@ class PullJobs:
         handoff = _open(conversation, None)
         if handoff is None or _receipt(conversation, handoff) is None:
             return
-        copilot = self._copilots.get(conversation.copilot_id)
-        if copilot is None or not self.pulls(copilot):
-            return
+        if handoff.hub_type is not None and self._hubs(handoff.hub_type).pull_window <= 0:
+            return  # a hub that pushes: nothing to watch, and no read of the copilot to know it
         now = self._clock()
         pull = handoff.pull or HubPullState()
         if pull.lease_until is not None and pull.lease_until > now:
@@ -117,6 +116,9 @@ class PullJobs:
             if mono - self._watched.get(conversation.conversation_id, -1e9) < self._window:
                 return
             self._watched[conversation.conversation_id] = mono
+        copilot = self._copilots.get(conversation.copilot_id)
+        if copilot is None or not self.pulls(copilot):
+            return
         log.warning("pull of %s went silent: scheduling a job", conversation.conversation_id)
         try:
             self.schedule(conversation.conversation_id, handoff.handoff_id)
