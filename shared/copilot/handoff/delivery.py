@@ -94,7 +94,7 @@ class OutboxDelivery:
                             # The hub opened its conversation: keep its id and state (and the
                             # link from its id to ours) before anything else is sent.
                             conversation = self._save_cursor(
-                                conversation_id, cursor, self._link(copilot, cursor)
+                                conversation_id, cursor, _link(copilot, conversation_id, cursor)
                             )
                             if self._started is not None and cursor.started is not None:
                                 self._started(copilot, conversation_id, cursor.started)
@@ -202,19 +202,10 @@ class OutboxDelivery:
         secret = hub_secret(self._secrets(), hub, HubUnavailableError)
         return self._hubs(hub.type).send(hub, secret, command)
 
-    @staticmethod
-    def _link(copilot: Copilot, cursor: HubOutboxCursor) -> HubLink | None:
-        if copilot.hub is None or cursor.receipt is None or cursor.started is None:
-            return None
-        key = HubLink.key_of(
-            copilot.hub.type, copilot.copilot_id, cursor.receipt.hub_conversation_id
-        )
-        return HubLink(key=key, conversation_id="", handoff_id=cursor.started)
-
     def _save_cursor(
         self, conversation_id: str, cursor: HubOutboxCursor, link: HubLink | None = None
     ) -> Conversation:
-        links = [link.model_copy(update={"conversation_id": conversation_id})] if link else []
+        links = [link] if link else []
 
         def change(conversation: Conversation) -> Change | None:
             if conversation.hub_outbox.delivered_seq >= cursor.delivered_seq:
@@ -256,3 +247,11 @@ class OutboxDelivery:
 
         stored, _ = update(self._conversations, conversation_id, change)
         return stored
+
+
+def _link(copilot: Copilot, conversation_id: str, cursor: HubOutboxCursor) -> HubLink | None:
+    """The hub's id of the started hand-off -> ours (written with the cursor that holds it)."""
+    if copilot.hub is None or cursor.receipt is None or cursor.started is None:
+        return None
+    key = HubLink.key_of(copilot.hub.type, copilot.copilot_id, cursor.receipt.hub_conversation_id)
+    return HubLink(key=key, conversation_id=conversation_id, handoff_id=cursor.started)
