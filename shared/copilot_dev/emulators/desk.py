@@ -136,6 +136,7 @@ class HubDesk(LoopbackServer, abc.ABC):
         self.requests: list[RecordedRequest] = []  # the copilot's calls and our answers
         self.received: list[dict[str, Any]] = []  # accepted calls, once each
         self.duplicates = 0  # calls the hub recognised as retries (its idempotency key)
+        self.copilot_id: str | None = None  # whose webhook the hub calls (connect_copilot)
         self._sessions: dict[str, DeskSession] = {}
         self._lock = threading.RLock()
         self._http = threading.local()
@@ -205,8 +206,9 @@ class HubDesk(LoopbackServer, abc.ABC):
         return {f"COPILOT_HUB_SECRET_{self.secret_ref}": self.secret_value}
 
     def connect_copilot(self, copilot_id: str) -> None:
-        """Hub-side setup once a copilot uses this emulator (e.g. an SNS subscription to its
-        webhook). Most hubs need none."""
+        """Hub-side setup once a copilot uses this emulator: by default the hub is told which
+        copilot's webhook it calls (``copilot_id``); some hubs need more (an SNS subscription)."""
+        self.copilot_id = copilot_id
 
     def expire_tokens(self) -> None:
         """Make every token the hub issued so far expire now (the copilot must renew)."""

@@ -69,7 +69,6 @@ class GenesysEmulator(HubDesk):
         self.integration_id = str(uuid.uuid4())
         self.integration_name = "Copilot Open Messaging"
         self.token_lifetime = token_lifetime
-        self.copilot_id: str | None = None  # whose webhook the integration calls
         self._tokens: dict[str, float] = {}  # access token -> expiry (time.time())
         self._answers: dict[str, dict[str, Any]] = {}  # channel.messageId -> first answer
         self._active: dict[str, str] = {}  # Open user (from.id) -> its active conversation
@@ -112,10 +111,6 @@ class GenesysEmulator(HubDesk):
                 "webhook_secret": self.webhook_secret,
             }
         )
-
-    def connect_copilot(self, copilot_id: str) -> None:
-        """The integration's outboundNotificationWebhookUrl names this copilot."""
-        self.copilot_id = copilot_id
 
     def expire_tokens(self) -> None:
         with self._lock:

@@ -91,7 +91,6 @@ class ServiceNowEmulator(HubDesk):
         self.callback_token = secrets.token_urlsafe(24)
         self.token_lifetime = token_lifetime
         self.announce_queue = True  # a wait-time spinner when a session opens
-        self.copilot_id: str | None = None  # whose response endpoint ServiceNow calls
         self.dropped: list[dict[str, Any]] = []  # calls whose Message Auth token was wrong
         self._tokens: dict[str, float] = {}  # access token -> expiry (time.time())
         self._answers: dict[str, tuple[int, dict[str, Any]]] = {}  # requestId -> answer
@@ -134,10 +133,6 @@ class ServiceNowEmulator(HubDesk):
             "callback_password": self.callback_password,
             "callback_token": self.callback_token,
         }
-
-    def connect_copilot(self, copilot_id: str) -> None:
-        """The REST connection's URL names this copilot's response endpoint."""
-        self.copilot_id = copilot_id
 
     def expire_tokens(self) -> None:
         with self._lock:
