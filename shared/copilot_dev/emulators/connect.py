@@ -124,6 +124,7 @@ class ConnectEmulator(HubDesk):
         self._key, self._cert_pem = _signing_pair()
         self._contacts: dict[str, dict[str, Any]] = {}
         self._answers: dict[tuple[str, str], dict[str, Any]] = {}  # (operation, ClientToken)
+        self._gates: dict[tuple[str, str], threading.Lock] = {}  # one call per key at a time
         self._participants: dict[str, str] = {}  # participant token -> contact id
         self._connections: dict[str, tuple[str, datetime]] = {}  # token -> (contact, expiry)
         self._subscriptions: list[Subscription] = []
@@ -623,17 +624,20 @@ class ConnectEmulator(HubDesk):
             contact_id = self._authorize(request, auth)
             token = body.get("ClientToken")
             key = (f"{request.path}:{contact_id}", str(token))
-            with self._lock:
-                answer = self._answers.get(key) if token else None
-                if answer is not None:
-                    self.duplicates += 1
-            if answer is None:
-                answer = handler(body, contact_id)
-                if token:
-                    with self._lock:
-                        answer = self._answers.setdefault(key, answer)
+            with self._lock:  # two calls with one ClientToken at once: the second waits
+                gate = self._gates.setdefault(key, threading.Lock())
+            with gate:
                 with self._lock:
-                    self.received.append({"path": request.path, **body})
+                    answer = self._answers.get(key) if token else None
+                    if answer is not None:
+                        self.duplicates += 1
+                if answer is None:
+                    answer = handler(body, contact_id)
+                    if token:
+                        with self._lock:
+                            answer = self._answers.setdefault(key, answer)
+                    with self._lock:
+                        self.received.append({"path": request.path, **body})
             response = Response(json.dumps(answer), content_type="application/json")
         except ConnectError as e:
             response = e.response()
