@@ -4,7 +4,9 @@ runs a read-modify-write again, with fresh state, until its write wins."""
 from __future__ import annotations
 
 import random
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -24,6 +26,26 @@ class WriteConflict(Exception):
     """
 
 
+class _KeyLock:
+    __slots__ = ("__weakref__", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # a change may run another change of its record
+
+
+_key_locks: weakref.WeakValueDictionary[str, _KeyLock] = weakref.WeakValueDictionary()
+_key_locks_guard = threading.Lock()
+
+
+def _key_lock(key: str) -> _KeyLock:
+    """The process's lock for ``key``: alive while some thread holds or waits on it."""
+    with _key_locks_guard:
+        found = _key_locks.get(key)
+        if found is None:
+            found = _key_locks[key] = _KeyLock()
+        return found
+
+
 def pause_after_conflict(attempt: int) -> None:
     """A jittered pause that grows with the attempt, so racing writers spread out."""
     time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
@@ -34,6 +56,7 @@ def retry_on_conflict(
     *,
     what: str,
     give_up: type[CopilotError] = ConflictError,
+    key: str | None = None,
 ) -> T:
     """Run ``change`` (read, modify, conditional write) until its write wins.
 
@@ -41,7 +64,21 @@ def retry_on_conflict(
     after a jittered pause; any other error propagates at once (a CopilotError is the answer,
     not a race). After MAX_ATTEMPTS lost races: ``give_up`` (409 by default; a caller whose own
     caller retries only on 5xx, like a hub's webhook, passes UnavailableError).
+
+    With ``key`` (the record's), the threads of one process that change the same record take
+    turns instead of racing: under functions-framework one instance serves many requests at
+    once, and N threads racing for one conversation waste most of their reads and writes on
+    lost conditional writes (each loser reads and writes again). The conditional write still
+    decides between processes (other instances, Lambda's one-request-per-instance).
     """
+    if key is None:
+        return _retrying(change, what, give_up)
+    held = _key_lock(key)
+    with held.lock:
+        return _retrying(change, what, give_up)
+
+
+def _retrying(change: Callable[[], T], what: str, give_up: type[CopilotError]) -> T:
     for attempt in range(MAX_ATTEMPTS):
         try:
             return change()

@@ -141,3 +141,53 @@ def test_creating_a_copilot_with_a_taken_id_is_a_409() -> None:
     container.admin.create(CopilotSpec(name="Shop"), copilot_id="shop")
     with pytest.raises(ConflictError, match="exists already"):
         container.admin.create(CopilotSpec(name="Shop again"), copilot_id="shop")
+
+
+def test_threads_changing_one_record_take_turns_and_other_records_do_not_wait() -> None:
+    """With a key, threads of one process writing the same record run one change at a time
+    (so none loses a race to its neighbour), while another record's change is not held up."""
+    import threading
+    import time
+
+    version = {"a": 0}
+    lost: list[int] = []
+    inside = {"a": 0, "max": 0}
+    guard = threading.Lock()
+
+    def change() -> None:
+        read = version["a"]
+        with guard:
+            inside["a"] += 1
+            inside["max"] = max(inside["max"], inside["a"])
+        time.sleep(0.01)  # a store's round trip between the read and the conditional write
+        with guard:
+            inside["a"] -= 1
+            if version["a"] != read:
+                lost.append(1)
+                raise WriteConflict("changed")
+            version["a"] = read + 1
+
+    threads = [
+        threading.Thread(target=retry_on_conflict, args=(change,), kwargs={"what": "a", "key": "a"})
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.005)
+    started = time.monotonic()
+    assert retry_on_conflict(lambda: "b", what="b", key="b") == "b"
+    assert time.monotonic() - started < 0.05  # not behind the 8 changes of 'a' (80 ms)
+    for thread in threads:
+        thread.join()
+    assert version["a"] == 8 and inside["max"] == 1 and lost == []
+
+    version["a"] = 0
+    unkeyed = [
+        threading.Thread(target=retry_on_conflict, args=(change,), kwargs={"what": "a"})
+        for _ in range(8)
+    ]
+    for thread in unkeyed:
+        thread.start()
+    for thread in unkeyed:
+        thread.join()
+    assert version["a"] == 8 and lost  # without a key they race, and losers read again

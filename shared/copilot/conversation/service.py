@@ -240,7 +240,7 @@ class ConversationService:
                 return self._replay_winner(once, TurnResponse), None
             return Done(response), stored if nudge else None
 
-        done, to_nudge = retry_on_conflict(turn, what="the conversation")
+        done, to_nudge = retry_on_conflict(turn, what="the conversation", key=conversation_id)
         if to_nudge is not None:
             self._nudge(to_nudge)
         return done

@@ -61,7 +61,9 @@ def update(
         return stored, done
 
     # Giving up is a 503: a hub redelivers a webhook on 5xx, and the outbox retries anyway.
-    return retry_on_conflict(attempt, what="the conversation", give_up=UnavailableError)
+    return retry_on_conflict(
+        attempt, what="the conversation", give_up=UnavailableError, key=conversation_id
+    )
 
 
 def back_to_bot(conversation: Conversation, handoff: Handoff, last_seq: int) -> Conversation:
