@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 from typing import Any
 
 import requests
@@ -42,9 +43,17 @@ class CopilotClient:
         if admin and self.admin_key:
             headers["X-Admin-Key"] = self.admin_key
         timeout = kwargs.pop("timeout", self.timeout)
-        response = self.http.request(
-            method, self.base_url + path, headers=headers, timeout=timeout, **kwargs
-        )
+        url = self.base_url + path
+        try:
+            response = self.http.request(method, url, headers=headers, timeout=timeout, **kwargs)
+        except requests.ConnectionError as e:
+            # A kept-alive connection the server closed as it was reused (gunicorn closes idle
+            # ones after 2 s): nothing reached the server, so a request that is safe to repeat
+            # goes again on a new connection, as a browser does. A POST without an
+            # Idempotency-Key is not repeated: it might have been applied.
+            if not (_dropped_unanswered(e) and (method in _SAFE or "Idempotency-Key" in headers)):
+                raise
+            response = self.http.request(method, url, headers=headers, timeout=timeout, **kwargs)
         self.last_response = response  # e.g. its Idempotent-Replayed header
         body = response.json() if response.content else None
         if not response.ok:
@@ -139,6 +148,18 @@ class CopilotClient:
         return TurnResponse.model_validate(
             self._call("POST", f"/conversations/{conversation_id}/handoff/cancel", token=token)
         )
+
+
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _dropped_unanswered(error: BaseException, depth: int = 0) -> bool:
+    """The connection closed before any answer (not a refused connection or a timeout):
+    requests wraps urllib3's ProtocolError('Connection aborted.', RemoteDisconnected(...))."""
+    if isinstance(error, (http.client.RemoteDisconnected, ConnectionResetError)):
+        return True
+    inner = [a for a in error.args if isinstance(a, BaseException)]
+    return depth < 4 and any(_dropped_unanswered(a, depth + 1) for a in inner)
 
 
 def _idempotency(key: str | None) -> dict[str, str]:
