@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from functions_framework import create_app
 
+from copilot import conflicts
 from copilot.admin.models import CopilotSpec
 from copilot.bootstrap import Container, set_container
 from copilot.config import Settings
@@ -355,7 +356,12 @@ def test_the_start_token_is_stored_only_sealed_with_the_key() -> None:
     assert request.outcome(201, started, secret="token").sealed != outcome.sealed
 
 
-def test_racing_tries_of_one_post_store_it_once_and_both_get_the_same_answer() -> None:
+def test_racing_tries_of_one_post_store_it_once_and_both_get_the_same_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The two tries run as in two instances: threads of one process take turns with one
+    # conversation (copilot.conflicts), so only instances can race each other's writes.
+    monkeypatch.setattr(conflicts, "_key_lock", lambda key: conflicts._KeyLock())
     conversations = RacingConversations()
     container = in_memory_container(conversations=conversations)
     copilot = container.admin.create(CopilotSpec(name="Shop"))
