@@ -13,13 +13,17 @@ copilot/knowledge.py; the end-to-end figures come from `copilot eval` over HTTP.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
+import pickle
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from copilot.admin.models import CopilotSpec
+from copilot.admin.models import Copilot, CopilotSpec
+from copilot.bootstrap import Container
 from copilot.config import Settings
 from copilot.conversation.models import Message
 from copilot.ingest.service import ObjectEvent
@@ -28,24 +32,50 @@ from copilot.knowledge.answer import (
     AnswerPolicy,
     confidence,
     gate_confidence,
+    supported_at,
     unknown_names,
 )
 from copilot_dev.fakes import MemoryBlobStore, in_memory_container
 
+BARS = [x / 100 for x in range(30, 71, 2)]
+STORES = ("copilots", "documents", "index", "lexical_store", "blobs")
+ROOT = Path(__file__).resolve().parent.parent
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pack", type=Path)
-    parser.add_argument("--no-history", action="store_true", help="ignore earlier turns")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
 
+def _fingerprint(pack: Path) -> str:
+    """What the index depends on: the pack's files and the code that reads and embeds them."""
+    digest = hashlib.sha256()
+    code = [
+        *sorted((ROOT / "shared/copilot/ingest").rglob("*.py")),
+        ROOT / "shared/copilot/knowledge/models.py",
+        ROOT / "shared/copilot/knowledge/vectors.py",
+        ROOT / "shared/copilot/knowledge/lexical.py",
+        ROOT / "shared/copilot/bootstrap.py",
+    ]
+    for path in [*code, *sorted((pack / "docs").glob("*")), pack / "questions.jsonl"]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def indexed(pack: Path, cache: Path | None) -> tuple[Container, Copilot]:
+    """The pack indexed with the real ingest service on in-memory stores (or its cached copy)."""
+    saved = cache / f"{pack.name}-{_fingerprint(pack)}.pickle" if cache else None
+    if saved is not None and saved.exists():
+        stores = {}
+        for name, (kind, state) in pickle.loads(saved.read_bytes()).items():
+            store = stores[name] = kind()  # the in-memory stores take no arguments
+            store.__dict__.update(state)
+        container = in_memory_container(Settings(bucket="calibrate"), **stores)
+        (copilot,) = container.admin.list()
+        print(f"indexed pack read from {saved}", file=sys.stderr)
+        return container, copilot
     blobs = MemoryBlobStore()
     container = in_memory_container(Settings(bucket="calibrate"), blobs=blobs)
     copilot = container.admin.create(CopilotSpec(name="calibrate"))
     cid = copilot.copilot_id
     started = time.perf_counter()
-    files = sorted((args.pack / "docs").glob("*"))
+    files = sorted((pack / "docs").glob("*"))
     for path in files:
         blobs.put(f"{cid}/{path.name}", path.read_bytes())
     # Index without a rebuild per file; one lexical rebuild at the end (as the delayed
@@ -56,26 +86,85 @@ def main() -> None:
         ingest.handle(ObjectEvent(bucket="calibrate", key=f"{cid}/{path.name}", created=True))
     container.lexical.rebuild(cid)
     print(f"indexed {len(files)} files in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        kept = {}
+        for name in STORES:
+            store = getattr(container, name)
+            # Their contents, not their locks: a fresh store gets new ones.
+            state = {k: v for k, v in vars(store).items() if not hasattr(v, "acquire")}
+            kept[name] = (type(store), state)
+        saved.write_bytes(pickle.dumps(kept))
+    return container, copilot
+
+
+def _value(text: str) -> float | int | bool:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return float(text) if "." in text else int(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pack", type=Path)
+    parser.add_argument("--no-history", action="store_true", help="ignore earlier turns")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="keep the indexed pack in this folder and reuse it while the ingest code and "
+        "the pack are unchanged (experiments on the answer side only)",
+    )
+    parser.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="an AnswerPolicy field to try (coverage_weight=0, pick_from=20...)",
+    )
+    args = parser.parse_args()
+
+    container, copilot = indexed(args.pack, args.cache)
+    cid = copilot.copilot_id
 
     answerer = container.answerer
-    policy = AnswerPolicy()
+    tried = {k: _value(v) for k, v in (p.split("=", 1) for p in args.policy)}
+    policy = dataclasses.replace(AnswerPolicy(), **tried)
+    answerer._policy = policy  # the replayed turns and the gate use it too
+    subjects_index = answerer.subjects(cid)
     rows = []
     started = time.perf_counter()
     for line in (args.pack / "questions.jsonl").read_text().splitlines():
         q = json.loads(line)
-        history = [
-            Message(seq=i + 1, role="customer", text=h["text"])
-            for i, h in enumerate(q.get("history") or [])
-            if h["role"] == "user" and not args.no_history
-        ]
-        retrieval = answerer.search(cid, q["question"], lambda h=history: h)
-        supported = retrieval.candidates[:5]
+        history: list[Message] = []
+        subjects: list[str] = []
+        # The earlier turns are replayed as the chat does (each one answered, at the medium
+        # bar), so the conversation carries what they were about to the question.
+        for h in q.get("history") or []:
+            if h["role"] != "user" or args.no_history:
+                continue
+            replayed = answerer.consult(
+                copilot, h["text"], lambda h=list(history): h, subjects, ask_which=False
+            )
+            subjects = replayed.subjects
+            history.append(Message(seq=len(history) + 1, role="customer", text=h["text"]))
+        scope, in_effect = answerer.scope(cid, q["question"], subjects)
+        retrieval = answerer.search(cid, q["question"], lambda h=history: h, scope)
+        supported = retrieval.candidates[: policy.pick_from]
         best = max(supported, key=lambda c: confidence(c, policy)) if supported else None
         gold = set(q.get("gold_files") or [])
+        gold_subjects = {s.key for g in gold for s in subjects_index.of_doc(g)}
         cited = []
         for c in retrieval.candidates:
             if c.chunk.doc_key not in cited:
                 cited.append(c.chunk.doc_key)
+        # What the reply would cite at each bar (best first): gold among them, or not.
+        at_bar = {
+            f"{bar:.2f}": [
+                c.chunk.doc_key for c in supported_at(bar, retrieval, q["question"], policy)
+            ]
+            for bar in BARS
+        }
         rows.append(
             {
                 "id": q["id"],
@@ -85,6 +174,20 @@ def main() -> None:
                 "best_is_gold": bool(best and best.chunk.doc_key in gold),
                 "hit1": bool(cited[:1] and cited[0] in gold),
                 "hit5": bool(gold & set(cited[:5])),
+                "cited_gold": {b: bool(gold & set(d)) for b, d in at_bar.items()},
+                "answered": {b: bool(d) for b, d in at_bar.items()},
+                # the best cited document is about another subject than the gold's (another
+                # hotel's wifi entry): the wrong-place answer
+                "best_other_subject": bool(
+                    best
+                    and gold_subjects
+                    and not gold_subjects
+                    & {s.key for s in subjects_index.of_doc(best.chunk.doc_key)}
+                ),
+                "subjects": [s.key for s in in_effect],
+                "would_ask_which": bool(
+                    scope is None and answerer._which(copilot, retrieval, subjects_index)
+                ),
                 "condensed": retrieval.query != q["question"],  # answered from the condensed query
                 "gold": sorted(gold),
                 "candidates": [
@@ -92,6 +195,7 @@ def main() -> None:
                         "doc": c.chunk.doc_key.split("/", 1)[-1],
                         "cosine": round(c.cosine or 0.0, 4),
                         "heading": round(c.heading or 0.0, 4),
+                        "row": round(c.row or 0.0, 4),
                         "coverage": round(c.coverage, 4),
                         "bm25": round(c.bm25 or 0.0, 3),
                         "fused": round(c.fused, 5),
@@ -110,20 +214,28 @@ def main() -> None:
         "recall@1": round(statistics.mean(r["hit1"] for r in answerable), 3),
         "recall@5": round(statistics.mean(r["hit5"] for r in answerable), 3),
         "condensed": sum(r["condensed"] for r in rows),
+        "with_subject": sum(bool(r["subjects"]) for r in rows),
+        "would_ask_which": sum(r["would_ask_which"] for r in rows),
+        "subjects_known": len(subjects_index.subjects),
+        "policy": dataclasses.asdict(policy),
     }
     sweep = []
-    for bar in [x / 100 for x in range(30, 71, 2)]:
-        answered = [r for r in answerable if r["confidence"] >= bar]
+    n = max(1, len(answerable))
+    for bar in BARS:
+        b = f"{bar:.2f}"
+        answered = [r for r in answerable if r["answered"][b]]
         sweep.append(
             {
                 "threshold": bar,
-                "answered_answerable": round(len(answered) / max(1, len(answerable)), 3),
-                "answered_with_gold": round(
-                    sum(r["best_is_gold"] or r["hit5"] for r in answered) / max(1, len(answerable)),
-                    3,
+                "answered_answerable": round(len(answered) / n, 3),
+                "answered_with_gold": round(sum(r["cited_gold"][b] for r in answered) / n, 3),
+                # answered, and no cited document is the gold one: the confident wrong answer
+                "answered_wrong_doc": round(sum(not r["cited_gold"][b] for r in answered) / n, 3),
+                "answered_other_subject": round(
+                    sum(r["best_other_subject"] for r in answered) / n, 3
                 ),
                 "no_match_unanswerable": round(
-                    sum(r["confidence"] < bar for r in unanswerable) / max(1, len(unanswerable)), 3
+                    sum(not r["answered"][b] for r in unanswerable) / max(1, len(unanswerable)), 3
                 )
                 if unanswerable
                 else None,
@@ -132,10 +244,12 @@ def main() -> None:
     report["sweep"] = sweep
     report["current_thresholds"] = THRESHOLDS
     print(json.dumps({k: v for k, v in report.items() if k != "sweep"}, indent=1))
-    print("threshold  answered  answered+gold  no-match(unanswerable)")
+    print("bar   answered  with-gold  WRONG-doc  other-subject  no-match(unanswerable)")
     for s in sweep:
         print(
-            f"  {s['threshold']:.2f}      {s['answered_answerable']:.3f}     {s['answered_with_gold']:.3f}          {s['no_match_unanswerable']}"
+            f"{s['threshold']:.2f}  {s['answered_answerable']:.3f}     {s['answered_with_gold']:.3f}"
+            f"      {s['answered_wrong_doc']:.3f}      {s['answered_other_subject']:.3f}"
+            f"          {s['no_match_unanswerable']}"
         )
     if args.json:
         args.json.write_text(json.dumps({**report, "rows": rows}, indent=1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -197,7 +197,15 @@ class KnowledgeIndex(abc.ABC):
         """Remove the chunks of ``doc_key`` (all, or all but ``keep_version``'s); returns how many."""
 
     @abc.abstractmethod
-    def query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]: ...
+    def query(
+        self,
+        copilot_id: str,
+        embedding: Sequence[float],
+        k: int,
+        doc_keys: Collection[str] | None = None,
+    ) -> list[Passage]:
+        """The ``k`` nearest chunks; with ``doc_keys``, only of those documents (what one
+        subject of the conversation is about: copilot.knowledge.subjects)."""
 
     @abc.abstractmethod
     def embedded(

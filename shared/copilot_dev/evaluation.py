@@ -28,6 +28,9 @@ Definitions (also written into the JSON report under ``definitions``):
   no-match reply); ``other`` (anything else: a topic response, the multiple-topics list, the
   escalate link asked for by the customer, ...).
 - answered with gold: answered and hit@5.
+- answered with a WRONG document: answered, the question has gold files, and none of the
+  cited files is gold: the confident wrong answer, the failure that costs trust. (On an
+  unanswerable question every answer is wrong: that is ``answered_rate_unanswerable``.)
 - latency: client-side wall time of the HTTP call that sends the final question
   (``POST /conversations/{id}/messages``), in milliseconds, after one unmeasured warm-up turn
   (cold starts); percentiles by linear interpolation.
@@ -83,6 +86,8 @@ DEFINITIONS = {
     "other": "neither answered nor no_match (topic response, multiple-topics list, ...)",
     "error": "an HTTP request of the question's conversation failed",
     "answered_with_gold": "answered and hit@5",
+    "answered_wrong_doc": "answered, the question has gold files, and no cited file is gold "
+    "(a confident wrong answer)",
     "latency": "client-side wall time of the HTTP turn that sends the final question "
     "(after one unmeasured warm-up turn; percentiles by linear interpolation)",
 }
@@ -400,6 +405,9 @@ def _group(results: Sequence[QuestionResult]) -> dict[str, Any]:
         "recall@5": _rate(sum(r.hit_at_5 for r in with_gold), len(with_gold)),
         "answered_rate": _rate(outcomes["answered"], n),
         "answered_with_gold_rate": _rate(sum(r.answered and r.hit_at_5 for r in results), n),
+        "answered_wrong_doc_rate": _rate(
+            sum(r.answered and bool(r.gold_files) and not r.hit_at_5 for r in results), n
+        ),
         "no_match_rate": _rate(outcomes["no_match"], n),
         "other_rate": _rate(outcomes["other"], n),
         "error_rate": _rate(outcomes["error"], n),
@@ -419,6 +427,7 @@ def summarize(results: Sequence[QuestionResult]) -> dict[str, Any]:
         "recall@5": answerable["recall@5"],
         "answered_rate_answerable": answerable["answered_rate"],
         "answered_with_gold_rate_answerable": answerable["answered_with_gold_rate"],
+        "answered_wrong_doc_rate_answerable": answerable["answered_wrong_doc_rate"],
         "no_match_rate_unanswerable": unanswerable["no_match_rate"],
         "answered_rate_unanswerable": unanswerable["answered_rate"],
         "answered_rate_underspecified": under["answered_rate"],
@@ -819,6 +828,7 @@ def print_report(report: EvalReport, console: Console) -> None:
         ("Recall@5", lambda g: _pct(g["recall@5"])),
         ("answered", lambda g: _pct(g["answered_rate"])),
         ("answered, gold cited", lambda g: _pct(g["answered_with_gold_rate"])),
+        ("answered, WRONG doc", lambda g: _pct(g["answered_wrong_doc_rate"])),
         ("no match", lambda g: _pct(g["no_match_rate"])),
         ("other reply", lambda g: _pct(g["other_rate"])),
         ("errors", lambda g: str(g["outcomes"]["error"])),

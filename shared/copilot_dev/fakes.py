@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -285,9 +285,19 @@ class MemoryKnowledgeIndex(KnowledgeIndex):
             del rows[chunk_id]
         return len(gone)
 
-    def query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]:
+    def query(
+        self,
+        copilot_id: str,
+        embedding: Sequence[float],
+        k: int,
+        doc_keys: Collection[str] | None = None,
+    ) -> list[Passage]:
         rows = self._rows.get(copilot_id, {})
-        scored = [Passage(chunk=c, score=cosine(embedding, e)) for c, e in rows.values()]
+        scored = [
+            Passage(chunk=c, score=cosine(embedding, e))
+            for c, e in rows.values()
+            if doc_keys is None or c.doc_key in doc_keys
+        ]
         return sorted(scored, key=lambda p: -p.score)[:k]
 
     def embedded(

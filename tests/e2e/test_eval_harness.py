@@ -142,6 +142,12 @@ def test_metrics_follow_from_the_records(report: ev.EvalReport) -> None:
     assert m["recall@5"] == round(sum(r.hit_at_5 for r in answerable) / 5, 4)
     assert m["recall@1"] >= 0.2 and m["recall@5"] >= m["recall@1"]
     assert m["answered_rate_answerable"] == round(sum(r.answered for r in answerable) / 5, 4)
+    # every answered answerable question cites its gold file, or it is a wrong-document answer
+    wrong = sum(r.answered and not r.hit_at_5 for r in answerable)
+    assert m["answered_wrong_doc_rate_answerable"] == round(wrong / 5, 4)
+    assert m["answered_wrong_doc_rate_answerable"] + by["answerable"][
+        "answered_with_gold_rate"
+    ] == pytest.approx(m["answered_rate_answerable"])
     assert m["no_match_rate_unanswerable"] == by["unanswerable"]["no_match_rate"]
     under = m["answered_rate_underspecified"] + m["no_match_rate_underspecified"]
     assert under <= 1

@@ -56,6 +56,20 @@ def test_query_ranks_the_relevant_chunk_first(index: Any) -> None:
     assert index.count(copilot) == 3
 
 
+def test_a_query_keeps_to_the_documents_it_is_given(index: Any) -> None:
+    """What a conversation's subject scope asks for: the nearest chunks of some documents,
+    however near another document's chunks are."""
+    copilot = uuid.uuid4().hex
+    put(index, copilot, "returns.md", RETURNS)
+    put(index, copilot, "shipping.md", SHIPPING)
+    question = EMBEDDER.embed_query("how long does shipping take")
+    hits = index.query(copilot, question, 3, doc_keys={"returns.md"})
+    assert {h.chunk.doc_key for h in hits} == {"returns.md"} and len(hits) == 2
+    assert hits == sorted(hits, key=lambda h: -h.score)
+    assert index.query(copilot, question, 3, doc_keys=set()) == []
+    assert index.query(copilot, question, 3, doc_keys={"gone.md"}) == []
+
+
 def test_stored_chunks_come_back_with_their_vectors_heading_and_row_vectors(index: Any) -> None:
     copilot = uuid.uuid4().hex
     chunks = chunk_document(copilot, "returns.md", RETURNS.encode(), "v1")

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from copilot.admin.models import Copilot, Topic
 from copilot.conversation.dialog import KNOWLEDGE, MULTIPLE_TOPICS, NO_MATCH, Dialog
 from copilot.conversation.models import DialogContext
 from copilot.conversation.topics import ESCALATE, GREETING, START_OVER
+from copilot.knowledge.answer import Consulted
 from copilot.knowledge.models import Answer, Citation
 from copilot.schema import utcnow
 
@@ -43,8 +46,8 @@ ANSWER = Answer(
 )
 
 
-def knows_returns(question: str) -> Answer | None:
-    return ANSWER if "return" in question.lower() else None
+def knows_returns(question: str, subjects: Sequence[str] = (), ask_which: bool = True) -> Consulted:
+    return Consulted(ANSWER if "return" in question.lower() else None, list(subjects))
 
 
 def run(dialog: Dialog, ctx: DialogContext, text: str) -> tuple[list[str], DialogContext]:
@@ -131,3 +134,54 @@ def test_start_over_declined_keeps_context() -> None:
 def test_escalate_gives_the_escalate_link_without_a_hub() -> None:
     texts, ctx = run(Dialog(make_copilot(), knows_returns), DialogContext(), "talk to a person")
     assert texts == ["ESC"] and ctx.last_topic == ESCALATE
+
+
+class PlacesDesk:
+    """Knowledge about two guest houses with alike entries: a question naming neither fits
+    both (ask which), one naming a place or following one is answered for it."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, tuple[str, ...], bool]] = []
+
+    def __call__(self, question: str, subjects: Sequence[str], ask_which: bool) -> Consulted:
+        self.asked.append((question, tuple(subjects), ask_which))
+        lowered = question.lower()
+        named = [k for k in ("kirkwood house", "warkworth house") if k in lowered]
+        about = named or list(subjects)
+        if not about:
+            if ask_which:
+                return Consulted(None, [], ["Kirkwood House", "Warkworth House"])
+            return Consulted(Answer(text="Wifi is free at most places. [1]", citations=[]), [])
+        text = f"Wifi is free at {about[0].title()}. [1]"
+        return Consulted(Answer(text=text, citations=[]), about[:1])
+
+
+def test_the_place_a_customer_names_is_carried_to_later_questions() -> None:
+    desk = PlacesDesk()
+    dialog = Dialog(make_copilot(), desk)
+    texts, ctx = run(dialog, DialogContext(), "Tell me about Warkworth House")
+    assert ctx.subjects == ["warkworth house"]
+    texts, ctx = run(dialog, ctx, "Do they charge for wifi?")
+    assert texts == ["Wifi is free at Warkworth House. [1]"]
+    assert desk.asked[-1] == ("Do they charge for wifi?", ("warkworth house",), True)
+    texts, ctx = run(dialog, ctx, "Start over")
+    texts, ctx = run(dialog, ctx, "Yes")
+    assert ctx.subjects == []  # a start-over forgets the place too
+
+
+def test_a_question_several_places_answer_alike_asks_which_and_answers_the_pick() -> None:
+    desk = PlacesDesk()
+    dialog = Dialog(make_copilot(), desk)
+    outcome = dialog.respond("Is the wifi free?", DialogContext())
+    (reply,) = outcome.replies
+    assert reply.topic == MULTIPLE_TOPICS
+    assert reply.suggestions == ["Kirkwood House", "Warkworth House", "None of these"]
+    assert "1. Kirkwood House" in reply.text
+    texts, ctx = run(dialog, outcome.context, "2")
+    assert texts == ["Wifi is free at Warkworth House. [1]"]
+    assert ctx.subjects == ["warkworth house"] and ctx.pending is None
+    # "None of these": the question is answered without asking again
+    outcome = dialog.respond("Is the wifi free?", DialogContext())
+    texts, ctx = run(dialog, outcome.context, "None of these")
+    assert texts == ["Wifi is free at most places. [1]"]
+    assert desk.asked[-1] == ("Is the wifi free?", (), False)

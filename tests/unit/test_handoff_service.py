@@ -28,6 +28,7 @@ from copilot.handoff.customer import CONNECTING
 from copilot.handoff.inbound import MAX_SKIPPED
 from copilot.handoff.models import Agent, HubEvent, HubLink
 from copilot.handoff.service import HandoffConfig, HandoffService, backoff_seconds
+from copilot.knowledge.answer import Consulted
 from copilot_dev.collecting_hub import CollectingHub
 from copilot_dev.concurrency import run_concurrently
 from copilot_dev.fakes import (
@@ -43,8 +44,8 @@ MONDAY_10AM_PARIS = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 
 
 class NoAnswer:
-    def answer(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    def consult(self, *args: Any, **kwargs: Any) -> Consulted:
+        return Consulted(None)
 
 
 class DynamoLimits(MemoryConversationStore):

@@ -29,6 +29,7 @@ from copilot.entrypoints.http.clients import client_address
 from copilot.errors import TooManyRequestsError, UnavailableError
 from copilot.handoff.customer import JUST_REQUESTED
 from copilot.handoff.service import HandoffConfig, HandoffService
+from copilot.knowledge.answer import Consulted
 from copilot.limits import Rate, admit
 from copilot.ports import RateLimitStore
 from copilot_dev.collecting_hub import CollectingHub
@@ -327,8 +328,8 @@ def handoff_world(enabled: bool = True) -> tuple[ConversationService, Any, Any, 
     )
 
     class NoAnswer:
-        def answer(self, *args: Any, **kwargs: Any) -> None:
-            return None
+        def consult(self, *args: Any, **kwargs: Any) -> Consulted:
+            return Consulted(None)
 
     chat = ConversationService(copilots, store, lambda: NoAnswer(), handoff=handoff)  # type: ignore[arg-type, return-value]
     hub_settings = {"type": "generic", "url": "http://hub.example/in", "secret_ref": "DESK"}

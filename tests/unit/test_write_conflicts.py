@@ -3,7 +3,7 @@ anything else (an index built with another embedding model) fails at once with a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import pytest
@@ -34,7 +34,13 @@ class MismatchedIndex(MemoryKnowledgeIndex):
         super().__init__()
         self.queries = 0
 
-    def query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]:
+    def query(
+        self,
+        copilot_id: str,
+        embedding: Sequence[float],
+        k: int,
+        doc_keys: Collection[str] | None = None,
+    ) -> list[Passage]:
         self.queries += 1
         raise EmbedderMismatchError(
             "this copilot's knowledge was indexed with the embedding model 'a', but 'b' is "

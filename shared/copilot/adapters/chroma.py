@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -103,21 +103,35 @@ class ChromaKnowledgeIndex(KnowledgeIndex):
             self._post(f"{cid}/delete", {"ids": ids})
         return len(ids)
 
-    def query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]:
-        return list(self._retrying(copilot_id, lambda: self._query(copilot_id, embedding, k)))
-
-    def _query(self, copilot_id: str, embedding: Sequence[float], k: int) -> list[Passage]:
-        cid = self._collection(copilot_id, create=False)
-        if cid is None:
-            return []
-        result = self._post(
-            f"{cid}/query",
-            {
-                "query_embeddings": [list(map(float, embedding))],
-                "n_results": k,
-                "include": ["documents", "metadatas", "distances"],
-            },
+    def query(
+        self,
+        copilot_id: str,
+        embedding: Sequence[float],
+        k: int,
+        doc_keys: Collection[str] | None = None,
+    ) -> list[Passage]:
+        return list(
+            self._retrying(copilot_id, lambda: self._query(copilot_id, embedding, k, doc_keys))
         )
+
+    def _query(
+        self,
+        copilot_id: str,
+        embedding: Sequence[float],
+        k: int,
+        doc_keys: Collection[str] | None,
+    ) -> list[Passage]:
+        cid = self._collection(copilot_id, create=False)
+        if cid is None or (doc_keys is not None and not doc_keys):
+            return []
+        body: dict[str, Any] = {
+            "query_embeddings": [list(map(float, embedding))],
+            "n_results": k,
+            "include": ["documents", "metadatas", "distances"],
+        }
+        if doc_keys is not None:
+            body["where"] = {"doc_key": {"$in": sorted(doc_keys)}}
+        result = self._post(f"{cid}/query", body)
         passages = []
         for chunk_id, text, meta, distance in zip(
             result["ids"][0],

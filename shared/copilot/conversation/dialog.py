@@ -6,13 +6,15 @@ come through a callable so the dialog can be tested without an index.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from copilot.admin.models import Copilot
 from copilot.conversation import topics as t
 from copilot.conversation.models import DialogContext
-from copilot.knowledge.models import Answer, Citation
+from copilot.knowledge.answer import Consulted
+from copilot.knowledge.models import Citation
+from copilot.knowledge.subjects import name_words
 from copilot.observability import timed
 
 CONFIRM_START_OVER = "Are you sure you want to start over? Everything so far will be cleared."
@@ -22,7 +24,9 @@ KNOWLEDGE = "Knowledge"
 NO_MATCH = "No match"
 MULTIPLE_TOPICS = "Multiple topics matched"
 
-AnswerFn = Callable[[str], Answer | None]
+# (question, the subjects the conversation is about, whether to ask which one when several
+# fit): copilot.knowledge.answer.KnowledgeAnswerer.consult
+AnswerFn = Callable[[str, Sequence[str], bool], Consulted]
 
 
 @dataclass
@@ -82,6 +86,15 @@ class Dialog:
                 return self._knowledge(original, ctx)
             if picked is not None:
                 return self._run_custom(picked, ctx)
+        if ctx.pending == "choose_subject":
+            choices, original = ctx.choices, ctx.pending_text or text
+            ctx.pending, ctx.choices, ctx.pending_text = None, [], None
+            picked = t.pick_choice(text, [*choices, t.NONE_OF_THESE])
+            if picked == t.NONE_OF_THESE:
+                return self._knowledge(original, ctx, ask_which=False)
+            if picked is not None:
+                ctx.subjects = [" ".join(name_words(picked))]
+                return self._knowledge(original, ctx, ask_which=False)
         return self._route(text, ctx)
 
     def _route(self, text: str, ctx: DialogContext) -> TurnOutcome:
@@ -96,15 +109,17 @@ class Dialog:
             names = [m.name for m in matches]
             ctx.pending, ctx.choices, ctx.pending_text = "choose_topic", names, text
             self._visit(ctx, MULTIPLE_TOPICS)
-            options = [*names, t.NONE_OF_THESE]
-            listing = "\n".join(f"{i}. {name}" for i, name in enumerate(options, 1))
-            reply = Reply(
-                f"{self._messages.multiple_topics_matched}\n{listing}",
-                topic=MULTIPLE_TOPICS,
-                suggestions=options,
-            )
-            return TurnOutcome([reply], ctx)
+            return TurnOutcome([self._choices_reply(names)], ctx)
         return self._knowledge(text, ctx)
+
+    def _choices_reply(self, names: Sequence[str]) -> Reply:
+        options = [*names, t.NONE_OF_THESE]
+        listing = "\n".join(f"{i}. {name}" for i, name in enumerate(options, 1))
+        return Reply(
+            f"{self._messages.multiple_topics_matched}\n{listing}",
+            topic=MULTIPLE_TOPICS,
+            suggestions=options,
+        )
 
     def _run_system(self, name: str, ctx: DialogContext) -> TurnOutcome:
         self._visit(ctx, name)
@@ -145,8 +160,15 @@ class Dialog:
         replies.append(Reply(self._messages.escalate_link, topic=t.ESCALATE))
         return TurnOutcome(replies, ctx)
 
-    def _knowledge(self, text: str, ctx: DialogContext) -> TurnOutcome:
-        answer = self._answer(text)
+    def _knowledge(self, text: str, ctx: DialogContext, ask_which: bool = True) -> TurnOutcome:
+        consulted = self._answer(text, ctx.subjects, ask_which)
+        ctx.subjects = consulted.subjects
+        if consulted.choices:
+            # Alike entries of several places or products fit: ask which one, as for topics.
+            ctx.pending, ctx.choices, ctx.pending_text = "choose_subject", consulted.choices, text
+            self._visit(ctx, MULTIPLE_TOPICS)
+            return TurnOutcome([self._choices_reply(consulted.choices)], ctx)
+        answer = consulted.answer
         if answer is not None:
             self._visit(ctx, KNOWLEDGE)
             ctx.no_match_count = 0

@@ -51,7 +51,7 @@ class Message(BaseModel):
     )
 
 
-PendingAction = Literal["confirm_start_over", "choose_topic", "confirm_handoff"]
+PendingAction = Literal["confirm_start_over", "choose_topic", "choose_subject", "confirm_handoff"]
 
 
 class DialogContext(BaseModel):
@@ -62,6 +62,9 @@ class DialogContext(BaseModel):
     last_topic: str | None = None
     topics_visited: list[str] = Field(default_factory=list)
     history_start_seq: int = 0
+    # What the conversation is about: the places, products or plans (subject keys,
+    # copilot.knowledge.subjects) the customer named or the last answer came from.
+    subjects: list[str] = Field(default_factory=list)
     locale: str | None = None
     variables: dict[str, str] = Field(default_factory=dict)
 

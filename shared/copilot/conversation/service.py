@@ -8,7 +8,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from copilot.admin.lookup import require_copilot
 from copilot.admin.models import Copilot
 from copilot.conflicts import WriteConflict, retry_on_conflict
-from copilot.conversation.dialog import Dialog, Reply
+from copilot.conversation.dialog import AnswerFn, Dialog, Reply
 from copilot.conversation.idempotency import HEADER, Done, IdempotentRequest
 from copilot.conversation.models import (
     Conversation,
@@ -38,8 +38,7 @@ from copilot.errors import (
 )
 from copilot.handoff.changes import ACTIVE
 from copilot.handoff.service import HandoffService
-from copilot.knowledge.answer import KnowledgeAnswerer
-from copilot.knowledge.models import Answer
+from copilot.knowledge.answer import Consulted, KnowledgeAnswerer
 from copilot.ports import ConversationStore, CopilotRegistry
 from copilot.schema import new_id, utcnow
 
@@ -190,15 +189,21 @@ class ConversationService:
         copilot = require_copilot(self._copilots, conversation.copilot_id)
         if gate is not None:
             gate()
-        answers: dict[str, Answer | None] = {}  # knowledge answers survive a retried turn
+        # Knowledge answers survive a retried turn.
+        answers: dict[tuple[str, tuple[str, ...], bool], Consulted] = {}
 
-        def answer(question: str) -> Answer | None:
-            if question not in answers:
+        def answer(question: str, subjects: Sequence[str], ask_which: bool) -> Consulted:
+            key = (question, tuple(subjects), ask_which)
+            if key not in answers:
                 # History is read only if the question turns out to be a follow-up.
-                answers[question] = self._answerer().answer(
-                    copilot, question, lambda: self._history(conversation)
+                answers[key] = self._answerer().consult(
+                    copilot,
+                    question,
+                    lambda: self._history(conversation),
+                    subjects,
+                    ask_which=ask_which,
                 )
-            return answers[question]
+            return answers[key]
 
         first = True
 
@@ -275,7 +280,7 @@ class ConversationService:
         copilot: Copilot,
         conversation: Conversation,
         text: str,
-        answer: Callable[[str], Answer | None],
+        answer: AnswerFn,
         client_activity_id: str | None = None,
     ) -> tuple[list[Message], Conversation, bool]:
         """The turn's messages and the conversation after them (to write together); and

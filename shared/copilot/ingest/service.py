@@ -14,7 +14,7 @@ from copilot.errors import CopilotError, PermanentIngestError
 from copilot.ingest.chunking import chunk_document, chunk_id
 from copilot.ingest.models import SOURCE_URL_META, DocumentStatus, DocumentStatusValue
 from copilot.knowledge.lexical_snapshots import LexicalMaintainer
-from copilot.knowledge.models import Chunk, table_rows
+from copilot.knowledge.models import Chunk, part_texts
 from copilot.knowledge.vectors import pack, pack_all, unpack, unpack_all
 from copilot.ports import BlobStore, CopilotRegistry, DocumentStore, KnowledgeIndex, StoredObject
 from copilot.schema import utcnow
@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CHASES = 5  # re-index rounds while the object keeps changing during indexing
-# Table rows embedded one by one, per document: a price list or opening hours, not a whole
-# product catalogue (each row costs an embedding on top of its chunk's).
+# Table rows and list items embedded one by one, per document: a price list, opening hours
+# or an FAQ's lists, not a whole product catalogue (each costs an embedding on top of its
+# chunk's).
 MAX_ROW_VECTORS = 1000
 # Ends the reason of a pending document whose last attempt failed for a transient cause.
 RETRYING = "; retrying"
@@ -335,7 +336,7 @@ class IngestService:
         rows: list[list[str]] = []
         budget = MAX_ROW_VECTORS
         for c in chunks:
-            rows.append(table_rows(c)[:budget] if budget > 0 else [])
+            rows.append(part_texts(c)[:budget] if budget > 0 else [])
             budget -= len(rows[-1])
         known: dict[str, list[float]] = {}
         if current is not None and current.version and current.chunk_count:
@@ -349,7 +350,7 @@ class IngestService:
                     known[_heading(old.title, old.section)] = unpack(old.heading_vector)
                 if old.row_vectors:
                     known.update(
-                        zip(table_rows(old), unpack_all(old.row_vectors, len(vector)), strict=False)
+                        zip(part_texts(old), unpack_all(old.row_vectors, len(vector)), strict=False)
                     )
         wanted = [*texts, *headings, *(r for chunk_rows in rows for r in chunk_rows)]
         missing = [t for t in dict.fromkeys(wanted) if t not in known]

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 
 from copilot.admin.models import Copilot
 from copilot.errors import UnavailableError
-from copilot.knowledge.models import Answer, Chunk, Citation, table_caption, title_path
+from copilot.knowledge.models import (
+    TITLE_PATH_SEPARATOR,
+    Answer,
+    Chunk,
+    Citation,
+    table_caption,
+    title_path,
+)
 from copilot.knowledge.retrieval import (
     Candidate,
     History,
@@ -21,7 +28,12 @@ from copilot.knowledge.retrieval import (
     Retrieval,
     condense,
     coverage,
+    last_reply,
+    previous_question,
+    remembered,
 )
+from copilot.knowledge.subjects import Scope, Subject, SubjectIndex, subjects_of
+from copilot.knowledge.vectors import cosine
 from copilot.observability import timed
 from copilot.text import LIST_MARKER, analyze, sentences
 
@@ -41,9 +53,21 @@ THRESHOLDS = {"low": 0.48, "medium": 0.54, "high": 0.60}
 @dataclass(frozen=True)
 class AnswerPolicy:
     coverage_weight: float = 0.2
+    # The best passage is the most confident of this many fused candidates (the fusion
+    # builds the list; the dense similarity picks from it).
+    pick_from: int = 20
     max_sentences: int = 3
     max_citations: int = 3
     related_ratio: float = 0.8  # further sources: fused score within this share of the best
+    join_unsupported: bool = True  # an unsupported question is searched with the previous one
+    subjects: bool = True  # keep to the subjects the conversation is about
+    # Sentence choice: below this lexical score the words decide weakly and the sentences'
+    # meaning (embedded) is added with this weight.
+    weak_words: float = 0.5
+    meaning_weight: float = 0.5
+    answer_sets_subject: bool = True  # ... including the subject of the last answer's document
+    which_margin: float = 0.02  # alike entries of several subjects: ask which one
+    max_choices: int = 4
     thresholds: dict[str, float] = field(default_factory=lambda: dict(THRESHOLDS))
 
 
@@ -107,10 +131,38 @@ def gate_confidence(question: str, retrieval: Retrieval, policy: AnswerPolicy) -
     """How confident the copilot may be in its best passage (0 for an unknown name)."""
     if not retrieval.candidates or unknown_names(question, retrieval):
         return 0.0
-    return max(confidence(c, policy) for c in retrieval.candidates[:5])
+    return max(confidence(c, policy) for c in retrieval.candidates[: policy.pick_from])
+
+
+def supported_at(
+    bar: float, retrieval: Retrieval, question: str, policy: AnswerPolicy
+) -> list[Candidate]:
+    """The passages an answer cites at this bar, best first (empty: no answer)."""
+    p = policy
+    if gate_confidence(question, retrieval, p) < bar:
+        return []
+    best = max(retrieval.candidates[: p.pick_from], key=lambda c: confidence(c, p))
+    picked = [best]
+    for c in retrieval.candidates:
+        if len(picked) >= p.max_citations:
+            break
+        if c is best or any(c.chunk.doc_key == x.chunk.doc_key for x in picked):
+            continue
+        if c.fused >= p.related_ratio * retrieval.candidates[0].fused and confidence(c, p) >= bar:
+            picked.append(c)
+    return picked
 
 
 Generator = Callable[[Copilot, str, Retrieval, list[Candidate]], "Answer | None"]
+
+
+@dataclass
+class Consulted:
+    """What the knowledge made of one question in a conversation."""
+
+    answer: Answer | None
+    subjects: list[str] = field(default_factory=list)  # keys: what the conversation is about
+    choices: list[str] = field(default_factory=list)  # several subjects fit: ask which (names)
 
 
 class KnowledgeAnswerer:
@@ -129,73 +181,197 @@ class KnowledgeAnswerer:
     def retrieve(self, copilot_id: str, question: str) -> Retrieval:
         return self._retriever.retrieve(copilot_id, question)
 
-    def search(self, copilot_id: str, question: str, history: History = lambda: ()) -> Retrieval:
+    def subjects(self, copilot_id: str) -> SubjectIndex:
+        lexical = self._retriever.lexical(copilot_id)
+        return subjects_of(lexical) if lexical is not None else SubjectIndex()
+
+    def scope(
+        self, copilot_id: str, question: str, subjects: Sequence[str] = ()
+    ) -> tuple[Scope | None, list[Subject]]:
+        """What the question is about: the subjects it names, else those the conversation
+        was about (``subjects``: their keys), and the scope of retrieval they give."""
+        index = self.subjects(copilot_id)
+        if not index or not self._policy.subjects:
+            return None, []
+        in_effect = index.mentioned(question) or index.named(subjects)
+        return (index.scope(in_effect) if in_effect else None), in_effect
+
+    def search(
+        self,
+        copilot_id: str,
+        question: str,
+        history: History = lambda: (),
+        scope: Scope | None = None,
+        bar: float | None = None,
+    ) -> Retrieval:
         """The retrieval an answer is made from: the question without pleasantries,
-        condensed with the conversation if it is a follow-up."""
+        condensed with the conversation if it is a follow-up, within ``scope``. With
+        ``bar``, a question that reads as self-contained but is not supported on its own
+        is searched with the customer's previous question too ("how long is the link good
+        for?" after "I forgot my password")."""
+        p = self._policy
         asked = without_pleasantries(question)
         query = self._condense(asked, history)
-        retrieval = self._retriever.retrieve(copilot_id, query)
-        if query != asked:
+        retrieval = self._retriever.retrieve(copilot_id, query, scope)
+        if query != asked and (scope is None or analyze(scope.without_names(asked))):
             # What looked like a follow-up may stand on its own ("What is EBT?", a new
             # subject): the question as asked is searched too, and the better-supported
-            # search answers.
-            alone = self._retriever.retrieve(copilot_id, asked)
-            if gate_confidence(question, alone, self._policy) > gate_confidence(
-                question, retrieval, self._policy
-            ):
+            # search answers. Not when all it adds is a name: "And at Kirkwood House?"
+            # asks the last question again, about Kirkwood House.
+            alone = self._retriever.retrieve(copilot_id, asked, scope)
+            if gate_confidence(question, alone, p) > gate_confidence(question, retrieval, p):
                 return alone
             retrieval.asked = asked
+        elif (
+            query == asked
+            and bar is not None
+            and p.join_unsupported
+            and gate_confidence(question, retrieval, p) < bar
+            and (previous := previous_question(asked, history))
+        ):
+            joined = self._retriever.retrieve(copilot_id, f"{previous} {asked}", scope)
+            if gate_confidence(question, joined, p) > gate_confidence(question, retrieval, p):
+                joined.asked = asked
+                return joined
         return retrieval
 
     def answer(
-        self, copilot: Copilot, question: str, history: History = lambda: ()
+        self,
+        copilot: Copilot,
+        question: str,
+        history: History = lambda: (),
+        subjects: Sequence[str] = (),
     ) -> Answer | None:
+        return self.consult(copilot, question, history, subjects).answer
+
+    def consult(
+        self,
+        copilot: Copilot,
+        question: str,
+        history: History = lambda: (),
+        subjects: Sequence[str] = (),
+        *,
+        ask_which: bool = True,
+    ) -> Consulted:
+        """The answer to ``question`` in a conversation about ``subjects`` (keys), and what
+        the conversation is about after it: the subjects the question names, else those it
+        was about, else those of the document the answer comes from ("Do they charge for
+        wifi?" after an answer about Warkworth House is about Warkworth House). When the
+        conversation is about no subject yet and the best passages are alike entries of
+        different subjects, the customer is asked which one (``ask_which``)."""
+        history = remembered(history)
         with timed("retrieval"):
-            retrieval = self.search(copilot.copilot_id, question, history)
+            scope, in_effect = self.scope(copilot.copilot_id, question, subjects)
+            bar = self._policy.thresholds[copilot.strictness]
+            retrieval = self.search(copilot.copilot_id, question, history, scope, bar)
             supported = self.supported(copilot, retrieval, question)
+        keys = [s.key for s in in_effect]
         if not supported:
-            return None
+            return Consulted(None, keys)
+        index = self.subjects(copilot.copilot_id)
+        if scope is None and index:
+            if ask_which and (choices := self._which(copilot, retrieval, index)):
+                return Consulted(None, keys, choices)
+            if self._policy.answer_sets_subject:
+                keys = [s.key for s in index.of_doc(supported[0].chunk.doc_key)]
         with timed("generation"):
             if self._generator is not None:
                 try:
-                    return self._generator(copilot, question, retrieval, supported)
+                    answer = self._generator(copilot, question, retrieval, supported)
+                    return Consulted(answer, keys)
                 except UnavailableError:
                     # The LLM is down: the customer still gets the grounded extractive answer.
                     log.warning(
                         "LLM unavailable; answering extractively for %s", copilot.copilot_id
                     )
-            return self._compose(retrieval, supported)
+            # A follow-up (the history has been read for it) is not told the same again.
+            said = last_reply(history) if retrieval.asked else None
+            return Consulted(self._compose(retrieval, supported, said, bar), keys)
+
+    def _which(self, copilot: Copilot, retrieval: Retrieval, index: SubjectIndex) -> list[str]:
+        """The subjects to offer when the question fits entries of several equally well
+        ("Is there free parking?" with no place named, and 30 places answering it): the
+        subjects of the passages within WHICH_MARGIN of the best one's confidence."""
+        p = self._policy
+        bar = p.thresholds[copilot.strictness]
+        scored = sorted(((confidence(c, p), c) for c in retrieval.candidates), key=lambda x: -x[0])
+        if not scored or not index.of_doc(scored[0][1].chunk.doc_key):
+            return []
+        best = scored[0][0]
+        names: list[str] = []
+        for score, c in scored:
+            if score < max(bar, best - p.which_margin):
+                break
+            of_doc = index.of_doc(c.chunk.doc_key)
+            if not of_doc:
+                return []  # a passage about no subject answers as well: nothing to ask
+            name = of_doc[0].name
+            if name not in names:
+                names.append(name)
+        return names[: p.max_choices] if len(names) > 1 else []
 
     def supported(
         self, copilot: Copilot, retrieval: Retrieval, question: str | None = None
     ) -> list[Candidate]:
         """The passages confident enough to answer from, best first (empty: no answer)."""
-        p = self._policy
-        bar = p.thresholds[copilot.strictness]
-        if gate_confidence(question or retrieval.query, retrieval, p) < bar:
-            return []
-        best = max(retrieval.candidates[:5], key=lambda c: confidence(c, p))
-        picked = [best]
-        for c in retrieval.candidates:
-            if len(picked) >= p.max_citations:
-                break
-            if c is best or any(c.chunk.doc_key == x.chunk.doc_key for x in picked):
-                continue
-            if (
-                c.fused >= p.related_ratio * retrieval.candidates[0].fused
-                and confidence(c, p) >= bar
-            ):
-                picked.append(c)
-        return picked
+        bar = self._policy.thresholds[copilot.strictness]
+        return supported_at(bar, retrieval, question or retrieval.query, self._policy)
 
-    def _compose(self, retrieval: Retrieval, supported: list[Candidate]) -> Answer:
-        best = supported[0]
-        picked = self._best_sentences(retrieval, best.chunk)
-        citations = [citation_for(i + 1, c) for i, c in enumerate(supported)]
+    def _compose(
+        self,
+        retrieval: Retrieval,
+        supported: list[Candidate],
+        said: str | None = None,
+        bar: float | None = None,
+    ) -> Answer:
+        """The best passage's best sentences. A follow-up that the last reply already
+        answered from these passages ("and what if it expired?" after "the link is valid
+        for 60 minutes") is answered with what it did not say: the best new sentence of the
+        confident passages (up to FOLLOW_UP_PASSAGES of them), as a person would go on
+        rather than repeat."""
+        repeated = _said_sentences(said)
+        order = list(supported)
+        picked, score = self._choose_sentences(
+            retrieval, order[0].chunk, repeated, by_heading=_by_heading(order[0])
+        )
+        if repeated and any(
+            _repeats(s, repeated) for s in self._best_sentences(retrieval, order[0].chunk)
+        ):
+            floor = bar if bar is not None else 0.0
+            others = [
+                c
+                for c in retrieval.candidates[: self._policy.pick_from]
+                if c.chunk.chunk_id != order[0].chunk.chunk_id
+                and confidence(c, self._policy) >= floor
+            ]
+            for c in others[: FOLLOW_UP_PASSAGES - 1]:
+                fresh, fresh_score = self._choose_sentences(retrieval, c.chunk, repeated)
+                if fresh_score > score and not all(_repeats(s, repeated) for s in fresh):
+                    picked, score = fresh, fresh_score
+                    order = [c, *(x for x in order if x.chunk.doc_key != c.chunk.doc_key)]
+                    order = order[: self._policy.max_citations]
+        citations = [citation_for(i + 1, c) for i, c in enumerate(order)]
+        section = order[0].chunk.section
+        if LIST_MARKER.match(picked[0]) and section:
+            # An item without the line that introduces its list is read under its section:
+            # "Items that can't be returned:" + "- E-bike batteries ... charged or installed"
+            picked = [f"{section.split(TITLE_PATH_SEPARATOR)[-1].strip()}:", *picked]
         text = join_sentences(picked) + " [1]"
         return Answer(text=text + "\n\n" + render_sources(citations), citations=citations)
 
-    def _best_sentences(self, retrieval: Retrieval, chunk: Chunk) -> list[str]:
+    def _best_sentences(
+        self, retrieval: Retrieval, chunk: Chunk, repeated: frozenset[str] = frozenset()
+    ) -> list[str]:
+        return self._choose_sentences(retrieval, chunk, repeated)[0]
+
+    def _choose_sentences(
+        self,
+        retrieval: Retrieval,
+        chunk: Chunk,
+        repeated: frozenset[str] = frozenset(),
+        *,
+        by_heading: bool = False,
+    ) -> tuple[list[str], float]:
         """The sentence that best covers the question's (IDF-weighted) terms, and the ones
         that follow it while they carry on (steps, details, a list it introduces). Terms the
         heading already holds are left out: the section is about them, the sentence must
@@ -205,10 +381,18 @@ class KnowledgeAnswerer:
         purpose: embedding every sentence with a transformer would cost more than the turn.
         Opening sentences get a small head start: a passage usually leads with its point.
         In a follow-up the terms it adds count twice: "and on batteries?" after a question
-        on frames wants the batteries row of the warranty table, not the frames row."""
-        candidates = [s for s in sentences(chunk.text) if len(s) > 2]
+        on frames wants the batteries row of the warranty table, not the frames row.
+
+        When the words decide weakly (no sentence holds most of what is asked: "how long
+        is the link good for?" against "It is valid for 60 minutes"), or in a follow-up,
+        the sentences' meaning counts too: they are embedded (a few short texts, only for
+        such turns) and their similarity to the question as asked is added; not when the
+        passage was found by its heading (``by_heading``): the question is the section's
+        own, in other words, and the section's opening answers it. Also returns the chosen
+        sentence's score."""
+        candidates = _units(chunk.text)
         if not candidates:
-            return [chunk.text.strip()]
+            return [chunk.text.strip()], 0.0
         heading = frozenset(analyze(title_path(chunk.title, chunk.section)))
         # "How long", "how much": the question's phrasing, not words an answer repeats.
         heading |= frozenset(analyze(" ".join(_HOW_MUCH.findall(retrieval.query))))
@@ -218,6 +402,23 @@ class KnowledgeAnswerer:
             + LEAD_BONUS / (i + 1)
             for i, s in enumerate(candidates)
         ]
+        wanted = _answer_kind(retrieval.asked or retrieval.query)
+        if wanted is not None:
+            # "How long ...?" is answered by a sentence with a duration in it.
+            scores = [
+                x + KIND_BONUS * bool(wanted.search(s))
+                for x, s in zip(scores, candidates, strict=True)
+            ]
+        lexical = scores
+        if not by_heading and (retrieval.asked or max(scores) < self._policy.weak_words):
+            meaning = self._meaning(retrieval, candidates)
+            scores = [
+                x + self._policy.meaning_weight * m for x, m in zip(scores, meaning, strict=True)
+            ]
+        said = [_repeats(s, repeated) for s in candidates]
+        if repeated and not all(said):
+            # Said in the last reply: the follow-up wants what comes next.
+            scores = [-1.0 if r else x for r, x in zip(said, scores, strict=True)]
         top = max(range(len(candidates)), key=scores.__getitem__)
         keep = [top]
         if LIST_MARKER.match(candidates[top]):
@@ -229,11 +430,13 @@ class KnowledgeAnswerer:
                 keep.insert(0, intro)
         items = 0  # of the list the last sentence kept introduced
         for i in range(top + 1, len(candidates)):
+            if said[i] and repeated:
+                break  # what the last reply said is not said again
             if items or _introduces_list(candidates[keep[-1]]):
                 if not LIST_MARKER.match(candidates[i]) or items >= MAX_LIST_ITEMS:
                     break
                 items += 1
-            elif len(keep) >= self._policy.max_sentences or scores[i] < 0.5 * scores[top]:
+            elif len(keep) >= self._policy.max_sentences or lexical[i] < 0.5 * lexical[top]:
                 break
             keep.append(i)
         # A question of two parts ("the Portland workshop" + "on Saturday") may need a
@@ -252,7 +455,88 @@ class KnowledgeAnswerer:
         if caption and candidates[: len(caption)] == caption and max(keep) >= len(caption):
             # A table row is read with its caption: "Day: Sunday; Hours: 11-4" is whose hours?
             keep = [*range(len(caption)), *(i for i in keep if i >= len(caption))]
-        return [candidates[i] for i in sorted(set(keep))]
+        return [candidates[i] for i in sorted(set(keep))], scores[top]
+
+    def _meaning(self, retrieval: Retrieval, texts: Sequence[str]) -> list[float]:
+        """How close each text is in meaning to the question as asked (to the last message
+        in a follow-up, whose condensed query is mostly the earlier question)."""
+        if retrieval.asked:
+            asked, *vectors = self._retriever.embed([retrieval.asked, *texts])
+        else:
+            asked, vectors = retrieval.query_vector, self._retriever.embed(list(texts))
+        return [max(0.0, cosine(asked, v)) for v in vectors]
+
+
+def _by_heading(candidate: Candidate) -> bool:
+    """The passage was found by its heading (an FAQ's question, a page's title)."""
+    heading = candidate.heading or 0.0
+    return heading > max(candidate.cosine or 0.0, candidate.row or 0.0)
+
+
+def _said_sentences(said: str | None) -> frozenset[str]:
+    """The sentences of the copilot's last reply (without its sources and list markers)."""
+    if not said:
+        return frozenset()
+    body = said.split("\n\nSources:")[0]
+    body = re.sub(r"\s*\[\d+\]", "", body)
+    return frozenset(_bare(s) for s in sentences(body) if len(s) > 2)
+
+
+def _bare(sentence: str) -> str:
+    return LIST_MARKER.sub("", sentence, count=1)
+
+
+def _repeats(unit: str, said: frozenset[str]) -> bool:
+    return bool(said) and all(_bare(s) in said for s in sentences(unit))
+
+
+# A sentence that opens with one of these goes on about the one before it: "Click the link.
+# It is valid for 60 minutes." is one answer to "how long is the link good for?".
+_GOES_ON = re.compile(r"^(?:It|Its|It's|This|That|These|Those|They|Their|Them)\b")
+
+
+def _units(text: str) -> list[str]:
+    """The sentences a passage is answered from, a sentence that goes on about the one
+    before it kept with it."""
+    units: list[str] = []
+    for s in sentences(text):
+        if len(s) <= 2:
+            continue
+        if units and _GOES_ON.match(s) and not _introduces_list(units[-1]):
+            units[-1] = f"{units[-1]} {s}"
+        else:
+            units.append(s)
+    return units
+
+
+KIND_BONUS = 0.3
+FOLLOW_UP_PASSAGES = 3
+_DURATION = r"\b\d+(?:[.,]\d+)?\s*(?:-|–|to)?\s*\d*\s*\**\s*(?:business\s+|working\s+)?(?:second|minute|hour|day|week|month|year)s?\b"
+_KINDS = {
+    "long": re.compile(_DURATION, re.IGNORECASE),
+    "soon": re.compile(_DURATION, re.IGNORECASE),
+    "often": re.compile(
+        _DURATION + r"|\b(?:every|daily|weekly|monthly|yearly|once|twice)\b", re.IGNORECASE
+    ),
+    "much": re.compile(
+        r"[$£€]\s*\d|\b\d+(?:[.,]\d+)?\s*(?:%|percent|dollars?|pounds?|euros?|usd|gbp|eur)\b|\bfree\b",
+        re.IGNORECASE,
+    ),
+    "many": re.compile(
+        r"\b\d+\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve)\b", re.IGNORECASE
+    ),
+    "far": re.compile(
+        r"\b\d+(?:[.,]\d+)?\s*(?:km|kilomet(?:er|re)s?|miles?|m|met(?:er|re)s?|feet|ft)\b",
+        re.IGNORECASE,
+    ),
+    "old": re.compile(r"\b\d+\s*(?:years?|months?)\b|\bage\b", re.IGNORECASE),
+}
+
+
+def _answer_kind(question: str) -> re.Pattern[str] | None:
+    """What a "how long / how much / how many ..." question's answer must hold."""
+    asked = _HOW_MUCH.search(question)
+    return _KINDS.get(asked.group(1).lower()) if asked else None
 
 
 _HOW_MUCH = re.compile(r"(?i)\bhow\s+(long|much|many|often|far|soon|big|old)\b")

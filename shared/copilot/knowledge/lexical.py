@@ -11,9 +11,10 @@ import gzip
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from copilot.knowledge.models import Chunk, title_path
 from copilot.text import analyze
@@ -49,6 +50,8 @@ class LexicalIndex:
     _idf: dict[str, float] = field(default_factory=dict, repr=False)
     _ids: set[str] | None = field(default=None, repr=False)
     _terms: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    # What copilot.knowledge.subjects read from this snapshot (built once per snapshot).
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, chunks: Sequence[Chunk], generation: int = 0) -> LexicalIndex:
@@ -78,15 +81,20 @@ class LexicalIndex:
         """In how many chunks the (analysed) term occurs."""
         return len(self.postings.get(term, ()))
 
-    def search(self, query: str, k: int) -> list[LexicalHit]:
+    def search(
+        self, query: str, k: int, keep: Callable[[Chunk], bool] | None = None
+    ) -> list[LexicalHit]:
+        """The ``k`` best chunks by BM25 (of those ``keep`` keeps)."""
         scores: dict[int, float] = {}
         for term in set(analyze(query)):
             idf = self.idf(term)
             for number, tf in self.postings.get(term, ()):
                 norm = K1 * (1 - B + B * self.lengths[number] / (self.avg_length or 1))
                 scores[number] = scores.get(number, 0.0) + idf * tf * (K1 + 1) / (tf + norm)
-        best = sorted(scores.items(), key=lambda item: -item[1])[:k]
-        return [LexicalHit(self.chunks[n], s) for n, s in best]
+        ranked = sorted(scores.items(), key=lambda item: -item[1])
+        if keep is not None:
+            ranked = [(n, s) for n, s in ranked if keep(self.chunks[n])]
+        return [LexicalHit(self.chunks[n], s) for n, s in ranked[:k]]
 
     def contains(self, chunk_id: str) -> bool:
         if self._ids is None:

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from copilot.text import LIST_MARKER as LIST_ITEM
 from copilot.text import split_paragraphs
 
 TITLE_PATH_SEPARATOR = " › "
@@ -45,9 +46,10 @@ class Chunk(BaseModel):
     # A table chunk ends with this many rows (records, one per paragraph); what comes before
     # them is the table's caption. 0 for prose.
     rows: int = 0
-    # The embeddings of those rows, each with the caption (copilot.knowledge.vectors.pack, one after
-    # another): a question about one row ("how much is a tune-up?") matches the row far
-    # better than the several rows of its chunk together. None when not embedded.
+    # The embeddings of its parts (part_texts: a table's rows with the caption, or the items
+    # of its lists with their section; copilot.knowledge.vectors.pack, one after another): a
+    # question about one row ("how much is a tune-up?") or one item matches it far better
+    # than the several rows or items of its chunk together. None when not embedded.
     row_vectors: str | None = None
 
 
@@ -80,6 +82,33 @@ def table_rows(chunk: Chunk) -> list[str]:
     which says what the rows are about ("Seattle Workshop ... Day: Monday; Hours: Closed")."""
     caption, rows = _table_parts(chunk)
     return [f"{caption}\n\n{row}" if caption else row for row in rows]
+
+
+def part_texts(chunk: Chunk) -> list[str]:
+    """The parts of a chunk embedded on their own beside it (its ``row_vectors``): a table's
+    rows with its caption, or the items of a prose chunk's lists, each with the section it
+    is in and the line that introduces it ("Returns and Refunds › Items that can't be
+    returned: E-bike batteries sold separately that have been charged or installed"). A
+    question about one item of a list matches the item far better than the whole section,
+    whose other items are about other things."""
+    if chunk.rows:
+        return table_rows(chunk)
+    where = title_path(chunk.title, chunk.section)
+    parts: list[str] = []
+    intro = ""
+    for line in chunk.text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        item = LIST_ITEM.match(stripped)
+        if item is None:
+            intro = stripped if stripped.endswith(":") else ""
+            continue
+        text = stripped[item.end() :].strip()
+        if len(text) > 2:
+            lead = f"{where}: {intro}" if intro else where
+            parts.append(f"{lead}\n\n{text}")
+    return parts
 
 
 def table_caption(chunk: Chunk) -> str:

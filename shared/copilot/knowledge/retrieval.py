@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from copilot.knowledge.lexical import LexicalHit, LexicalIndex, chunk_text_for_index
 from copilot.knowledge.models import Chunk, Utterance
+from copilot.knowledge.subjects import Scope
 from copilot.knowledge.vectors import cosine, similarities
 from copilot.ports import DocumentStore, KnowledgeIndex
 from copilot.text import analyze
@@ -49,6 +50,7 @@ class Retrieval:
     lexical: LexicalIndex | None
     # A follow-up as the customer asked it, when the query is condensed with the history.
     asked: str | None = None
+    scope: Scope | None = None  # the subjects it was limited to
 
 
 class HybridRetriever:
@@ -66,12 +68,34 @@ class HybridRetriever:
         self._lexical = lexical
         self._policy = policy or RetrievalPolicy()
 
-    def retrieve(self, copilot_id: str, query: str) -> Retrieval:
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Texts embedded as passages (sentences whose meaning is weighed)."""
+        return self._embedder.embed_documents(texts)
+
+    def lexical(self, copilot_id: str) -> LexicalIndex | None:
+        return self._lexical.get(copilot_id) if self._lexical else None
+
+    def retrieve(self, copilot_id: str, query: str, scope: Scope | None = None) -> Retrieval:
+        """With ``scope`` (the subjects the conversation is about), another subject's
+        documents are never candidates, and the subjects' own documents are searched on
+        their own too, so among thousands of near-identical entries ("Is there free
+        wifi?" at 33 hotels) theirs are found."""
         p = self._policy
         vector = self._embedder.embed_query(query)
         dense = self._index.query(copilot_id, vector, p.k_dense)
-        lexical = self._lexical.get(copilot_id) if self._lexical else None
+        lexical = self.lexical(copilot_id)
         lexical_hits = lexical.search(query, p.k_lexical) if lexical else []
+        if scope is not None:
+            own = self._index.query(copilot_id, vector, p.k_dense, doc_keys=scope.docs)
+            seen = {d.chunk.chunk_id for d in own}
+            dense = sorted(
+                [*own, *(d for d in dense if d.chunk.chunk_id not in seen)], key=lambda d: -d.score
+            )
+            dense = [d for d in dense if scope.allows(d.chunk.doc_key)][: p.k_dense]
+            if lexical is not None:
+                lexical_hits = lexical.search(
+                    query, p.k_lexical, keep=lambda c: scope.allows(c.doc_key)
+                )
         if lexical is not None:
             # Chunks indexed since the snapshot was built (its rebuild is queued) are scored
             # with the snapshot's statistics, so a new document ranks on both sides at once.
@@ -125,7 +149,7 @@ class HybridRetriever:
                 if lexical is not None
                 else coverage(None, query, chunk_text_for_index(c.chunk))
             )
-        return Retrieval(query, vector, candidates, lexical)
+        return Retrieval(query, vector, candidates, lexical, scope=scope)
 
     def _live(self, copilot_id: str, candidates: list[Candidate]) -> list[Candidate]:
         """Only chunks of the version each document currently answers from: while a new
@@ -181,7 +205,31 @@ def condense(question: str, history: History) -> str:
     for follow-ups."""
     if not is_follow_up(question):
         return question
+    previous = previous_question(question, history)
+    return f"{previous} {question}" if previous else question
+
+
+def previous_question(question: str, history: History) -> str | None:
+    """The customer's question before this one (the topic a follow-up continues)."""
     previous = [
         m.text for m in history() if m.role == "customer" and m.text.strip() != question.strip()
     ]
-    return f"{previous[-1]} {question}" if previous else question
+    return previous[-1] if previous else None
+
+
+def last_reply(history: History) -> str | None:
+    """What the copilot said last (a follow-up should not be told it again)."""
+    said = [m.text for m in history() if m.role == "copilot"]
+    return said[-1] if said else None
+
+
+def remembered(history: History) -> History:
+    """``history`` read at most once (it is a store query)."""
+    kept: list[Sequence[Utterance]] = []
+
+    def read() -> Sequence[Utterance]:
+        if not kept:
+            kept.append(history())
+        return kept[0]
+
+    return read
