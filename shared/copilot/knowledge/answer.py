@@ -55,7 +55,7 @@ class AnswerPolicy:
     coverage_weight: float = 0.2
     # The best passage is the most confident of this many fused candidates (the fusion
     # builds the list; the dense similarity picks from it).
-    pick_from: int = 20
+    pick_from: int = 5
     max_sentences: int = 3
     max_citations: int = 3
     related_ratio: float = 0.8  # further sources: fused score within this share of the best
@@ -410,7 +410,12 @@ class KnowledgeAnswerer:
                 for x, s in zip(scores, candidates, strict=True)
             ]
         lexical = scores
-        if not by_heading and (retrieval.asked or max(scores) < self._policy.weak_words):
+        weighs_meaning = (
+            not by_heading
+            and not chunk.rows  # a table's rows were matched by their own vectors
+            and len(candidates) <= MAX_MEANING_UNITS
+        )
+        if weighs_meaning and (retrieval.asked or max(scores) < self._policy.weak_words):
             meaning = self._meaning(retrieval, candidates)
             scores = [
                 x + self._policy.meaning_weight * m for x, m in zip(scores, meaning, strict=True)
@@ -510,6 +515,7 @@ def _units(text: str) -> list[str]:
 
 
 KIND_BONUS = 0.3
+MAX_MEANING_UNITS = 12  # sentences embedded at most at query time (about 2 ms each)
 FOLLOW_UP_PASSAGES = 3
 _DURATION = r"\b\d+(?:[.,]\d+)?\s*(?:-|–|to)?\s*\d*\s*\**\s*(?:business\s+|working\s+)?(?:second|minute|hour|day|week|month|year)s?\b"
 _KINDS = {

@@ -29,6 +29,7 @@ class RetrievalPolicy:
     k_lexical: int = 20
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
+    refuse_parts: bool = True  # the dense rank counts a chunk's best row or list item
 
 
 @dataclass
@@ -141,8 +142,26 @@ class HybridRetriever:
                 c.cosine = cosine(vector, stored_vector)
         headings = similarities(vector, [c.chunk.heading_vector for c in candidates])
         rows = similarities(vector, [c.chunk.row_vectors for c in candidates])
+        # A page's title speaks for the whole page, not for the paragraph before its first
+        # section: "Shipping" matches every question about shipping, and its opening lines
+        # answer none of them. The title counts for a chunk without a section only on a
+        # page without sections (an FAQ entry titled with its question).
+        sectioned = {c.chunk.doc_key for c in candidates if c.chunk.section}
         for c, heading, row in zip(candidates, headings, rows, strict=True):
             c.heading, c.row = heading, row
+            if not c.chunk.section and c.chunk.doc_key in sectioned:
+                c.heading = None
+        if p.refuse_parts and any(c.row for c in candidates):
+            # The dense side ranks a chunk by its best part too (a table row, a list item):
+            # "can I return a charged e-bike battery?" is one item of the returns page's
+            # exclusions, a middling match for the whole section.
+            lexical_rank = {h.chunk.chunk_id: r for r, h in enumerate(lexical_hits)}
+            by_dense = sorted(candidates, key=lambda c: -max(c.cosine or 0.0, c.row or 0.0))
+            for rank, c in enumerate(by_dense):
+                c.fused = p.dense_weight / (RRF_K + rank + 1)
+                if c.chunk.chunk_id in lexical_rank:
+                    c.fused += p.lexical_weight / (RRF_K + lexical_rank[c.chunk.chunk_id] + 1)
+            candidates.sort(key=lambda c: -c.fused)
         for c in candidates:
             c.coverage = (
                 lexical.chunk_coverage(query, c.chunk)
