@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from copilot.admin.models import Copilot, CopilotSpec
+from copilot.admin.models import Copilot
 from copilot.bootstrap import Container
 from copilot.config import Settings
 from copilot.conversation.models import Message
-from copilot.ingest.service import ObjectEvent
 from copilot_dev.fakes import in_memory_container
+from tests.unit.test_knowledge import make_copilot
 
 DEMO = Path(__file__).resolve().parents[2] / "infra" / "demo" / "knowledge"
 
@@ -25,13 +25,7 @@ def container() -> Container:
 
 @pytest.fixture(scope="module")
 def demo(container: Container) -> Copilot:
-    copilot = container.admin.create(CopilotSpec(name="Northwind Bikes"))
-    for path in sorted(DEMO.iterdir()):
-        key = f"{copilot.copilot_id}/{path.name}"
-        container.blobs.put(key, path.read_bytes())
-        container.ingest.handle(ObjectEvent(bucket="kb", key=key, created=True))
-    container.lexical.rebuild(copilot.copilot_id)
-    return copilot
+    return make_copilot(container, {p.name: p.read_text() for p in sorted(DEMO.iterdir())})
 
 
 def chat(container: Container, copilot: Copilot, *questions: str) -> list[Message]:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from copilot.admin.models import Copilot, CopilotSpec
+from copilot.admin.models import Copilot
 from copilot.bootstrap import Container
 from copilot.config import Settings
 from copilot.conversation.dialog import MULTIPLE_TOPICS
-from copilot.ingest.service import ObjectEvent
 from copilot.knowledge.lexical import LexicalIndex
 from copilot.knowledge.models import Chunk
 from copilot.knowledge.subjects import SubjectIndex, name_words
 from copilot_dev.fakes import in_memory_container
+from tests.unit.test_knowledge import make_copilot
 
 
 def chunk(n: int, doc: str, title: str, text: str = "") -> Chunk:
@@ -98,13 +98,7 @@ def container() -> Container:
 
 @pytest.fixture(scope="module")
 def houses(container: Container) -> Copilot:
-    copilot = container.admin.create(CopilotSpec(name="Guest houses"))
-    for name, text in GUEST_HOUSES.items():
-        key = f"{copilot.copilot_id}/{name}"
-        container.blobs.put(key, text.encode())
-        container.ingest.handle(ObjectEvent(bucket="kb", key=key, created=True))
-    container.lexical.rebuild(copilot.copilot_id)
-    return copilot
+    return make_copilot(container, GUEST_HOUSES)
 
 
 def test_a_follow_up_is_answered_for_the_place_named_earlier(
