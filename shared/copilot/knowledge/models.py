@@ -10,6 +10,7 @@ from copilot.text import LIST_MARKER as LIST_ITEM
 from copilot.text import split_paragraphs
 
 TITLE_PATH_SEPARATOR = " › "
+MAX_ANSWER_PART = 400  # characters of an FAQ answer embedded on its own
 
 
 def title_path(*parts: str | None) -> str:
@@ -88,14 +89,18 @@ def part_texts(chunk: Chunk) -> list[str]:
     """The parts of a chunk embedded on their own beside it (its ``row_vectors``): a table's
     rows with its caption, or the items of a prose chunk's lists, each with the section it
     is in and the line that introduces it ("Returns and Refunds › Items that can't be
-    returned: E-bike batteries sold separately that have been charged or installed"). A
-    question about one item of a list matches the item far better than the whole section,
-    whose other items are about other things."""
+    returned: E-bike batteries sold separately that have been charged or installed"), and
+    the answer of a question-and-answer pair (the line after a line that asks). A question
+    about one item of a list matches the item far better than the whole section, whose other
+    items are about other things; a question worded unlike an FAQ's own ("does it have a
+    good choice of beers?" for "Do you serve alcohol?") often matches its answer ("Yes,
+    Wagamama serves alcohol.") better than the pair, or the entry's question."""
     if chunk.rows:
         return table_rows(chunk)
     where = title_path(chunk.title, chunk.section)
     parts: list[str] = []
     intro = ""
+    asked = False  # the line before was a question: this one is its answer
     for line in chunk.text.splitlines():
         stripped = line.strip()
         if not stripped:
@@ -103,7 +108,11 @@ def part_texts(chunk: Chunk) -> list[str]:
         item = LIST_ITEM.match(stripped)
         if item is None:
             intro = stripped if stripped.endswith(":") else ""
+            if asked and not intro and not stripped.endswith("?") and len(stripped) > 2:
+                parts.append(stripped[:MAX_ANSWER_PART])
+            asked = stripped.endswith("?")
             continue
+        asked = False
         text = stripped[item.end() :].strip()
         if len(text) > 2:
             lead = f"{where}: {intro}" if intro else where
