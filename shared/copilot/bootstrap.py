@@ -405,6 +405,7 @@ class Container:
                 limits=lambda: self.chat_limits,
                 forwarded_hops=self.settings.forwarded_hops,
                 origins=lambda: self.chat_origins,
+                answerer=lambda: self.answerer,
             )
             return routes.api
 

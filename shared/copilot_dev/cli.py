@@ -643,6 +643,16 @@ def eval_pack(
         None, exists=True, help="JSON file of extra settings for the fresh copilot."
     ),
     index_timeout: float = typer.Option(1800, help="Seconds to wait for indexing."),
+    calibrate: bool = typer.Option(
+        False,
+        "--calibrate",
+        help="Before the replay, set the copilot's answer_bar on half the questions (by id) "
+        "so that it declines --decline of their unanswerable ones; the report adds the "
+        "figures on the other half.",
+    ),
+    decline: float = typer.Option(
+        0.85, min=0.0, max=1.0, help="With --calibrate: share of unanswerable questions to decline."
+    ),
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Evaluate a fresh copilot on a pack: ingest its docs, replay its questions, score them."""
@@ -656,7 +666,12 @@ def eval_pack(
             raise ev.EvalError("--local starts its own stack: leave out --url")
         the_pack = ev.load_pack(pack)
         options = ev.EvalOptions(
-            limit, concurrency, ev.load_copilot_settings(copilot_settings), index_timeout
+            limit,
+            concurrency,
+            ev.load_copilot_settings(copilot_settings),
+            index_timeout,
+            calibrate=calibrate,
+            decline=decline,
         )
         if local:
             report = ev.run_local(the_pack, options, console=console)

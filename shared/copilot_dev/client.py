@@ -10,6 +10,7 @@ import requests
 from copilot.admin.models import Copilot
 from copilot.conversation.models import MessagesPage, StartConversationResponse, TurnResponse
 from copilot.ingest.models import DocumentStatus, RetryResult
+from copilot.knowledge.calibration import CalibrationRequest, CalibrationResult, LabelledQuestion
 
 
 class ApiError(Exception):
@@ -93,6 +94,16 @@ class CopilotClient:
             json={"keys": keys or []},
         )
         return RetryResult.model_validate(body)
+
+    def calibration(self, copilot_id: str, questions: list[LabelledQuestion]) -> CalibrationResult:
+        """The copilot's measure of labelled questions (at most calibration.MAX_BATCH)."""
+        body = self._call(
+            "POST",
+            f"/admin/copilots/{copilot_id}/calibration",
+            admin=True,
+            json=CalibrationRequest(questions=questions).model_dump(mode="json"),
+        )
+        return CalibrationResult.model_validate(body)
 
     # conversations
     def start(

@@ -38,6 +38,7 @@ Definitions (also written into the JSON report under ``definitions``):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -56,6 +57,14 @@ import requests
 
 from copilot.admin.models import Copilot
 from copilot.conversation.models import Message
+from copilot.knowledge.calibration import (
+    DEFAULT_DECLINE,
+    MAX_BATCH,
+    LabelledQuestion,
+    Measured,
+    recommend,
+    sweep,
+)
 from copilot_dev.client import ApiError, CopilotClient
 from copilot_dev.demo import knowledge_files, upload_files, wait_indexed
 from copilot_dev.progress import progress_bars, status
@@ -332,9 +341,15 @@ class EvalReport:
     replay_seconds: float
     started_at: str
     finished_at: str = ""
+    calibration: dict[str, Any] | None = None  # what --calibrate measured and chose
 
     def metrics(self) -> dict[str, Any]:
         return summarize(self.results)
+
+    def held_out(self) -> list[QuestionResult]:
+        """The questions the calibration did not see (all of them without calibration)."""
+        seen = set(self.calibration["question_ids"]) if self.calibration else set()
+        return [r for r in self.results if r.id not in seen]
 
     def as_dict(self) -> dict[str, Any]:
         m = self.metrics()
@@ -361,6 +376,9 @@ class EvalReport:
                 "concurrency": self.settings.get("concurrency"),
             },
             "metrics": m,
+            "calibration": None
+            if self.calibration is None
+            else {**self.calibration, "held_out_metrics": summarize(self.held_out())},
             "definitions": DEFINITIONS,
             "questions": [r.record() for r in self.results],
         }
@@ -632,6 +650,8 @@ class EvalOptions:
     concurrency: int = 4
     copilot_settings: dict[str, Any] = field(default_factory=dict)
     index_timeout: float = 1800
+    calibrate: bool = False  # calibrate the copilot's answer bar on half the questions first
+    decline: float = DEFAULT_DECLINE  # ... to decline this share of the unanswerable ones
 
 
 def create_copilot(client: CopilotClient, pack: Pack, extra: dict[str, Any]) -> Copilot:
@@ -676,6 +696,18 @@ def run_eval(
             on_indexed=lambda n: progress.update(indexing, completed=n),
         )
         warmup_ms = warm_up(client, copilot, questions)
+        calibration = None
+        if options.calibrate:
+            sample = calibration_sample(questions)
+            measuring = progress.add_task("Calibrating", total=len(sample))
+            calibration = calibrate(
+                client,
+                copilot,
+                sample,
+                options.decline,
+                options.concurrency,
+                on_done=lambda n: progress.advance(measuring, n),
+            )
         asking = progress.add_task("Replaying", total=len(questions))
         t0 = time.perf_counter()
         results = replay(
@@ -707,7 +739,57 @@ def run_eval(
         replay_seconds=replay_seconds,
         started_at=started_at,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        calibration=calibration,
     )
+
+
+def calibration_sample(questions: Sequence[Question]) -> list[Question]:
+    """Half the questions, chosen by a hash of their id (the same half on every run): the
+    bar is chosen on them and the other half shows how it does on questions it never saw."""
+    return [q for q in questions if hashlib.sha256(q.id.encode()).digest()[0] % 2 == 0]
+
+
+def calibrate(
+    client: CopilotClient,
+    copilot: Copilot,
+    questions: Sequence[Question],
+    decline: float = DEFAULT_DECLINE,
+    concurrency: int = 4,
+    on_done: Callable[[int], None] = lambda _n: None,
+) -> dict[str, Any]:
+    """Measure ``questions`` through the copilot's calibration route, then set its
+    ``answer_bar`` to the lowest bar that declines ``decline`` of the unanswerable ones."""
+    labelled = [
+        LabelledQuestion(
+            question=q.question[:2000],
+            history=[t[:2000] for t in q.user_turns[-20:]],
+            answerable=q.answerable,
+            gold_files=list(q.gold_files[:20]),
+        )
+        for q in questions
+    ]
+    batches = [labelled[i : i + MAX_BATCH] for i in range(0, len(labelled), MAX_BATCH)]
+
+    def one(batch: list[LabelledQuestion]) -> list[Measured]:
+        measured = client.calibration(copilot.copilot_id, batch).measured
+        on_done(len(batch))
+        return measured
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        measured = [m for part in pool.map(one, batches) for m in part]
+    rows = sweep(labelled, measured)
+    chosen = recommend(rows, decline)
+    if chosen is not None:
+        client.update_copilot(copilot.copilot_id, {"answer_bar": chosen.bar})
+    return {
+        "questions": len(labelled),
+        "question_ids": [q.id for q in questions],
+        "unanswerable": sum(q.answerable is False for q in labelled),
+        "decline_target": decline,
+        "answer_bar": None if chosen is None else chosen.bar,
+        "at_answer_bar": None if chosen is None else chosen.model_dump(),
+        "sweep": [r.model_dump() for r in rows],
+    }
 
 
 def run_local(
@@ -845,7 +927,37 @@ def print_report(report: EvalReport, console: Console) -> None:
             label, str(s["n"]), *(_ms(s[k]) for k in ("p50", "p95", "p99", "mean", "max"))
         )
     console.print(timing)
+    if report.calibration is not None:
+        print_calibration(report, console)
     if m["http_errors"]:
         console.print(f"[red]{m['http_errors']} HTTP error(s)[/red]; first ones:")
         for r in [r for r in report.results if r.error][:5]:
             console.print(f"  {r.id}: {r.error}", highlight=False)
+
+
+def print_calibration(report: EvalReport, console: Console) -> None:
+    """What the calibration chose, and the figures on the questions it did not see."""
+    c = report.calibration
+    assert c is not None
+    if c["answer_bar"] is None:
+        console.print(
+            f"[yellow]Calibration on {c['questions']} questions ({c['unanswerable']} "
+            f"unanswerable): no bar declines {_pct(c['decline_target'])} of the unanswerable "
+            "ones; the copilot keeps its default bar.[/yellow]",
+            highlight=False,
+        )
+        return
+    at = c["at_answer_bar"]
+    held = summarize(report.held_out())
+    console.print(
+        f"Calibrated on {c['questions']} questions (half the pack, by id; "
+        f"{c['unanswerable']} unanswerable): answer_bar {c['answer_bar']:.2f} declines "
+        f"{_pct(at['declined_unanswerable'])} of them there (target "
+        f"{_pct(c['decline_target'])}), answers {_pct(at['answered_with_gold'])} with gold, "
+        f"{_pct(at['answered_wrong_doc'])} with a WRONG doc.\n"
+        f"On the {len(report.held_out())} held-out questions: answered with gold "
+        f"{_pct(held['answered_with_gold_rate_answerable'])}, WRONG doc "
+        f"{_pct(held['answered_wrong_doc_rate_answerable'])}, unanswerable declined "
+        f"{_pct(held['no_match_rate_unanswerable'])}.",
+        highlight=False,
+    )

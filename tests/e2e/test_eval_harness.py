@@ -272,3 +272,26 @@ def test_scoring_rules() -> None:
     assert ev.classify([], no_match) == "no_match"
     assert ev.classify([_reply("Hello!", "Greeting")], no_match) == "other"
     assert ev.percentile([1, 2, 3, 4], 50) == 2.5 and ev.percentile([], 50) is None
+
+
+def test_calibration_sets_the_bar_that_declines_the_unanswerable_questions(
+    client: CopilotClient, report: ev.EvalReport
+) -> None:
+    """`copilot eval --calibrate`'s step over HTTP: the copilot measures the labelled
+    questions, the lowest bar declining all unanswerable ones is set as its answer_bar, and
+    the replayed turns then do what the measures said they would."""
+    copilot = client.get_copilot(report.copilot["copilot_id"])
+    questions = ev.load_pack(PACK).questions
+    result = ev.calibrate(client, copilot, questions, decline=1.0, concurrency=2)
+    assert result["questions"] == 8 and result["unanswerable"] == 2
+    bar, at_bar = result["answer_bar"], result["at_answer_bar"]
+    assert bar is not None and at_bar["declined_unanswerable"] == 1.0
+    assert all(r["declined_unanswerable"] < 1.0 for r in result["sweep"] if r["bar"] < bar)
+    calibrated = client.get_copilot(copilot.copilot_id)
+    assert calibrated.answer_bar == bar
+
+    replayed = {r.id: r for r in ev.replay(client, calibrated, questions, concurrency=2)}
+    assert replayed["lumen_q06"].outcome == replayed["lumen_q07"].outcome == "no_match"
+    answerable = [r for r in replayed.values() if r.answerable]
+    with_gold = sum(r.answered and r.hit_at_5 for r in answerable) / len(answerable)
+    assert with_gold == at_bar["answered_with_gold"]

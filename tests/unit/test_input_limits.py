@@ -245,7 +245,7 @@ def test_openapi_states_the_field_rules(doc: dict[str, Any]) -> None:
         for name, prop in patch["properties"].items()
         if {"type": "null"} in prop.get("anyOf", [])
     }
-    assert nullable == {"instructions", "hub", "allowed_origins", "appearance"}
+    assert nullable == {"instructions", "hub", "answer_bar", "allowed_origins", "appearance"}
 
 
 def test_openapi_states_the_query_bounds_the_server_enforces(

@@ -64,6 +64,14 @@ class BehaviourMessages(Strict):
     goodbye: str = Field("Thanks for chatting. Goodbye!", min_length=1, max_length=2000)
 
 
+MIN_ANSWER_BAR, MAX_ANSWER_BAR = 0.2, 0.95
+ANSWER_BAR_DESCRIPTION = (
+    "The confidence a knowledge answer needs at medium strictness, calibrated on this "
+    "copilot's own labelled questions (`copilot eval --calibrate`, or POST "
+    "/admin/copilots/{id}/calibration); low and high move it down and up by the default "
+    "spacing. null: the default bar."
+)
+
 NULL_REFUSED = "send a value or leave the field out (null is not allowed here)"
 
 
@@ -297,6 +305,12 @@ class CopilotSpec(Strict):
         description="How sure the copilot must be before answering from knowledge "
         "(higher: more 'I don't know', fewer wrong answers).",
     )
+    answer_bar: float | None = Field(
+        None,
+        ge=MIN_ANSWER_BAR,
+        le=MAX_ANSWER_BAR,
+        description=ANSWER_BAR_DESCRIPTION,
+    )
     instructions: str | None = Field(
         None,
         max_length=2000,
@@ -327,7 +341,9 @@ class CopilotSpec(Strict):
 
 # Fields a null resets to their default (the service stores what the patch holds after it).
 _NULL_RESETS = ("allowed_origins", "appearance")
-_refuse_null_patch, _patch_schema = _null_clears_only(("instructions", "hub", *_NULL_RESETS))
+_refuse_null_patch, _patch_schema = _null_clears_only(
+    ("instructions", "hub", "answer_bar", *_NULL_RESETS)
+)
 
 
 class CopilotPatch(Strict):
@@ -344,6 +360,12 @@ class CopilotPatch(Strict):
     topics: list[Topic] | None = Field(None, max_length=MAX_TOPICS)
     no_match_threshold: int | None = Field(None, ge=1, le=10)
     strictness: Strictness | None = None
+    answer_bar: float | None = Field(
+        None,
+        ge=MIN_ANSWER_BAR,
+        le=MAX_ANSWER_BAR,
+        description="Replaces the calibrated answer bar; null goes back to the default bar.",
+    )
     instructions: str | None = Field(
         None, max_length=2000, description="Replaces the instructions; null removes them."
     )

@@ -70,6 +70,15 @@ class AnswerPolicy:
     max_choices: int = 4
     thresholds: dict[str, float] = field(default_factory=lambda: dict(THRESHOLDS))
 
+    def bar(self, copilot: Copilot) -> float:
+        """The confidence an answer needs for this copilot: its strictness's bar, or, when the
+        copilot has a calibrated ``answer_bar`` (its medium bar), that bar moved by the same
+        spacing as the defaults' (low: 0.06 lower, high: 0.06 higher)."""
+        bar = self.thresholds[copilot.strictness]
+        if copilot.answer_bar is None:
+            return bar
+        return round(copilot.answer_bar + (bar - self.thresholds["medium"]), 4)
+
 
 def confidence(candidate: Candidate, policy: AnswerPolicy) -> float:
     """The passage's dense similarity to the question, or its heading's or one of its table
@@ -178,6 +187,10 @@ class KnowledgeAnswerer:
         self._generator = generator
         self._condense = condenser or condense
 
+    @property
+    def policy(self) -> AnswerPolicy:
+        return self._policy
+
     def retrieve(self, copilot_id: str, question: str) -> Retrieval:
         return self._retriever.retrieve(copilot_id, question)
 
@@ -262,7 +275,7 @@ class KnowledgeAnswerer:
         history = remembered(history)
         with timed("retrieval"):
             scope, in_effect = self.scope(copilot.copilot_id, question, subjects)
-            bar = self._policy.thresholds[copilot.strictness]
+            bar = self._policy.bar(copilot)
             retrieval = self.search(copilot.copilot_id, question, history, scope, bar)
             supported = self.supported(copilot, retrieval, question)
         keys = [s.key for s in in_effect]
@@ -293,7 +306,7 @@ class KnowledgeAnswerer:
         ("Is there free parking?" with no place named, and 30 places answering it): the
         subjects of the passages within WHICH_MARGIN of the best one's confidence."""
         p = self._policy
-        bar = p.thresholds[copilot.strictness]
+        bar = p.bar(copilot)
         scored = sorted(((confidence(c, p), c) for c in retrieval.candidates), key=lambda x: -x[0])
         if not scored or not index.of_doc(scored[0][1].chunk.doc_key):
             return []
@@ -314,7 +327,7 @@ class KnowledgeAnswerer:
         self, copilot: Copilot, retrieval: Retrieval, question: str | None = None
     ) -> list[Candidate]:
         """The passages confident enough to answer from, best first (empty: no answer)."""
-        bar = self._policy.thresholds[copilot.strictness]
+        bar = self._policy.bar(copilot)
         return supported_at(bar, retrieval, question or retrieval.query, self._policy)
 
     def _compose(

@@ -31,6 +31,12 @@ from copilot.entrypoints.http.router import Api, Call, HeaderParam, Route, healt
 from copilot.entrypoints.http.static import WIDGET_SCRIPT
 from copilot.errors import ForbiddenError, UnauthorizedError
 from copilot.ingest.models import DocumentList, ReindexResult, RetryRequest, RetryResult
+from copilot.knowledge.calibration import (
+    MAX_BATCH,
+    CalibrationRequest,
+    CalibrationResult,
+    measure,
+)
 from copilot.observability import bind
 
 R = TypeVar("R", bound=BaseModel)
@@ -61,6 +67,7 @@ if TYPE_CHECKING:
     from copilot.admin.service import AdminService
     from copilot.conversation.limits import ChatLimits
     from copilot.conversation.service import ConversationService
+    from copilot.knowledge.answer import KnowledgeAnswerer
 
 
 class ChatRoutes:
@@ -72,8 +79,10 @@ class ChatRoutes:
         limits: Callable[[], ChatLimits | None] = lambda: None,
         forwarded_hops: int = 0,
         origins: Callable[[], CopilotOrigins | None] = lambda: None,
+        answerer: Callable[[], KnowledgeAnswerer | None] = lambda: None,
     ) -> None:
         self._chat = chat
+        self._answerer = answerer  # measures labelled questions (calibration)
         self._admin = admin
         self._admin_api_key = admin_api_key
         self._limits = limits  # rate limits of the customer routes (None: unlimited)
@@ -188,6 +197,17 @@ class ChatRoutes:
         self.require_admin(call)
         keys = call.body.keys if isinstance(call.body, RetryRequest) else []
         return self._admin().retry(call.params["copilot_id"], keys)
+
+    def calibration(self, call: Call) -> CalibrationResult:
+        self.require_admin(call)
+        assert isinstance(call.body, CalibrationRequest)
+        copilot = self._admin().get(call.params["copilot_id"])
+        answerer = self._answerer()
+        if answerer is None:
+            raise ForbiddenError("calibration is not available on this deployment")
+        bind(copilot_id=copilot.copilot_id)
+        measured = [measure(answerer, copilot, q) for q in call.body.questions]
+        return CalibrationResult(bar_in_use=answerer.policy.bar(copilot), measured=measured)
 
     def _build(self) -> Api:
         chat, admin = ["conversations"], ["admin"]
@@ -330,6 +350,18 @@ class ChatRoutes:
                     auth="admin",
                     tags=admin,
                     body_optional=True,
+                ),
+                Route(
+                    "POST",
+                    "/admin/copilots/<copilot_id>/calibration",
+                    self.calibration,
+                    "Measure labelled questions as customer turns (the answer gate's confidence "
+                    f"and what an answer would cite at any bar; at most {MAX_BATCH} a request), "
+                    "to choose the copilot's answer_bar: `copilot eval --calibrate` does it",
+                    request_model=CalibrationRequest,
+                    response_model=CalibrationResult,
+                    auth="admin",
+                    tags=admin,
                 ),
                 *directline.routes(),
             ],
