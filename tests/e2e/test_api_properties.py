@@ -103,6 +103,7 @@ VALID_BODIES = {
     "PostMessageRequest": {"text": "hi"},
     "CopilotSpec": {"name": "x"},
     "IncomingActivity": {"type": "message", "text": "hi"},
+    "CalibrationRequest": {"questions": [{"question": "hi", "answerable": False}]},
 }
 
 
