@@ -62,8 +62,7 @@ from copilot.knowledge.calibration import (
     MAX_BATCH,
     LabelledQuestion,
     Measured,
-    recommend,
-    sweep,
+    choose,
 )
 from copilot_dev.client import ApiError, CopilotClient
 from copilot_dev.demo import knowledge_files, upload_files, wait_indexed
@@ -758,7 +757,8 @@ def calibrate(
     on_done: Callable[[int], None] = lambda _n: None,
 ) -> dict[str, Any]:
     """Measure ``questions`` through the copilot's calibration route, then set its
-    ``answer_bar`` to the lowest bar that declines ``decline`` of the unanswerable ones."""
+    ``answer_bar`` to the lowest bar that declines ``decline`` of the unanswerable ones, with
+    the ``answer_margin_weight`` that answers most there (``calibration.choose``)."""
     labelled = [
         LabelledQuestion(
             question=q.question[:2000],
@@ -777,16 +777,19 @@ def calibrate(
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         measured = [m for part in pool.map(one, batches) for m in part]
-    rows = sweep(labelled, measured)
-    chosen = recommend(rows, decline)
+    chosen, rows = choose(labelled, measured, decline)
     if chosen is not None:
-        client.update_copilot(copilot.copilot_id, {"answer_bar": chosen.bar})
+        client.update_copilot(
+            copilot.copilot_id,
+            {"answer_bar": chosen.bar, "answer_margin_weight": chosen.margin_weight},
+        )
     return {
         "questions": len(labelled),
         "question_ids": [q.id for q in questions],
         "unanswerable": sum(q.answerable is False for q in labelled),
         "decline_target": decline,
         "answer_bar": None if chosen is None else chosen.bar,
+        "answer_margin_weight": None if chosen is None else chosen.margin_weight,
         "at_answer_bar": None if chosen is None else chosen.model_dump(),
         "sweep": [r.model_dump() for r in rows],
     }
@@ -951,7 +954,8 @@ def print_calibration(report: EvalReport, console: Console) -> None:
     held = summarize(report.held_out())
     console.print(
         f"Calibrated on {c['questions']} questions (half the pack, by id; "
-        f"{c['unanswerable']} unanswerable): answer_bar {c['answer_bar']:.2f} declines "
+        f"{c['unanswerable']} unanswerable): answer_bar {c['answer_bar']:.2f} (margin "
+        f"weight {c.get('answer_margin_weight') or 0:.2f}) declines "
         f"{_pct(at['declined_unanswerable'])} of them there (target "
         f"{_pct(c['decline_target'])}), answers {_pct(at['answered_with_gold'])} with gold, "
         f"{_pct(at['answered_wrong_doc'])} with a WRONG doc.\n"

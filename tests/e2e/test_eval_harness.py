@@ -278,8 +278,9 @@ def test_calibration_sets_the_bar_that_declines_the_unanswerable_questions(
     client: CopilotClient, report: ev.EvalReport
 ) -> None:
     """`copilot eval --calibrate`'s step over HTTP: the copilot measures the labelled
-    questions, the lowest bar declining all unanswerable ones is set as its answer_bar, and
-    the replayed turns then do what the measures said they would."""
+    questions, the lowest bar declining all unanswerable ones (at the margin weight that
+    answers most there) is set as its answer_bar, and the replayed turns then do what the
+    measures said they would."""
     copilot = client.get_copilot(report.copilot["copilot_id"])
     questions = ev.load_pack(PACK).questions
     result = ev.calibrate(client, copilot, questions, decline=1.0, concurrency=2)
@@ -287,8 +288,12 @@ def test_calibration_sets_the_bar_that_declines_the_unanswerable_questions(
     bar, at_bar = result["answer_bar"], result["at_answer_bar"]
     assert bar is not None and at_bar["declined_unanswerable"] == 1.0
     assert all(r["declined_unanswerable"] < 1.0 for r in result["sweep"] if r["bar"] < bar)
+    weight = result["answer_margin_weight"]
+    assert at_bar["margin_weight"] == weight and all(
+        r["margin_weight"] == weight for r in result["sweep"]
+    )
     calibrated = client.get_copilot(copilot.copilot_id)
-    assert calibrated.answer_bar == bar
+    assert calibrated.answer_bar == bar and (calibrated.answer_margin_weight or 0.0) == weight
 
     replayed = {r.id: r for r in ev.replay(client, calibrated, questions, concurrency=2)}
     assert replayed["lumen_q06"].outcome == replayed["lumen_q07"].outcome == "no_match"

@@ -20,6 +20,7 @@ from copilot.knowledge.calibration import (
     LabelledQuestion,
     Measured,
     MeasuredSource,
+    choose,
     recommend,
     sweep,
 )
@@ -182,3 +183,63 @@ def test_the_sweep_counts_what_each_bar_would_cite() -> None:
     assert rows[0.75].answered == 0.0
     assert recommend(list(rows.values()), decline=1.0) == rows[0.56]
     assert recommend(sweep(labelled[:2], measures[:2])) is None  # nothing unanswerable
+
+
+def test_the_margin_weight_is_chosen_where_the_lead_tells_answerable_from_not() -> None:
+    labelled = [
+        LabelledQuestion(question="a", answerable=True, gold_files=["gold.md"]),
+        LabelledQuestion(question="c", answerable=False),
+    ]
+    # The answerable question's entry stands out (lead 0.2); the unanswerable one fits
+    # several entries about equally (lead 0) but a little better than the other's best.
+    distinct = Measured(
+        confidence=0.55, margin=0.2, sources=[MeasuredSource(file="gold.md", confidence=0.55)]
+    )
+    alike = Measured(
+        confidence=0.6, margin=0.0, sources=[MeasuredSource(file="x.md", confidence=0.6)]
+    )
+    at_zero = recommend(sweep(labelled, [distinct, alike]), decline=1.0)
+    assert at_zero is not None and at_zero.answered_with_gold == 0.0  # declines both
+    chosen, rows = choose(labelled, [distinct, alike], decline=1.0)
+    assert chosen is not None and chosen.margin_weight > 0
+    assert chosen.answered_with_gold == 1.0 and chosen.declined_unanswerable == 1.0
+    assert all(r.margin_weight == chosen.margin_weight for r in rows)
+    assert chosen.bar > 0.6 and 0.55 + chosen.margin_weight * 0.2 >= chosen.bar
+    # Where the lead does not help, the weight stays 0 (ties go to the smaller weight).
+    flat = [distinct.model_copy(update={"margin": 0.0}), alike]
+    assert choose(labelled, flat, decline=1.0)[0].margin_weight == 0.0  # type: ignore[union-attr]
+    # Nothing unanswerable: no choice, and the sweep at weight 0.
+    none, rows = choose(labelled[:1], [distinct])
+    assert none is None and rows and all(r.margin_weight == 0.0 for r in rows)
+
+
+def test_the_margin_weight_moves_the_gate_the_copilot_answers_by(
+    client: Any, container: Container
+) -> None:
+    shop = make_copilot(container, {name: (DEMO / name).read_text() for name in PAGES})
+    direct = measured(client, shop, QUESTIONS[:1])["measured"][0]
+    lead = direct["margin"]
+    assert 0.01 < lead <= AnswerPolicy().margin_cap  # the password page stands out
+    bar = round(direct["confidence"] + lead / 2, 4)  # above the passage, below passage + lead
+
+    def cited(weight: float) -> list[str]:
+        patch = {"answer_bar": bar, "answer_margin_weight": weight}
+        response = client.patch(f"/admin/copilots/{shop.copilot_id}", json=patch, headers=ADMIN)
+        assert response.status_code == 200 and response.json["answer_margin_weight"] == weight
+        started = container.chat.start(shop.copilot_id)
+        turn = container.chat.post(started.conversation_id, started.token, DIRECT)
+        return [c.source for c in turn.messages[-1].citations]
+
+    assert cited(0.0) == []
+    assert cited(1.0)[:1] == ["account-and-password.md"]
+    assert measured(client, shop, QUESTIONS[:1])["margin_weight_in_use"] == 1.0
+    reset = client.patch(
+        f"/admin/copilots/{shop.copilot_id}",
+        json={"answer_margin_weight": None, "answer_bar": None},
+        headers=ADMIN,
+    )
+    assert reset.status_code == 200 and reset.json["answer_margin_weight"] is None
+    out_of_range = client.patch(
+        f"/admin/copilots/{shop.copilot_id}", json={"answer_margin_weight": 2}, headers=ADMIN
+    )
+    assert out_of_range.status_code == 400 and "answer_margin_weight" in str(out_of_range.json)

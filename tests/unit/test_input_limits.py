@@ -245,7 +245,14 @@ def test_openapi_states_the_field_rules(doc: dict[str, Any]) -> None:
         for name, prop in patch["properties"].items()
         if {"type": "null"} in prop.get("anyOf", [])
     }
-    assert nullable == {"instructions", "hub", "answer_bar", "allowed_origins", "appearance"}
+    assert nullable == {
+        "instructions",
+        "hub",
+        "answer_bar",
+        "answer_margin_weight",
+        "allowed_origins",
+        "appearance",
+    }
 
 
 def test_openapi_states_the_query_bounds_the_server_enforces(

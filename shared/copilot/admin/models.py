@@ -72,6 +72,14 @@ ANSWER_BAR_DESCRIPTION = (
     "spacing. null: the default bar."
 )
 
+MAX_MARGIN_WEIGHT = 1.0
+MARGIN_WEIGHT_DESCRIPTION = (
+    "How much the best document's lead over the next document counts toward the answer "
+    "gate (0 to 1; the lead counts up to 0.2). Knowledge of many alike entries, such as an "
+    "FAQ, gains from it: a question none of them answers fits several about equally. Set "
+    "with answer_bar by the calibration (`copilot eval --calibrate`). null: 0."
+)
+
 NULL_REFUSED = "send a value or leave the field out (null is not allowed here)"
 
 
@@ -311,6 +319,9 @@ class CopilotSpec(Strict):
         le=MAX_ANSWER_BAR,
         description=ANSWER_BAR_DESCRIPTION,
     )
+    answer_margin_weight: float | None = Field(
+        None, ge=0.0, le=MAX_MARGIN_WEIGHT, description=MARGIN_WEIGHT_DESCRIPTION
+    )
     instructions: str | None = Field(
         None,
         max_length=2000,
@@ -342,7 +353,7 @@ class CopilotSpec(Strict):
 # Fields a null resets to their default (the service stores what the patch holds after it).
 _NULL_RESETS = ("allowed_origins", "appearance")
 _refuse_null_patch, _patch_schema = _null_clears_only(
-    ("instructions", "hub", "answer_bar", *_NULL_RESETS)
+    ("instructions", "hub", "answer_bar", "answer_margin_weight", *_NULL_RESETS)
 )
 
 
@@ -365,6 +376,12 @@ class CopilotPatch(Strict):
         ge=MIN_ANSWER_BAR,
         le=MAX_ANSWER_BAR,
         description="Replaces the calibrated answer bar; null goes back to the default bar.",
+    )
+    answer_margin_weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=MAX_MARGIN_WEIGHT,
+        description="Replaces the calibrated margin weight; null goes back to 0.",
     )
     instructions: str | None = Field(
         None, max_length=2000, description="Replaces the instructions; null removes them."

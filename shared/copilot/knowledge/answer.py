@@ -69,6 +69,11 @@ class AnswerPolicy:
     which_margin: float = 0.02  # alike entries of several subjects: ask which one
     max_choices: int = 4
     thresholds: dict[str, float] = field(default_factory=lambda: dict(THRESHOLDS))
+    # The gate may credit the best document's lead over the next one (its confidence minus
+    # the next document's, at most margin_cap) with this weight; a copilot's calibrated
+    # answer_margin_weight replaces it.
+    margin_weight: float = 0.0
+    margin_cap: float = 0.2
 
     def bar(self, copilot: Copilot) -> float:
         """The confidence an answer needs for this copilot: its strictness's bar, or, when the
@@ -78,6 +83,11 @@ class AnswerPolicy:
         if copilot.answer_bar is None:
             return bar
         return round(copilot.answer_bar + (bar - self.thresholds["medium"]), 4)
+
+    def margin_weight_for(self, copilot: Copilot) -> float:
+        """How much the best document's lead counts for this copilot's gate."""
+        w = copilot.answer_margin_weight
+        return self.margin_weight if w is None else w
 
 
 def confidence(candidate: Candidate, policy: AnswerPolicy) -> float:
@@ -136,19 +146,49 @@ def unknown_names(question: str, retrieval: Retrieval) -> list[str]:
     return unknown
 
 
-def gate_confidence(question: str, retrieval: Retrieval, policy: AnswerPolicy) -> float:
-    """How confident the copilot may be in its best passage (0 for an unknown name)."""
+def doc_margin(retrieval: Retrieval, policy: AnswerPolicy) -> float:
+    """How far the best passage's document is ahead of the next document: the best
+    passage's confidence minus that of the best candidate from any other document (at most
+    ``policy.margin_cap``). A question that one FAQ entry answers fits that entry clearly
+    better than the rest; one that no entry answers tends to fit several about equally."""
+    p = policy
+    if not retrieval.candidates:
+        return 0.0
+    best = max(retrieval.candidates[: p.pick_from], key=lambda c: confidence(c, p))
+    others = [
+        confidence(c, p) for c in retrieval.candidates if c.chunk.doc_key != best.chunk.doc_key
+    ]
+    lead = confidence(best, p) - max(others, default=0.0)
+    return min(max(lead, 0.0), p.margin_cap)
+
+
+def gate_confidence(
+    question: str,
+    retrieval: Retrieval,
+    policy: AnswerPolicy,
+    margin_weight: float | None = None,
+) -> float:
+    """How confident the copilot may be in its best passage (0 for an unknown name): the
+    best passage's confidence, plus ``margin_weight`` (default: the policy's) times its
+    document's lead over the next."""
     if not retrieval.candidates or unknown_names(question, retrieval):
         return 0.0
-    return max(confidence(c, policy) for c in retrieval.candidates[: policy.pick_from])
+    best = max(confidence(c, policy) for c in retrieval.candidates[: policy.pick_from])
+    w = policy.margin_weight if margin_weight is None else margin_weight
+    return best + w * doc_margin(retrieval, policy) if w else best
 
 
 def supported_at(
-    bar: float, retrieval: Retrieval, question: str, policy: AnswerPolicy
+    bar: float,
+    retrieval: Retrieval,
+    question: str,
+    policy: AnswerPolicy,
+    margin_weight: float | None = None,
 ) -> list[Candidate]:
-    """The passages an answer cites at this bar, best first (empty: no answer)."""
+    """The passages an answer cites at this bar, best first (empty: no answer). Further
+    sources need their own confidence at the bar (the margin is the best one's)."""
     p = policy
-    if gate_confidence(question, retrieval, p) < bar:
+    if gate_confidence(question, retrieval, p, margin_weight) < bar:
         return []
     best = max(retrieval.candidates[: p.pick_from], key=lambda c: confidence(c, p))
     picked = [best]
@@ -216,6 +256,7 @@ class KnowledgeAnswerer:
         history: History = lambda: (),
         scope: Scope | None = None,
         bar: float | None = None,
+        margin_weight: float | None = None,
     ) -> Retrieval:
         """The retrieval an answer is made from: the question without pleasantries,
         condensed with the conversation if it is a follow-up, within ``scope``. With
@@ -239,7 +280,7 @@ class KnowledgeAnswerer:
             query == asked
             and bar is not None
             and p.join_unsupported
-            and gate_confidence(question, retrieval, p) < bar
+            and gate_confidence(question, retrieval, p, margin_weight) < bar
             and (previous := previous_question(asked, history))
         ):
             joined = self._retriever.retrieve(copilot_id, f"{previous} {asked}", scope)
@@ -276,7 +317,10 @@ class KnowledgeAnswerer:
         with timed("retrieval"):
             scope, in_effect = self.scope(copilot.copilot_id, question, subjects)
             bar = self._policy.bar(copilot)
-            retrieval = self.search(copilot.copilot_id, question, history, scope, bar)
+            margin_weight = self._policy.margin_weight_for(copilot)
+            retrieval = self.search(
+                copilot.copilot_id, question, history, scope, bar, margin_weight
+            )
             supported = self.supported(copilot, retrieval, question)
         keys = [s.key for s in in_effect]
         if not supported:
@@ -327,8 +371,10 @@ class KnowledgeAnswerer:
         self, copilot: Copilot, retrieval: Retrieval, question: str | None = None
     ) -> list[Candidate]:
         """The passages confident enough to answer from, best first (empty: no answer)."""
-        bar = self._policy.bar(copilot)
-        return supported_at(bar, retrieval, question or retrieval.query, self._policy)
+        p = self._policy
+        return supported_at(
+            p.bar(copilot), retrieval, question or retrieval.query, p, p.margin_weight_for(copilot)
+        )
 
     def _compose(
         self,

@@ -7,7 +7,11 @@ questions — answered by which file, or not answerable from the knowledge — a
 measures each one as a turn would (earlier turns replayed, subjects carried, follow-ups
 condensed): the gate's confidence, and the files an answer would cite at any bar. From that
 the figures at every bar follow without asking again, and the bar that declines the share of
-unanswerable questions the team asks for is the copilot's ``answer_bar``.
+unanswerable questions the team asks for is the copilot's ``answer_bar``. The gate may also
+credit the best document's lead over the next (``answer_margin_weight``): on knowledge of many
+alike entries (an FAQ) a question none of them answers fits several about equally, one that an
+entry answers fits it clearly best. The calibration tries a few weights and keeps the one
+that answers most at the decline asked for (weight 0 where the lead does not help).
 
 Used by the admin API (``POST /admin/copilots/{id}/calibration``: measures a batch), by
 ``copilot eval --calibrate`` (sends the pack in batches, prints the sweep, sets the bar) and
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 
 MAX_BATCH = 50  # questions a request measures (a batch takes ~1–2 s on a warm function)
 BARS = [x / 100 for x in range(30, 81)]
+MARGIN_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEFAULT_DECLINE = 0.85
 
 
@@ -61,25 +66,37 @@ class MeasuredSource(BaseModel):
 
 
 class Measured(BaseModel):
-    confidence: float = Field(description="The answer gate's confidence (0: an unknown name).")
+    confidence: float = Field(
+        description="The best passage's confidence, as the gate weighs it without the margin "
+        "(0: an unknown name)."
+    )
+    margin: float = Field(
+        0.0,
+        description="The best document's lead over the next document's confidence (at most "
+        "0.2): the gate adds answer_margin_weight times it.",
+    )
     sources: list[MeasuredSource] = Field(
         description="What an answer would cite, best first: at bar B the first source when "
         "confidence >= B, and each further one whose own confidence >= B."
     )
 
-    def cited_at(self, bar: float) -> list[str]:
-        if self.confidence < bar:
+    def cited_at(self, bar: float, margin_weight: float = 0.0) -> list[str]:
+        if self.confidence + margin_weight * self.margin < bar:
             return []
         return [s.file for i, s in enumerate(self.sources) if i == 0 or s.confidence >= bar]
 
 
 class CalibrationResult(BaseModel):
     bar_in_use: float = Field(description="The copilot's bar now (medium, or its answer_bar).")
+    margin_weight_in_use: float = Field(
+        0.0, description="The copilot's margin weight now (its answer_margin_weight, or 0)."
+    )
     measured: list[Measured]
 
 
 class SweepRow(BaseModel):
     bar: float
+    margin_weight: float = 0.0
     answered: float | None = Field(description="Share of answerable questions answered.")
     answered_with_gold: float | None = Field(description="... answered citing a gold file.")
     answered_wrong_doc: float | None = Field(
@@ -92,7 +109,7 @@ class SweepRow(BaseModel):
 
 def measure(answerer: KnowledgeAnswerer, copilot: Copilot, question: LabelledQuestion) -> Measured:
     """One labelled question, asked as the last turn of its conversation."""
-    from copilot.knowledge.answer import confidence, gate_confidence, supported_at
+    from copilot.knowledge.answer import confidence, doc_margin, gate_confidence, supported_at
 
     history: list[_Said] = []
     subjects: list[str] = []
@@ -105,12 +122,18 @@ def measure(answerer: KnowledgeAnswerer, copilot: Copilot, question: LabelledQue
     scope, _ = answerer.scope(copilot.copilot_id, question.question, subjects)
     policy = answerer.policy
     retrieval = answerer.search(
-        copilot.copilot_id, question.question, lambda: history, scope, policy.bar(copilot)
+        copilot.copilot_id,
+        question.question,
+        lambda: history,
+        scope,
+        policy.bar(copilot),
+        policy.margin_weight_for(copilot),
     )
-    gate = gate_confidence(question.question, retrieval, policy)
-    picked = supported_at(0.0, retrieval, question.question, policy) if gate > 0 else []
+    gate = gate_confidence(question.question, retrieval, policy, margin_weight=0.0)
+    picked = supported_at(0.0, retrieval, question.question, policy, 0.0) if gate > 0 else []
     return Measured(
         confidence=round(gate, 4),
+        margin=round(doc_margin(retrieval, policy), 4) if gate > 0 else 0.0,
         sources=[
             MeasuredSource(
                 file=c.chunk.doc_key,
@@ -140,8 +163,9 @@ def sweep(
     questions: Sequence[LabelledQuestion],
     measured: Sequence[Measured],
     bars: Sequence[float] = BARS,
+    margin_weight: float = 0.0,
 ) -> list[SweepRow]:
-    """The figures at each bar, from one measurement per question."""
+    """The figures at each bar (with this margin weight), from one measurement per question."""
     answerable = [
         (m, {_basename(g) for g in q.gold_files})
         for q, m in zip(questions, measured, strict=True)
@@ -150,17 +174,21 @@ def sweep(
     unanswerable = [m for q, m in zip(questions, measured, strict=True) if q.answerable is False]
     rows = []
     for bar in bars:
-        cited = [(set(map(_basename, m.cited_at(bar))), gold) for m, gold in answerable]
+        cited = [
+            (set(map(_basename, m.cited_at(bar, margin_weight))), gold) for m, gold in answerable
+        ]
         answered = [(c, g) for c, g in cited if c]
         n = len(answerable)
         rows.append(
             SweepRow(
                 bar=bar,
+                margin_weight=margin_weight,
                 answered=_share(len(answered), n),
                 answered_with_gold=_share(sum(bool(c & g) for c, g in answered), n),
                 answered_wrong_doc=_share(sum(not c & g for c, g in answered), n),
                 declined_unanswerable=_share(
-                    sum(not m.cited_at(bar) for m in unanswerable), len(unanswerable)
+                    sum(not m.cited_at(bar, margin_weight) for m in unanswerable),
+                    len(unanswerable),
                 ),
             )
         )
@@ -175,6 +203,28 @@ def recommend(rows: Sequence[SweepRow], decline: float = DEFAULT_DECLINE) -> Swe
         if row.declined_unanswerable is not None and row.declined_unanswerable >= decline:
             return row
     return None
+
+
+def choose(
+    questions: Sequence[LabelledQuestion],
+    measured: Sequence[Measured],
+    decline: float = DEFAULT_DECLINE,
+    weights: Sequence[float] = MARGIN_WEIGHTS,
+) -> tuple[SweepRow | None, list[SweepRow]]:
+    """The gate to set: for each margin weight the lowest bar that declines ``decline`` of
+    the unanswerable questions, and of those the one that answers the most answerable
+    questions with a gold file cited (ties: the smaller weight). Returns it (None when no
+    bar declines enough) and the sweep at its weight (at weight 0 without a choice)."""
+    best: SweepRow | None = None
+    best_rows = sweep(questions, measured)
+    for w in weights:
+        rows = sweep(questions, measured, margin_weight=w)
+        row = recommend(rows, decline)
+        if row is None:
+            continue
+        if best is None or (row.answered_with_gold or 0) > (best.answered_with_gold or 0):
+            best, best_rows = row, rows
+    return best, best_rows
 
 
 def _share(part: int, whole: int) -> float | None:

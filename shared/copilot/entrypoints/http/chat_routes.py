@@ -207,7 +207,12 @@ class ChatRoutes:
             raise ForbiddenError("calibration is not available on this deployment")
         bind(copilot_id=copilot.copilot_id)
         measured = [measure(answerer, copilot, q) for q in call.body.questions]
-        return CalibrationResult(bar_in_use=answerer.policy.bar(copilot), measured=measured)
+        policy = answerer.policy
+        return CalibrationResult(
+            bar_in_use=policy.bar(copilot),
+            margin_weight_in_use=policy.margin_weight_for(copilot),
+            measured=measured,
+        )
 
     def _build(self) -> Api:
         chat, admin = ["conversations"], ["admin"]
