@@ -24,7 +24,7 @@ from pathlib import Path
 
 from copilot.admin.models import Copilot, CopilotSpec
 from copilot.bootstrap import Container
-from copilot.config import Settings
+from copilot.config import ProviderSettings, Settings, embedding_model_id
 from copilot.conversation.models import Message
 from copilot.ingest.service import ObjectEvent
 from copilot.knowledge.answer import (
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _fingerprint(pack: Path) -> str:
     """What the index depends on: the pack's files and the code that reads and embeds them."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(embedding_model_id(ProviderSettings()).encode())
     code = [
         *sorted((ROOT / "shared/copilot/ingest").rglob("*.py")),
         ROOT / "shared/copilot/knowledge/models.py",

@@ -17,6 +17,7 @@ from copilot.errors import BadRequestError
 # The offline embedders' ids (copilot.adapters.providers.offline), as an index records them.
 MINILM_MODEL_ID = "all-minilm-l6-v2-int8"
 WORDLLAMA_MODEL_ID = "wordllama-l2-supercat-256"
+MPNET_MODEL_ID = "all-mpnet-base-v2"  # copilot.adapters.providers.mpnet
 
 
 class ProviderSettings(BaseSettings):
@@ -24,7 +25,7 @@ class ProviderSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="COPILOT_", extra="ignore")
 
-    embedder: Literal["minilm", "wordllama", "bedrock", "openai"] = "minilm"
+    embedder: Literal["minilm", "mpnet", "wordllama", "bedrock", "openai"] = "minilm"
     llm: Literal["none", "bedrock", "openai"] = "none"
     region: str = "us-east-1"
 
@@ -70,6 +71,8 @@ def embedding_model_id(settings: ProviderSettings) -> str:
         return MINILM_MODEL_ID
     if settings.embedder == "wordllama":
         return WORDLLAMA_MODEL_ID
+    if settings.embedder == "mpnet":
+        return MPNET_MODEL_ID
     if settings.embedder == "bedrock":
         name = f"bedrock:{settings.bedrock_embed_model}"
     elif settings.embedder == "openai":

@@ -646,9 +646,9 @@ def eval_pack(
     calibrate: bool = typer.Option(
         False,
         "--calibrate",
-        help="Before the replay, set the copilot's answer_bar on half the questions (by id) "
-        "so that it declines --decline of their unanswerable ones; the report adds the "
-        "figures on the other half.",
+        help="Before the replay, set the copilot's answer_bar (and answer_margin_weight) on "
+        "half the questions (by id) so that it declines --decline of their unanswerable ones; "
+        "the report adds the figures on the other half.",
     ),
     decline: float = typer.Option(
         0.85, min=0.0, max=1.0, help="With --calibrate: share of unanswerable questions to decline."

@@ -8,6 +8,7 @@
     chat = build_chat_model(settings)              # BaseChatModel, or None for COPILOT_LLM=none
 
 Providers: ``minilm`` (the offline default: all-MiniLM-L6-v2, int8 ONNX, in-process),
+``mpnet`` (optional, quality first: all-mpnet-base-v2 on numpy, from its wheels),
 ``wordllama`` (offline static embeddings: fast to index, weaker at paraphrase), ``bedrock`` (Titan embeddings over InvokeModel,
 chat over the Converse API, through ``langchain_aws``) and ``openai`` (the OpenAI API or any
 server that speaks it: Ollama, vLLM, LiteLLM, gateways; through ``langchain_openai``).
@@ -68,6 +69,10 @@ def build_embeddings(
         from copilot.adapters.providers.offline import WordLlamaEmbeddings
 
         return WordLlamaEmbeddings()
+    if settings.embedder == "mpnet":
+        from copilot.adapters.providers.mpnet import MPNetEmbeddings
+
+        return MPNetEmbeddings()
 
     from copilot.adapters.providers.langchain_clients import ProviderEmbeddings
 

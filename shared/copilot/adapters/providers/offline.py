@@ -110,28 +110,39 @@ class MiniLMEmbeddings(Embeddings):
         import numpy as np
 
         session, tokenizer = self._load()
-        encodings = tokenizer.encode_batch(list(texts))
-        # Batches of similar length waste less on padding.
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        out: list[list[float]] = [[] for _ in texts]
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            width = max(len(encodings[i].ids) for i in batch)
-            ids = np.zeros((len(batch), width), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for row, i in enumerate(batch):
-                n = len(encodings[i].ids)
-                ids[row, :n] = encodings[i].ids
-                mask[row, :n] = 1
-            hidden = session.run(
-                None,
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-            )[0]
-            pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
-            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-            for row, i in enumerate(batch):
-                out[i] = pooled[row].tolist()
-        return out
+
+        def hidden(ids: Any, mask: Any) -> Any:
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            return session.run(None, feed)[0]
+
+        return mean_pooled(tokenizer.encode_batch(list(texts)), hidden, self.batch_size, pad_id=0)
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
+
+
+def mean_pooled(
+    encodings: list[Any], hidden: Any, batch_size: int, pad_id: int
+) -> list[list[float]]:
+    """Unit-length mean-pooled vectors, as sentence-transformers computes them: the
+    encodings run through ``hidden(ids, mask) -> (batch, tokens, dim)`` in batches of
+    similar length (less padding), padding left out of the mean."""
+    import numpy as np
+
+    order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+    out: list[list[float]] = [[] for _ in encodings]
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        width = max(len(encodings[i].ids) for i in batch)
+        ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, i in enumerate(batch):
+            n = len(encodings[i].ids)
+            ids[row, :n] = encodings[i].ids
+            mask[row, :n] = 1
+        states = hidden(ids, mask)
+        pooled = (states * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        for row, i in enumerate(batch):
+            out[i] = pooled[row].astype(float).tolist()
+    return out
