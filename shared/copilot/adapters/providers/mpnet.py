@@ -87,6 +87,32 @@ def unpack(target: Path | None = None) -> Path:
     return target
 
 
+_DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8"}
+
+
+def load_safetensors(path: Path) -> dict[str, Any]:
+    """The tensors of a safetensors file as numpy arrays over one read-only memory map: an
+    8-byte little-endian header length, a JSON header (dtype, shape, byte offsets from the
+    end of the header), then the data. Read here rather than through the ``safetensors``
+    package, which the functions do not ship."""
+    import json
+
+    import numpy as np
+
+    with path.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+    tensors = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = meta["data_offsets"]
+        raw = data[start:end].view(np.dtype(_DTYPES[meta["dtype"]]))
+        tensors[name] = raw.reshape(meta["shape"])
+    return tensors
+
+
 def _erf(x: Any) -> Any:
     """erf to 1.5e-7 (Abramowitz and Stegun 7.1.26): numpy has none, GELU needs it."""
     import numpy as np
@@ -145,14 +171,13 @@ class MPNetEmbeddings(Embeddings):
         if self._weights is None:
             with self._lock:
                 if self._weights is None:
-                    from safetensors.numpy import load_file
                     from tokenizers import Tokenizer
 
                     folder = unpack(self._folder)
                     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
                     tokenizer.enable_truncation(self.max_tokens)
                     tokenizer.no_padding()
-                    weights = load_file(str(folder / "model.safetensors"))
+                    weights = load_safetensors(folder / "model.safetensors")
                     self._layers = [_layer(weights, i) for i in range(LAYERS)]
                     self._tokenizer = tokenizer
                     # The layers are kept laid out for the products; the originals go.
