@@ -497,7 +497,15 @@ class LocalStack:
             record = _sqs_record(message)
             body = json.dumps(record)
             if _post_cloud_event(session, url, body, "aws:sqs", "com.amazonaws.sqs.message"):
-                sqs.delete_message(QueueUrl=self.outbox_url, ReceiptHandle=message["ReceiptHandle"])
+                try:
+                    sqs.delete_message(
+                        QueueUrl=self.outbox_url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+                except Exception:
+                    # Its visibility ran out while it was delivered (a slow, loaded machine):
+                    # SQS gives it again, and the delivery is idempotent (the outbox cursor).
+                    # The poller must not die with it: the rest of the stack's outbox would stop.
+                    log.warning("outbox pump: could not delete a delivered nudge", exc_info=True)
                 self.outbox_pumped += 1
                 continue
             # Back off (growing with the attempts), this message and the ones behind it alike.
