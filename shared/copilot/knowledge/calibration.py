@@ -215,16 +215,12 @@ def choose(
     the unanswerable questions, and of those the one that answers the most answerable
     questions with a gold file cited (ties: the smaller weight). Returns it (None when no
     bar declines enough) and the sweep at its weight (at weight 0 without a choice)."""
-    best: SweepRow | None = None
-    best_rows = sweep(questions, measured)
-    for w in weights:
-        rows = sweep(questions, measured, margin_weight=w)
-        row = recommend(rows, decline)
-        if row is None:
-            continue
-        if best is None or (row.answered_with_gold or 0) > (best.answered_with_gold or 0):
-            best, best_rows = row, rows
-    return best, best_rows
+    sweeps = {w: sweep(questions, measured, margin_weight=w) for w in weights}
+    chosen = [(row, sweeps[w]) for w in weights if (row := recommend(sweeps[w], decline))]
+    if not chosen:
+        return None, sweeps.get(0.0) or sweep(questions, measured)
+    # max keeps the first of equals: the smaller weight
+    return max(chosen, key=lambda pair: pair[0].answered_with_gold or 0)
 
 
 def _share(part: int, whole: int) -> float | None:
