@@ -446,9 +446,7 @@ class LocalStack:
                 if _post_cloud_event(
                     session, url, message["Body"], "aws:s3", "com.amazonaws.s3.notification"
                 ):
-                    sqs.delete_message(
-                        QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                    )
+                    _delete(sqs, self.queue_url, message, "pump")
                     self.pumped += 1
                 # else: left on the queue; it comes back after the visibility timeout and goes
                 # to the dead-letter queue after max_receive_count attempts.
@@ -464,9 +462,7 @@ class LocalStack:
         while not self._stop.is_set():
             for message in self._receive(sqs, self.dlq_url, "dead-letter pump"):
                 if _post_cloud_event(session, url, message["Body"], "aws:sqs", DEAD_LETTER_EVENT):
-                    sqs.delete_message(
-                        QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"]
-                    )
+                    _delete(sqs, self.dlq_url, message, "dead-letter pump")
                     self.dead_letters.append(message)
 
     # --- the outbox pump: SQS FIFO -> the outbox target, as Lambda's event source would ----
@@ -497,15 +493,7 @@ class LocalStack:
             record = _sqs_record(message)
             body = json.dumps(record)
             if _post_cloud_event(session, url, body, "aws:sqs", "com.amazonaws.sqs.message"):
-                try:
-                    sqs.delete_message(
-                        QueueUrl=self.outbox_url, ReceiptHandle=message["ReceiptHandle"]
-                    )
-                except Exception:
-                    # Its visibility ran out while it was delivered (a slow, loaded machine):
-                    # SQS gives it again, and the delivery is idempotent (the outbox cursor).
-                    # The poller must not die with it: the rest of the stack's outbox would stop.
-                    log.warning("outbox pump: could not delete a delivered nudge", exc_info=True)
+                _delete(sqs, self.outbox_url, message, "outbox pump")
                 self.outbox_pumped += 1
                 continue
             # Back off (growing with the attempts), this message and the ones behind it alike.
@@ -545,9 +533,7 @@ class LocalStack:
             for message in messages:
                 body = json.dumps(_sqs_record(message))
                 if _post_cloud_event(session, url, body, "aws:sqs", "com.amazonaws.sqs.message"):
-                    sqs.delete_message(
-                        QueueUrl=self.pull_url, ReceiptHandle=message["ReceiptHandle"]
-                    )
+                    _delete(sqs, self.pull_url, message, "pull pump")
                     self.pull_jobs_run += 1
                 # else: it comes back after the visibility timeout (the job's lease is over)
 
@@ -620,6 +606,17 @@ class LocalStack:
         path = cfg.data_dir / STACK_FILE
         path.write_text(json.dumps(info, indent=2))
         path.chmod(0o600)
+
+
+def _delete(sqs: Any, queue_url: str, message: dict[str, Any], what: str) -> None:
+    """Delete a message its target took, as Lambda's event source does. A receipt handle
+    can run out while a loaded machine delivers the message: SQS then gives it again (every
+    target here is idempotent), and the poller must not die with it, or the rest of the
+    stack's queue would stop."""
+    try:
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    except Exception:
+        log.warning("%s: could not delete a delivered message", what, exc_info=True)
 
 
 def _sqs_record(message: dict[str, Any]) -> dict[str, Any]:
