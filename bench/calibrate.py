@@ -99,10 +99,13 @@ def indexed(pack: Path, cache: Path | None) -> tuple[Container, Copilot]:
     return container, copilot
 
 
-def _value(text: str) -> float | int | bool:
+def _value(text: str) -> float | int | bool | str:
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
-    return float(text) if "." in text else int(text)
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        return text  # a word (a mode's name)
 
 
 def main() -> None:
@@ -150,7 +153,16 @@ def main() -> None:
             subjects = replayed.subjects
             history.append(Message(seq=len(history) + 1, role="customer", text=h["text"]))
         scope, in_effect = answerer.scope(cid, q["question"], subjects)
-        retrieval = answerer.search(cid, q["question"], lambda h=history: h, scope)
+        # As a turn searches: with the copilot's bar (an unsupported question is searched
+        # with the previous one too) and margin weight.
+        retrieval = answerer.search(
+            cid,
+            q["question"],
+            lambda h=history: h,
+            scope,
+            policy.bar(copilot),
+            policy.margin_weight_for(copilot),
+        )
         supported = retrieval.candidates[: policy.pick_from]
         best = max(supported, key=lambda c: confidence(c, policy)) if supported else None
         gold = set(q.get("gold_files") or [])

@@ -653,6 +653,11 @@ def eval_pack(
     decline: float = typer.Option(
         0.85, min=0.0, max=1.0, help="With --calibrate: share of unanswerable questions to decline."
     ),
+    strictness: str = typer.Option(
+        None,
+        help="Replay the questions at each of these strictness levels (e.g. low,medium,high) "
+        "on the same index; the headline figures are medium's, and a table compares them.",
+    ),
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Evaluate a fresh copilot on a pack: ingest its docs, replay its questions, score them."""
@@ -672,6 +677,7 @@ def eval_pack(
             index_timeout,
             calibrate=calibrate,
             decline=decline,
+            strictness=ev.parse_strictness(strictness),
         )
         if local:
             report = ev.run_local(the_pack, options, console=console)

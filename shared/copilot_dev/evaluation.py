@@ -50,12 +50,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import requests
 
-from copilot.admin.models import Copilot
+from copilot.admin.models import Copilot, Strictness
 from copilot.conversation.models import Message
 from copilot.knowledge.calibration import (
     DEFAULT_DECLINE,
@@ -67,6 +68,8 @@ from copilot.knowledge.calibration import (
 from copilot_dev.client import ApiError, CopilotClient
 from copilot_dev.demo import knowledge_files, upload_files, wait_indexed
 from copilot_dev.progress import progress_bars, status
+
+STRICTNESS_LEVELS: tuple[str, ...] = get_args(Strictness)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -341,14 +344,20 @@ class EvalReport:
     started_at: str
     finished_at: str = ""
     calibration: dict[str, Any] | None = None  # what --calibrate measured and chose
+    # With several strictness levels: each level's replay (``results`` is the main one's).
+    by_strictness: dict[str, list[QuestionResult]] = field(default_factory=dict)
+    main_strictness: str | None = None
 
     def metrics(self) -> dict[str, Any]:
         return summarize(self.results)
 
     def held_out(self) -> list[QuestionResult]:
         """The questions the calibration did not see (all of them without calibration)."""
+        return self.held_out_of(self.results)
+
+    def held_out_of(self, results: Sequence[QuestionResult]) -> list[QuestionResult]:
         seen = set(self.calibration["question_ids"]) if self.calibration else set()
-        return [r for r in self.results if r.id not in seen]
+        return [r for r in results if r.id not in seen]
 
     def as_dict(self) -> dict[str, Any]:
         m = self.metrics()
@@ -378,6 +387,17 @@ class EvalReport:
             "calibration": None
             if self.calibration is None
             else {**self.calibration, "held_out_metrics": summarize(self.held_out())},
+            "main_strictness": self.main_strictness,
+            "by_strictness": {
+                level: {
+                    "metrics": summarize(results),
+                    "held_out_metrics": summarize(self.held_out_of(results))
+                    if self.calibration
+                    else None,
+                    "questions": [r.record() for r in results],
+                }
+                for level, results in self.by_strictness.items()
+            },
             "definitions": DEFINITIONS,
             "questions": [r.record() for r in self.results],
         }
@@ -651,6 +671,9 @@ class EvalOptions:
     index_timeout: float = 1800
     calibrate: bool = False  # calibrate the copilot's answer bar on half the questions first
     decline: float = DEFAULT_DECLINE  # ... to decline this share of the unanswerable ones
+    # Replay the questions once at each of these strictness levels (the index is built once);
+    # empty: once, at the copilot's own.
+    strictness: list[str] = field(default_factory=list)
 
 
 def create_copilot(client: CopilotClient, pack: Pack, extra: dict[str, Any]) -> Copilot:
@@ -707,16 +730,32 @@ def run_eval(
                 options.concurrency,
                 on_done=lambda n: progress.advance(measuring, n),
             )
-        asking = progress.add_task("Replaying", total=len(questions))
-        t0 = time.perf_counter()
-        results = replay(
-            client,
-            copilot,
-            questions,
-            concurrency=options.concurrency,
-            on_done=lambda _r: progress.advance(asking),
-        )
-        replay_seconds = time.perf_counter() - t0
+        levels: list[str | None] = [*options.strictness] or [None]
+        by_strictness: dict[str, list[QuestionResult]] = {}
+        results: list[QuestionResult] = []
+        replay_seconds = 0.0
+        main = main_strictness(options.strictness)
+        for level in levels:
+            if level is not None:
+                copilot = set_strictness(client, copilot, level)
+            asking = progress.add_task(
+                "Replaying" + (f" ({level})" if level else ""), total=len(questions)
+            )
+            t0 = time.perf_counter()
+            replayed = replay(
+                client,
+                copilot,
+                questions,
+                concurrency=options.concurrency,
+                on_done=partial(_advance, progress, asking),
+            )
+            took = time.perf_counter() - t0
+            if level is None or level == main:
+                results, replay_seconds = replayed, took
+            if level is not None:
+                by_strictness[level] = replayed
+        if main is not None and levels[-1] != main:
+            copilot = set_strictness(client, copilot, main)  # left as the headline's
     settings = {
         "url": client.base_url,
         "limit": options.limit,
@@ -739,7 +778,42 @@ def run_eval(
         started_at=started_at,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
         calibration=calibration,
+        by_strictness=by_strictness,
+        main_strictness=main,
     )
+
+
+def _advance(progress: Any, task: Any, _result: QuestionResult) -> None:
+    progress.advance(task)
+
+
+def main_strictness(levels: Sequence[str]) -> str | None:
+    """Of several strictness levels, the one the report's headline figures are for: medium
+    (the default) when it is among them, else the first."""
+    if not levels:
+        return None
+    return "medium" if "medium" in levels else levels[0]
+
+
+def parse_strictness(text: str | None) -> list[str]:
+    """``low,medium,high`` (any of them, in any order, each once)."""
+    if not text:
+        return []
+    levels = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in levels if t not in STRICTNESS_LEVELS]
+    if unknown or len(set(levels)) != len(levels) or not levels:
+        raise EvalError(
+            f"--strictness takes a comma-separated list of {', '.join(STRICTNESS_LEVELS)} "
+            f"(each once), not {text!r}"
+        )
+    return levels
+
+
+def set_strictness(client: CopilotClient, copilot: Copilot, level: str) -> Copilot:
+    try:
+        return client.update_copilot(copilot.copilot_id, {"strictness": level})
+    except ApiError as e:
+        raise EvalError(f"could not set the copilot's strictness to {level}: {e}") from None
 
 
 def calibration_sample(questions: Sequence[Question]) -> list[Question]:
@@ -932,6 +1006,8 @@ def print_report(report: EvalReport, console: Console) -> None:
     console.print(timing)
     if report.calibration is not None:
         print_calibration(report, console)
+    if report.by_strictness:
+        print_strictness(report, console)
     if m["http_errors"]:
         console.print(f"[red]{m['http_errors']} HTTP error(s)[/red]; first ones:")
         for r in [r for r in report.results if r.error][:5]:
@@ -965,3 +1041,22 @@ def print_calibration(report: EvalReport, console: Console) -> None:
         f"{_pct(held['no_match_rate_unanswerable'])}.",
         highlight=False,
     )
+
+
+def print_strictness(report: EvalReport, console: Console) -> None:
+    """The same questions at each strictness level: what a team trades by choosing one."""
+    from rich.table import Table
+
+    title = "By strictness (answerable / unanswerable questions)"
+    table = Table(title=title + (", held out of the calibration" if report.calibration else ""))
+    for col in ("strictness", "answered, gold cited", "answered, WRONG doc", "declined"):
+        table.add_column(col, justify="left" if col == "strictness" else "right")
+    for level, results in report.by_strictness.items():
+        m = summarize(report.held_out_of(results))
+        table.add_row(
+            level + (" (headline)" if level == report.main_strictness else ""),
+            _pct(m["answered_with_gold_rate_answerable"]),
+            _pct(m["answered_wrong_doc_rate_answerable"]),
+            _pct(m["no_match_rate_unanswerable"]),
+        )
+    console.print(table)

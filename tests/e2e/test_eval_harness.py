@@ -47,6 +47,8 @@ def cli_run(
         str(tmp / "out" / "report.json"),
         "--copilot-settings",
         str(settings),
+        "--strictness",
+        "high,medium,low",
     ]
     proc = subprocess.Popen(
         cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -209,6 +211,20 @@ def test_cli_local_run(cli_run: tuple[subprocess.Popen[str], Path]) -> None:
     france = next(q for q in data["questions"] if q["id"] == "lumen_q06")
     assert france["outcome"] == "no_match" and france["reply"] == no_match
     assert data["metrics"]["by_answerable"]["unanswerable"]["questions"] == 2
+    # Replayed at each strictness on the one index; the headline figures are medium's.
+    assert "By strictness" in output
+    levels = data["by_strictness"]
+    assert list(levels) == ["high", "medium", "low"] and data["main_strictness"] == "medium"
+    assert levels["medium"]["questions"] == data["questions"]
+    # The copilot is left at the headline's strictness, and the headline is medium's replay.
+    assert data["copilot"]["strictness"] == "medium"
+    assert levels["medium"]["metrics"] == data["metrics"]
+    answered = {
+        level: {q["id"] for q in levels[level]["questions"] if q["answered"]} for level in levels
+    }
+    # A stricter bar only ever declines more: what high answers, medium and low answer too.
+    assert answered["high"] <= answered["medium"] <= answered["low"]
+    assert "lumen_q06" not in answered["low"]  # the capital of France, at any strictness
 
 
 # --- pack validation and scoring rules (no stack needed) ---------------------------------
@@ -300,3 +316,12 @@ def test_calibration_sets_the_bar_that_declines_the_unanswerable_questions(
     answerable = [r for r in replayed.values() if r.answerable]
     with_gold = sum(r.answered and r.hit_at_5 for r in answerable) / len(answerable)
     assert with_gold == at_bar["answered_with_gold"]
+
+
+def test_strictness_levels_are_checked() -> None:
+    assert ev.parse_strictness("low, high") == ["low", "high"] and ev.parse_strictness(None) == []
+    assert ev.main_strictness(["high", "low"]) == "high"
+    assert ev.main_strictness(["low", "medium"]) == "medium"
+    for bad in ("lax", "low,low", ",", "medium,strict"):
+        with pytest.raises(ev.EvalError, match="--strictness takes"):
+            ev.parse_strictness(bad)
