@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from copilot.admin.models import Copilot, CopilotSpec
 from copilot.bootstrap import Container
@@ -132,7 +133,7 @@ def main() -> None:
     cid = copilot.copilot_id
 
     answerer = container.answerer
-    tried = {k: _value(v) for k, v in (p.split("=", 1) for p in args.policy)}
+    tried: dict[str, Any] = {k: _value(v) for k, v in (p.split("=", 1) for p in args.policy)}
     policy = dataclasses.replace(AnswerPolicy(), **tried)
     answerer._policy = policy  # the replayed turns and the gate use it too
     subjects_index = answerer.subjects(cid)
