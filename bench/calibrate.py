@@ -100,6 +100,46 @@ def indexed(pack: Path, cache: Path | None) -> tuple[Container, Copilot]:
     return container, copilot
 
 
+def _customer_lines(messages: list[dict[str, str]]) -> tuple[list[str], str]:
+    """The earlier customer messages and the last one, from the condense prompt."""
+    text = messages[-1]["content"]
+    head, _, last = text.rpartition("Customer (last message): ")
+    earlier = [
+        line[len("Customer: ") :] for line in head.splitlines() if line.startswith("Customer: ")
+    ]
+    return earlier, last.strip()
+
+
+def _previous(messages: list[dict[str, str]]) -> str:
+    earlier, last = _customer_lines(messages)
+    return earlier[-1] if earlier else last
+
+
+def _joined(messages: list[dict[str, str]]) -> str:
+    earlier, last = _customer_lines(messages)
+    return f"{earlier[-1]} {last}" if earlier else last
+
+
+REWRITES = {"previous": _previous, "joined": _joined}
+
+
+def scripted_condenser(answerer: Any, rewrite: Any) -> Any:
+    """The answerer's condenser becomes the product's LlmCondenser on langchain-openai,
+    talking to the OpenAI API emulator on loopback, whose scripted model rewrites as told."""
+    from copilot.adapters.providers.factory import build_chat_model
+    from copilot.config import Settings as Full
+    from copilot.knowledge.generation import LlmCondenser
+    from copilot_dev.emulators.openai_api import OpenAiEmulator
+
+    emulator = OpenAiEmulator(chat_models=None).start()
+    emulator.responder = lambda system, messages: rewrite(messages)
+    model = build_chat_model(
+        Full(llm="openai", openai_base_url=emulator.base_url, openai_api_key=emulator.api_key)
+    )
+    answerer._condense = LlmCondenser(model)
+    return emulator
+
+
 def _value(text: str) -> float | int | bool | str:
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
@@ -127,6 +167,14 @@ def main() -> None:
         metavar="FIELD=VALUE",
         help="an AnswerPolicy field to try (coverage_weight=0, pick_from=20...)",
     )
+    parser.add_argument(
+        "--llm-rewrite",
+        choices=sorted(REWRITES),
+        help="condense follow-ups with an LLM: the OpenAI API emulator's scripted model, "
+        "through the product's LlmCondenser and langchain-openai, rewriting as named "
+        "(previous: the earlier question restated, the ask lost; joined: the earlier question "
+        "and the message, every turn)",
+    )
     args = parser.parse_args()
 
     container, copilot = indexed(args.pack, args.cache)
@@ -136,6 +184,9 @@ def main() -> None:
     tried: dict[str, Any] = {k: _value(v) for k, v in (p.split("=", 1) for p in args.policy)}
     policy = dataclasses.replace(AnswerPolicy(), **tried)
     answerer._policy = policy  # the replayed turns and the gate use it too
+    emulator = None
+    if args.llm_rewrite:
+        emulator = scripted_condenser(answerer, REWRITES[args.llm_rewrite])
     subjects_index = answerer.subjects(cid)
     rows = []
     started = time.perf_counter()
@@ -220,6 +271,10 @@ def main() -> None:
             }
         )
     took = time.perf_counter() - started
+    if emulator is not None:
+        rewrites = [c for c in emulator.chats if c.system.startswith("Rewrite")]
+        print(f"{len(rewrites)} rewrites asked of the scripted model", file=sys.stderr)
+        emulator.stop()
     answerable = [r for r in rows if r["answerable"] is True]
     unanswerable = [r for r in rows if r["answerable"] is False]
     report: dict[str, object] = {

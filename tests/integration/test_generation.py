@@ -12,6 +12,7 @@ import pytest
 from copilot.admin.models import CopilotSpec
 from copilot.bootstrap import Container
 from copilot.config import Settings
+from copilot.conversation.models import Message
 from copilot.ingest.chunking import chunk_document
 from copilot.ingest.models import DocumentStatus, DocumentStatusValue
 from copilot_dev.emulators.bedrock import BedrockEmulator
@@ -161,6 +162,52 @@ def test_follow_up_is_condensed_by_the_llm(openai: OpenAiEmulator) -> None:
     condense = next(c for c in openai.chats if c.system.startswith("Rewrite"))
     assert "Customer: Can I return my bike?" in condense.messages[-1]["content"]
     assert reply.citations and reply.citations[0].source == "returns.md"
+
+
+def test_a_new_question_opening_with_and_is_answered_on_its_own(openai: OpenAiEmulator) -> None:
+    """ "and how long does delivery take?" after a question on returns opens like a follow-up
+    but is answered on its own (it is supported on its own), whatever the rewrite: here an
+    LLM that restated the earlier question."""
+    openai.reset()
+
+    def responder(system: str, messages: list[dict[str, str]]) -> str:
+        if system.startswith("Rewrite the customer's last message"):
+            return "Can I return my bike?"
+        return "It takes 3 to 5 business days [1]."
+
+    openai.responder = responder
+    container, copilot_id = make_container(**openai_settings(openai))
+    reply = ask(container, copilot_id, "Can I return my bike?", "and how long does delivery take?")
+    rewrites = [c for c in openai.chats if c.system.startswith("Rewrite")]
+    assert rewrites and "delivery" in rewrites[-1].messages[-1]["content"]
+    assert reply[-1].citations and reply[-1].citations[0].source == "shipping.md"
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "searched"),
+    [
+        # the ask lost (the earlier question restated): the rewrite without an LLM instead
+        ("Can I return my bike?", "Can I return my bike? and for how long?"),
+        # the ask kept, with what the conversation makes clear: searched as rewritten
+        ("For how long can I return my bike?", "For how long can I return my bike?"),
+    ],
+)
+def test_a_rewrite_that_lost_the_ask_is_not_searched(
+    openai: OpenAiEmulator, rewrite: str, searched: str
+) -> None:
+    openai.reset()
+    openai.responder = lambda system, messages: rewrite
+    container, copilot_id = make_container(**openai_settings(openai))
+    history = [
+        Message(seq=1, role="customer", text="Can I return my bike?"),
+        Message(seq=2, role="copilot", text="You can return a bike within 30 days of delivery."),
+    ]
+    retrieval = container.answerer.search(
+        copilot_id, "and for how long?", lambda: history, None, bar=0.54
+    )
+    assert any(c.system.startswith("Rewrite") for c in openai.chats)
+    assert retrieval.query == searched
+    assert retrieval.candidates[0].chunk.doc_key == "returns.md"
 
 
 def test_llm_outage_falls_back_to_the_extractive_answer(openai: OpenAiEmulator) -> None:

@@ -196,6 +196,27 @@ def test_a_follow_up_that_changes_the_subject_is_answered_on_its_own_subject(
     assert "courier" in answer.text
 
 
+def test_a_new_question_opening_with_and_is_answered_on_its_own(container: Container) -> None:
+    """ "and how long does delivery take?" after a question on returns reads like a
+    follow-up, and joined with the earlier question it scores higher on the returns page
+    (the earlier question's own words match it). It is supported on its own, so it is
+    answered on its own."""
+    copilot = make_copilot(
+        container,
+        {
+            "returns.md": "# Returns\n\n## Return window\n\n"
+            "You can return a bike within 30 days of delivery.",
+            "shipping.md": "# Shipping\n\n## Delivery\n\n"
+            "Standard delivery takes 3 to 5 business days.",
+        },
+    )
+    earlier = [Message(seq=1, role="customer", text="Can I return my bike?")]
+    question = "and how long does delivery take?"
+    answer = container.answerer.answer(copilot, question, lambda: earlier)
+    assert answer is not None and answer.citations[0].source == "shipping.md"
+    assert "3 to 5 business days" in answer.text
+
+
 HELP = {
     "payments.md": "# Payments\n\n## Accepted payment methods\n\n**Online store:**\n"
     "- Credit and debit cards\n- PayPal\n- Gift cards\n\n"

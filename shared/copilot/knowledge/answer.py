@@ -60,6 +60,13 @@ class AnswerPolicy:
     max_citations: int = 3
     related_ratio: float = 0.8  # further sources: fused score within this share of the best
     join_unsupported: bool = True  # an unsupported question is searched with the previous one
+    # A message that looked like a follow-up but is supported on its own is answered on its
+    # own ("and how long does delivery take?" after a question on returns), even when the
+    # earlier question's words make the joined search score higher.
+    alone_when_supported: bool = True
+    # A condensed question (the LLM's) must be this much closer in meaning to the customer's
+    # message than their previous question is, or it is taken to have lost their ask.
+    faithful_margin: float = 0.05
     subjects: bool = True  # keep to the subjects the conversation is about
     # Sentence choice: below this lexical score the words decide weakly and the sentences'
     # meaning (embedded) is added with this weight.
@@ -267,13 +274,27 @@ class KnowledgeAnswerer:
         asked = without_pleasantries(question)
         query = self._condense(asked, history)
         retrieval = self._retriever.retrieve(copilot_id, query, scope)
+        if (
+            query != asked
+            and asked not in query
+            and not self._keeps_the_ask(retrieval, asked, history)
+        ):
+            # A rewrite (the LLM's) that lost what the customer asked, most often the
+            # earlier question restated: the rewrite without an LLM stands in for it.
+            log.info("condensed question dropped for %s: it lost the customer's ask", copilot_id)
+            query = condense(asked, history)
+            retrieval = self._retriever.retrieve(copilot_id, query, scope)
         if query != asked and (scope is None or analyze(scope.without_names(asked))):
             # What looked like a follow-up may stand on its own ("What is EBT?", a new
-            # subject): the question as asked is searched too, and the better-supported
-            # search answers. Not when all it adds is a name: "And at Kirkwood House?"
-            # asks the last question again, about Kirkwood House.
+            # subject): the question as asked is searched too, and answers when it is
+            # supported on its own or better supported than the joined search (whose score
+            # the earlier question's own words lift). Not when all it adds is a name: "And at
+            # Kirkwood House?" asks the last question again, about Kirkwood House.
             alone = self._retriever.retrieve(copilot_id, asked, scope)
-            if gate_confidence(question, alone, p) > gate_confidence(question, retrieval, p):
+            on_own = gate_confidence(question, alone, p)
+            if on_own > gate_confidence(question, retrieval, p):
+                return alone
+            if p.alone_when_supported and bar is not None and on_own >= bar:
                 return alone
             retrieval.asked = asked
         elif (
@@ -288,6 +309,18 @@ class KnowledgeAnswerer:
                 joined.asked = asked
                 return joined
         return retrieval
+
+    def _keeps_the_ask(self, rewritten: Retrieval, asked: str, history: History) -> bool:
+        """A rewrite keeps the customer's ask when it is closer in meaning to their message
+        than their previous question is (by the policy's ``faithful_margin``): "How long do I have to return
+        my bike?" for "and how long do I have?" after "Can I return my bike?" does; the
+        previous question again does not."""
+        previous = previous_question(asked, history)
+        if previous is None:
+            return True
+        said, before = self._retriever.embed_queries([asked, previous])
+        margin = self._policy.faithful_margin
+        return cosine(rewritten.query_vector, said) >= cosine(before, said) + margin
 
     def answer(
         self,

@@ -73,6 +73,10 @@ class HybridRetriever:
         """Texts embedded as passages (sentences whose meaning is weighed)."""
         return self._embedder.embed_documents(texts)
 
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        """Texts embedded as questions are (for a comparison with a query's vector)."""
+        return [self._embedder.embed_query(t) for t in texts]
+
     def lexical(self, copilot_id: str) -> LexicalIndex | None:
         return self._lexical.get(copilot_id) if self._lexical else None
 
