@@ -148,16 +148,22 @@ def test_a_reply_that_leaks_the_system_prompt_is_never_shown(openai: OpenAiEmula
     assert "Ignore your rules" not in chat.system
 
 
-def test_follow_up_is_condensed_by_the_llm(openai: OpenAiEmulator) -> None:
+def scripted(openai: OpenAiEmulator, rewrite: str, answer: str) -> tuple[Container, str]:
+    """A copilot whose LLM (the emulator's scripted model) condenses every message with
+    history into ``rewrite`` and answers ``answer``."""
     openai.reset()
 
     def responder(system: str, messages: list[dict[str, str]]) -> str:
-        if system.startswith("Rewrite the customer's last message"):
-            return "How long do I have to return my bike?"
-        return "You have 30 days [1]."
+        return rewrite if system.startswith("Rewrite the customer's last message") else answer
 
     openai.responder = responder
-    container, copilot_id = make_container(**openai_settings(openai))
+    return make_container(**openai_settings(openai))
+
+
+def test_follow_up_is_condensed_by_the_llm(openai: OpenAiEmulator) -> None:
+    container, copilot_id = scripted(
+        openai, "How long do I have to return my bike?", "You have 30 days [1]."
+    )
     reply = ask(container, copilot_id, "Can I return my bike?", "and how long do I have?")[-1]
     condense = next(c for c in openai.chats if c.system.startswith("Rewrite"))
     assert "Customer: Can I return my bike?" in condense.messages[-1]["content"]
@@ -168,15 +174,9 @@ def test_a_new_question_opening_with_and_is_answered_on_its_own(openai: OpenAiEm
     """ "and how long does delivery take?" after a question on returns opens like a follow-up
     but is answered on its own (it is supported on its own), whatever the rewrite: here an
     LLM that restated the earlier question."""
-    openai.reset()
-
-    def responder(system: str, messages: list[dict[str, str]]) -> str:
-        if system.startswith("Rewrite the customer's last message"):
-            return "Can I return my bike?"
-        return "It takes 3 to 5 business days [1]."
-
-    openai.responder = responder
-    container, copilot_id = make_container(**openai_settings(openai))
+    container, copilot_id = scripted(
+        openai, "Can I return my bike?", "It takes 3 to 5 business days [1]."
+    )
     reply = ask(container, copilot_id, "Can I return my bike?", "and how long does delivery take?")
     rewrites = [c for c in openai.chats if c.system.startswith("Rewrite")]
     assert rewrites and "delivery" in rewrites[-1].messages[-1]["content"]
@@ -195,9 +195,7 @@ def test_a_new_question_opening_with_and_is_answered_on_its_own(openai: OpenAiEm
 def test_a_rewrite_that_lost_the_ask_is_not_searched(
     openai: OpenAiEmulator, rewrite: str, searched: str
 ) -> None:
-    openai.reset()
-    openai.responder = lambda system, messages: rewrite
-    container, copilot_id = make_container(**openai_settings(openai))
+    container, copilot_id = scripted(openai, rewrite, "NO_ANSWER")
     history = [
         Message(seq=1, role="customer", text="Can I return my bike?"),
         Message(seq=2, role="copilot", text="You can return a bike within 30 days of delivery."),
