@@ -72,3 +72,14 @@ def test_returning_a_charged_battery_is_answered_from_the_returns_page_not_recyc
     assert reply.citations[0].source == "returns-and-refunds.md"
     assert "charged or installed" in body(reply)
     assert "drop off" not in body(reply)
+
+
+def test_a_new_question_opening_with_and_is_answered_on_its_own(
+    container: Container, demo: Copilot
+) -> None:
+    """The README's example: "and do you ship to Canada?" after a question on returns reads
+    like a follow-up but is answered from the shipping page on its own."""
+    first, second = chat(container, demo, "Can I return my bike?", "and do you ship to Canada?")
+    assert first.citations[0].source == "returns-and-refunds.md"
+    assert [c.source for c in second.citations] == ["shipping.md"]
+    assert "Canada" in body(second)
