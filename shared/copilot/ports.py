@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,6 +125,24 @@ class DocumentStore(abc.ABC):
     def active_versions(self, copilot_id: str, doc_keys: Sequence[str]) -> dict[str, str]:
         """For each document that has an indexed version, that version."""
 
+    def get_many(self, copilot_id: str, doc_keys: Sequence[str]) -> dict[str, DocumentStatus]:
+        """The stored records of these documents (batched reads where the store has them)."""
+        found = {k: self.get(copilot_id, k) for k in doc_keys}
+        return {k: status for k, status in found.items() if status is not None}
+
+    def save_many(self, statuses: Sequence[DocumentStatus]) -> Sequence[DocumentStatus | None]:
+        """``save`` each (batched writes where the store has them): the stored record, or
+        None for one whose stored revision moved (that one is not written)."""
+        from copilot.conflicts import WriteConflict
+
+        out: builtins.list[DocumentStatus | None] = []
+        for status in statuses:
+            try:
+                out.append(self.save(status))
+            except WriteConflict:
+                out.append(None)
+        return out
+
 
 @dataclass(frozen=True)
 class StoredObject:
@@ -234,31 +253,45 @@ class EventQueue(abc.ABC):
     def send_many(self, bodies: Sequence[str], delay_seconds: int = 0) -> None: ...
 
 
-class LexicalStore(abc.ABC):
-    """Where a copilot's lexical (BM25) snapshot lives, and who rebuilds it when.
+@dataclass(frozen=True)
+class LexicalManifest:
+    """The segments a copilot's lexical index is made of now; ``version`` changes with them."""
 
-    Changes bump a generation; at most one rebuild is scheduled at a time; a snapshot is only
-    published over an older one, so a slow rebuild can never replace a newer index.
-    """
+    version: int
+    segments: tuple[str, ...]
+
+
+class LexicalStore(abc.ABC):
+    """Where a copilot's lexical (BM25) index lives: immutable segments and their manifest,
+    and the bookkeeping of its background merges (at most one scheduled at a time)."""
 
     @abc.abstractmethod
     def mark_dirty(self, copilot_id: str) -> bool:
-        """Record a change. True when no rebuild was scheduled: the caller schedules one."""
+        """Ask for a merge. True when none was scheduled: the caller schedules one."""
 
     @abc.abstractmethod
     def begin_rebuild(self, copilot_id: str) -> int:
-        """Unschedule; returns the change generation this rebuild will cover."""
+        """Unschedule (a merge begins); returns how many times one was asked for so far."""
 
     @abc.abstractmethod
-    def publish(self, copilot_id: str, generation: int, snapshot: bytes) -> bool:
-        """Store the snapshot if it is newer than the published one; True if it was."""
+    def next_seq(self, copilot_id: str) -> int:
+        """A sequence number higher than every one handed out before for the copilot."""
 
     @abc.abstractmethod
-    def pointer(self, copilot_id: str) -> str | None:
-        """An identifier of the published snapshot (changes when a new one is published)."""
+    def add_segment(self, copilot_id: str, name: str, data: bytes) -> LexicalManifest:
+        """Store a new segment and add it to the manifest; returns the new manifest."""
 
     @abc.abstractmethod
-    def fetch(self, copilot_id: str, pointer: str) -> bytes | None: ...
+    def replace_segments(self, copilot_id: str, old: Sequence[str], name: str, data: bytes) -> bool:
+        """Put one segment in place of ``old`` (a merge), unless one of them is no longer
+        listed (another merge got there first): False then, and nothing changes."""
+
+    @abc.abstractmethod
+    def manifest(self, copilot_id: str) -> LexicalManifest | None: ...
+
+    @abc.abstractmethod
+    def fetch(self, copilot_id: str, name: str) -> bytes | None:
+        """A segment's bytes; None if it was merged away meanwhile."""
 
 
 class HubOutbox(abc.ABC):

@@ -28,6 +28,7 @@ from copilot.ports import (
     EventQueue,
     HubOutbox,
     KnowledgeIndex,
+    LexicalManifest,
     LexicalStore,
     ObjectInfo,
     RateLimitStore,
@@ -330,7 +331,9 @@ class MemoryLexicalStore(LexicalStore):
     def __init__(self) -> None:
         self._dirty: dict[str, int] = {}
         self._scheduled: set[str] = set()
-        self._published: dict[str, tuple[int, bytes]] = {}
+        self._seq: dict[str, int] = {}
+        self._manifests: dict[str, LexicalManifest] = {}
+        self._objects: dict[tuple[str, str], bytes] = {}
         self._lock = threading.Lock()
 
     def mark_dirty(self, copilot_id: str) -> bool:
@@ -345,21 +348,36 @@ class MemoryLexicalStore(LexicalStore):
             self._scheduled.discard(copilot_id)
             return self._dirty.get(copilot_id, 0)
 
-    def publish(self, copilot_id: str, generation: int, snapshot: bytes) -> bool:
+    def next_seq(self, copilot_id: str) -> int:
         with self._lock:
-            current = self._published.get(copilot_id)
-            if current is not None and current[0] >= generation:
+            self._seq[copilot_id] = self._seq.get(copilot_id, 0) + 1
+            return self._seq[copilot_id]
+
+    def add_segment(self, copilot_id: str, name: str, data: bytes) -> LexicalManifest:
+        with self._lock:
+            self._objects[(copilot_id, name)] = data
+            current = self._manifests.get(copilot_id) or LexicalManifest(0, ())
+            new = LexicalManifest(current.version + 1, (*current.segments, name))
+            self._manifests[copilot_id] = new
+            return new
+
+    def replace_segments(self, copilot_id: str, old: Sequence[str], name: str, data: bytes) -> bool:
+        with self._lock:
+            current = self._manifests.get(copilot_id) or LexicalManifest(0, ())
+            if not set(old) <= set(current.segments):
                 return False
-            self._published[copilot_id] = (generation, snapshot)
+            kept = tuple(s for s in current.segments if s not in set(old))
+            self._objects[(copilot_id, name)] = data
+            self._manifests[copilot_id] = LexicalManifest(current.version + 1, (*kept, name))
+            for gone in old:
+                self._objects.pop((copilot_id, gone), None)
             return True
 
-    def pointer(self, copilot_id: str) -> str | None:
-        current = self._published.get(copilot_id)
-        return str(current[0]) if current else None
+    def manifest(self, copilot_id: str) -> LexicalManifest | None:
+        return self._manifests.get(copilot_id)
 
-    def fetch(self, copilot_id: str, pointer: str) -> bytes | None:
-        current = self._published.get(copilot_id)
-        return current[1] if current and str(current[0]) == pointer else None
+    def fetch(self, copilot_id: str, name: str) -> bytes | None:
+        return self._objects.get((copilot_id, name))
 
 
 class MemoryHubOutbox(HubOutbox):

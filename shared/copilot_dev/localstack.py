@@ -97,6 +97,10 @@ class StackConfig:
     admin_api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     receive_wait_seconds: int = 1
     visibility_timeout: int = 5
+    # The ingest pump, as Lambda's SQS event source: pollers at once, messages per batch.
+    ingest_pollers: int = 2
+    ingest_batch_size: int = 25
+    ingest_batch_visibility: int = 300  # a batch's messages stay hidden while it is indexed
     max_receive_count: int = 3
     outbox_queue: str = "copilot-hub-outbox.fifo"
     outbox_visibility_timeout: int = 30
@@ -166,7 +170,7 @@ class LocalStack:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         self._stop = threading.Event()
-        self._pump: threading.Thread | None = None
+        self._pumps: list[threading.Thread] = []
         self._dead_letter_pump: threading.Thread | None = None
         self._outbox_pumps: list[threading.Thread] = []
         self._pull_pumps: list[threading.Thread] = []
@@ -265,8 +269,12 @@ class LocalStack:
             self._wait_http(cfg.function_url("handoff") + "/healthz", "handoff")
             self._wait_port(cfg.ingest_port, "ingest")
             self._wait_port(cfg.outbox_port, "outbox")
-            self._pump = threading.Thread(target=self._pump_loop, name="s3-sqs-pump", daemon=True)
-            self._pump.start()
+            self._pumps = [
+                threading.Thread(target=self._pump_loop, name=f"s3-sqs-pump-{i}", daemon=True)
+                for i in range(max(1, cfg.ingest_pollers))
+            ]
+            for pump in self._pumps:
+                pump.start()
             self._dead_letter_pump = threading.Thread(
                 target=self._dead_letter_loop, name="ingest-dlq-pump", daemon=True
             )
@@ -288,7 +296,7 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
-        for pump in [self._pump, self._dead_letter_pump, *self._outbox_pumps, *self._pull_pumps]:
+        for pump in [*self._pumps, self._dead_letter_pump, *self._outbox_pumps, *self._pull_pumps]:
             if pump is not None:
                 pump.join(timeout=5)
         for proc in self._procs.values():
@@ -438,18 +446,66 @@ class LocalStack:
     # --- the pump: SQS -> ingest function, as Lambda's event source mapping would --------
 
     def _pump_loop(self) -> None:
+        """One of ``ingest_pollers``: receives up to ``ingest_batch_size`` messages and hands
+        them to the ingest function as one SQS batch. When the batch fails, its messages are
+        delivered one by one, so one bad message holds up no other (and only it is retried)."""
+        from copilot.entrypoints.ingest import BATCH_EVENT
+
         sqs = self.client("sqs")
         session = requests.Session()
         url = self.config.function_url("ingest")
         while not self._stop.is_set():
-            for message in self._receive(sqs, self.queue_url, "pump"):
+            messages = self._receive_batch(sqs)
+            if not messages:
+                continue
+            if len(messages) > 1:
+                body = json.dumps({"Records": [_sqs_record(m) for m in messages]})
+                if _post_cloud_event(session, url, body, "aws:sqs", BATCH_EVENT):
+                    _delete_all(sqs, self.queue_url, messages, "pump")
+                    self.pumped += len(messages)
+                    continue
+            for message in messages:
                 if _post_cloud_event(
                     session, url, message["Body"], "aws:s3", "com.amazonaws.s3.notification"
                 ):
                     _delete(sqs, self.queue_url, message, "pump")
                     self.pumped += 1
-                # else: left on the queue; it comes back after the visibility timeout and goes
-                # to the dead-letter queue after max_receive_count attempts.
+                    continue
+                # Left on the queue: it comes back after the visibility timeout and goes to
+                # the dead-letter queue after max_receive_count attempts.
+                try:
+                    sqs.change_message_visibility(
+                        QueueUrl=self.queue_url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=self.config.visibility_timeout,
+                    )
+                except Exception:
+                    log.warning("pump: could not release a failed message", exc_info=True)
+
+    def _receive_batch(self, sqs: Any) -> list[dict[str, Any]]:
+        """Up to ``ingest_batch_size`` messages: one long poll, then what is waiting."""
+        cfg = self.config
+        batch: list[dict[str, Any]] = []
+        wait = cfg.receive_wait_seconds
+        while len(batch) < cfg.ingest_batch_size and not self._stop.is_set():
+            try:
+                got = sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=min(10, cfg.ingest_batch_size - len(batch)),
+                    WaitTimeSeconds=wait,
+                    VisibilityTimeout=cfg.ingest_batch_visibility,
+                    AttributeNames=["All"],
+                ).get("Messages", [])
+            except Exception:
+                if not self._stop.is_set():
+                    log.exception("pump: receive failed")
+                    time.sleep(0.5)
+                break
+            batch += got
+            if len(got) < 10:
+                break
+            wait = 0
+        return batch
 
     def _dead_letter_loop(self) -> None:
         """The ingest dead-letter queue -> the ingest function (as the ingestDeadLetters
@@ -617,6 +673,21 @@ def _delete(sqs: Any, queue_url: str, message: dict[str, Any], what: str) -> Non
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     except Exception:
         log.warning("%s: could not delete a delivered message", what, exc_info=True)
+
+
+def _delete_all(sqs: Any, queue_url: str, messages: list[dict[str, Any]], what: str) -> None:
+    """``_delete`` of many messages, ten per request."""
+    for start in range(0, len(messages), 10):
+        part = messages[start : start + 10]
+        try:
+            sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(part)
+                ],
+            )
+        except Exception:
+            log.warning("%s: could not delete delivered messages", what, exc_info=True)
 
 
 def _sqs_record(message: dict[str, Any]) -> dict[str, Any]:

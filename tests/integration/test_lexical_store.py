@@ -27,22 +27,34 @@ def store(request: pytest.FixtureRequest) -> Any:
     )
 
 
-def test_a_burst_of_changes_schedules_one_rebuild(store: Any) -> None:
+def test_a_burst_of_changes_schedules_one_merge(store: Any) -> None:
     copilot = uuid.uuid4().hex
     assert store.mark_dirty(copilot) is True
     assert store.mark_dirty(copilot) is False
     assert store.mark_dirty(copilot) is False
     assert store.begin_rebuild(copilot) == 3
-    assert store.mark_dirty(copilot) is True  # a change after the rebuild began: another one
+    assert store.mark_dirty(copilot) is True  # a change after the merge began: another one
 
 
-def test_only_newer_snapshots_are_published(store: Any) -> None:
+def test_segments_are_added_and_replaced_in_the_manifest(store: Any) -> None:
     copilot = uuid.uuid4().hex
-    assert store.pointer(copilot) is None
-    assert store.publish(copilot, 2, b"two") is True
-    first = store.pointer(copilot)
-    assert first is not None and store.fetch(copilot, first) == b"two"
-    assert store.publish(copilot, 1, b"one") is False  # a slow, older rebuild
-    assert store.fetch(copilot, store.pointer(copilot)) == b"two"
-    assert store.publish(copilot, 3, b"three") is True
-    assert store.fetch(copilot, store.pointer(copilot)) == b"three"
+    assert store.manifest(copilot) is None
+    first, second = store.next_seq(copilot), store.next_seq(copilot)
+    assert second > first
+    one = store.add_segment(copilot, f"{first}-1-a", b"one")
+    two = store.add_segment(copilot, f"{second}-1-b", b"two")
+    assert one.segments == (f"{first}-1-a",)
+    assert two.segments == (f"{first}-1-a", f"{second}-1-b") and two.version > one.version
+    assert store.fetch(copilot, f"{second}-1-b") == b"two"
+
+    # A merge replaces what it merged; a segment added meanwhile stays listed.
+    third = store.add_segment(copilot, "9-1-c", b"three")
+    assert store.replace_segments(copilot, [f"{first}-1-a", f"{second}-1-b"], "8-2-m", b"m")
+    now = store.manifest(copilot)
+    assert set(now.segments) == {"9-1-c", "8-2-m"} and now.version > third.version
+    assert store.fetch(copilot, "8-2-m") == b"m"
+    assert store.fetch(copilot, f"{first}-1-a") is None  # merged away
+
+    # A second merge of segments that are gone changes nothing.
+    assert not store.replace_segments(copilot, [f"{first}-1-a"], "8-1-x", b"x")
+    assert store.manifest(copilot) == now

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import replace
 
 from copilot.ingest.parsing.document import ParsedDocument, ParseLimits, Section
 from copilot.ingest.parsing.registry import parse
-from copilot.knowledge.models import Chunk, title_path
+from copilot.knowledge.models import Chunk, chunk_id, title_path
 from copilot.text import split_paragraphs
 
 # Sized for the default embedder: all-MiniLM-L6-v2 reads at most 256 word pieces (about
@@ -100,11 +99,6 @@ def with_table_captions(sections: list[Section]) -> list[Section]:
                     out.pop()
         out.append(section)
     return out
-
-
-def chunk_id(copilot_id: str, doc_key: str, position: int, version: str | None) -> str:
-    raw = f"{copilot_id}\x1f{doc_key}\x1f{position}\x1f{version or ''}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
 def split_long(text: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Protocol
 
 from pydantic import BaseModel, Field
@@ -11,6 +12,12 @@ from copilot.text import split_paragraphs
 
 TITLE_PATH_SEPARATOR = " › "
 MAX_ANSWER_PART = 400  # characters of an FAQ answer embedded on its own
+
+
+def chunk_id(copilot_id: str, doc_key: str, position: int, version: str | None) -> str:
+    """A chunk's id: its copilot, document, position and the document's version."""
+    raw = f"{copilot_id}\x1f{doc_key}\x1f{position}\x1f{version or ''}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
 def title_path(*parts: str | None) -> str:

@@ -127,8 +127,8 @@ class HybridRetriever:
         candidates = sorted(self._live(copilot_id, list(by_id.values())), key=lambda c: -c.fused)
         # Lexical-only hits get their dense similarity too, so confidence is comparable.
         # Their stored vectors are read back: re-embedding them would cost more than the
-        # whole rest of the turn with a transformer embedder. (The lexical snapshot's copy of
-        # a chunk has no heading vector; the stored one does.)
+        # whole rest of the turn with a transformer embedder. (The lexical index's copy of a
+        # chunk has neither text nor heading vector; the stored one has both.)
         missing = [c for c in candidates if c.cosine is None]
         if missing:
             stored = {
@@ -140,10 +140,10 @@ class HybridRetriever:
             for c in missing:
                 found = stored.get(c.chunk.chunk_id)
                 if found is None:
-                    c.cosine = 0.0
-                    continue
+                    continue  # gone from the vector store: nothing to answer from
                 c.chunk, stored_vector = found
                 c.cosine = cosine(vector, stored_vector)
+            candidates = [c for c in candidates if c.cosine is not None]
         headings = similarities(vector, [c.chunk.heading_vector for c in candidates])
         rows = similarities(vector, [c.chunk.row_vectors for c in candidates])
         # A page's title speaks for the whole page, not for the paragraph before its first

@@ -81,9 +81,7 @@ class SubjectIndex:
 
     @classmethod
     def build(cls, lexical: LexicalIndex) -> SubjectIndex:
-        titles: dict[str, str] = {}
-        for chunk in lexical.chunks:
-            titles.setdefault(chunk.doc_key, chunk.title)
+        titles = dict(sorted(lexical.titles().items()))
         named: dict[str, set[str]] = defaultdict(set)
         shown: dict[str, str] = {}
         for doc_key, title in titles.items():
@@ -118,15 +116,12 @@ class SubjectIndex:
                 self._of_doc.setdefault(doc, []).append(subject)
             for word in set(words):
                 word_owners[word].append(subject)
-        doc_of_chunk = [c.doc_key for c in lexical.chunks]
 
         def only_about(word: str, subject: Subject) -> bool:
             """The knowledge uses the word for nothing but the subject."""
             terms = analyze(word)
             return bool(terms) and all(
-                doc_of_chunk[n] in subject.docs
-                for term in terms
-                for n, _ in lexical.postings.get(term, ())
+                doc in subject.docs for term in terms for doc in lexical.term_docs(term)
             )
 
         for word, owners in word_owners.items():
@@ -142,9 +137,7 @@ class SubjectIndex:
         def a_name(word: str) -> bool:
             """The knowledge uses the word mostly about what is named with it ("Nandos"
             about both Nandos), not as a common word ("home", "work", "about")."""
-            uses = [
-                doc_of_chunk[n] for term in analyze(word) for n, _ in lexical.postings.get(term, ())
-            ]
+            uses = [doc for term in analyze(word) for doc in lexical.term_docs(term)]
             inside = sum(doc in named_in[word] for doc in uses)
             return bool(uses) and inside >= NAME_SHARE * len(uses)
 

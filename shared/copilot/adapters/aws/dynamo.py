@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Sequence
@@ -344,6 +345,15 @@ class DynamoDocumentStore(DocumentStore, StateStore):
         self._table = table
 
     def save(self, status: DocumentStatus) -> DocumentStatus:
+        stored, put = self._put(status)
+        try:
+            self._db.put_item(**put)
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e) from e
+        return stored
+
+    def _put(self, status: DocumentStatus) -> tuple[DocumentStatus, dict[str, Any]]:
+        """The record as stored (next revision) and its conditional Put."""
         stored = status.model_copy(update={"rev": status.rev + 1})
         condition: dict[str, Any] = (
             {"ConditionExpression": "attribute_not_exists(doc_key)"}
@@ -353,20 +363,44 @@ class DynamoDocumentStore(DocumentStore, StateStore):
                 "ExpressionAttributeValues": {":rev": {"N": str(status.rev)}},
             }
         )
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item={
-                    "copilot_id": {"S": status.copilot_id},
-                    "doc_key": {"S": status.doc_key},
-                    "rev": {"N": str(stored.rev)},
-                    "body": {"S": stored.model_dump_json()},
-                },
-                **condition,
-            )
-        except (ClientError, BotoCoreError) as e:
-            raise _translate(e) from e
-        return stored
+        item = {
+            "copilot_id": {"S": status.copilot_id},
+            "doc_key": {"S": status.doc_key},
+            "rev": {"N": str(stored.rev)},
+            "body": {"S": stored.model_dump_json()},
+        }
+        return stored, {"TableName": self._table, "Item": item, **condition}
+
+    def save_many(self, statuses: Sequence[DocumentStatus]) -> Sequence[DocumentStatus | None]:
+        """Up to 100 conditional writes per transaction (one round trip). A transaction is all
+        or nothing: when some conditions fail, the others are written again without them."""
+        out: builtins.list[DocumentStatus | None] = [None] * len(statuses)
+        puts = [self._put(s) for s in statuses]
+        pending = list(range(len(statuses)))
+        while pending:
+            part = pending[:100]
+            try:
+                self._db.transact_write_items(TransactItems=[{"Put": puts[i][1]} for i in part])
+            except ClientError as e:
+                reasons = e.response.get("CancellationReasons") or []
+                lost = {
+                    part[n]
+                    for n, r in enumerate(reasons)
+                    if r.get("Code") == "ConditionalCheckFailed"
+                }
+                if not lost:
+                    raise _translate(e) from e
+                pending = [i for i in pending if i not in lost]
+                continue
+            except BotoCoreError as e:
+                raise _translate(e) from e
+            for i in part:
+                out[i] = puts[i][0]
+            pending = pending[100:]
+        return out
+
+    def get_many(self, copilot_id: str, doc_keys: Sequence[str]) -> dict[str, DocumentStatus]:
+        return {s.doc_key: s for s in self._batch_get(copilot_id, doc_keys)}
 
     def get(self, copilot_id: str, doc_key: str) -> DocumentStatus | None:
         try:
@@ -410,8 +444,15 @@ class DynamoDocumentStore(DocumentStore, StateStore):
             raise _translate(e) from e
 
     def active_versions(self, copilot_id: str, doc_keys: Sequence[str]) -> dict[str, str]:
+        return {
+            s.doc_key: s.version
+            for s in self._batch_get(copilot_id, doc_keys)
+            if s.version is not None
+        }
+
+    def _batch_get(self, copilot_id: str, doc_keys: Sequence[str]) -> builtins.list[DocumentStatus]:
         keys = sorted(set(doc_keys))
-        out: dict[str, str] = {}
+        out: builtins.list[DocumentStatus] = []
         for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys at most
             request: dict[str, Any] = {
                 self._table: {
@@ -428,10 +469,10 @@ class DynamoDocumentStore(DocumentStore, StateStore):
                     response = self._db.batch_get_item(RequestItems=request)
                 except (ClientError, BotoCoreError) as e:
                     raise _translate(e) from e
-                for item in response["Responses"].get(self._table, []):
-                    status = DocumentStatus.model_validate_json(item["body"]["S"])
-                    if status.version is not None:
-                        out[status.doc_key] = status.version
+                out.extend(
+                    DocumentStatus.model_validate_json(item["body"]["S"])
+                    for item in response["Responses"].get(self._table, [])
+                )
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
