@@ -33,6 +33,9 @@ def aws_client(settings: Settings, service: str, session: Any = None) -> Any:
         connect_timeout=3,
         read_timeout=10,
         tcp_keepalive=True,
+        # Kept-alive connections for the threads of one process: an ingest batch reads its
+        # files on 8 threads, two batches can run at once in a local ingest process.
+        max_pool_connections=32,
     )
     session = session or new_session()
     with _lock:  # a botocore session is not safe to create clients from concurrently
