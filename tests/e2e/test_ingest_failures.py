@@ -14,6 +14,7 @@ from urllib.parse import unquote_plus
 
 import pytest
 
+from copilot.adapters.chroma import ChromaKnowledgeIndex
 from copilot.ingest.models import DocumentStatus
 from copilot_dev.client import CopilotClient
 from copilot_dev.localstack import LocalStack, StackConfig
@@ -145,3 +146,49 @@ def test_every_upload_ends_with_a_record_and_failed_ones_can_be_retried(tmp_path
             assert docs[key].status == "failed" and docs[key].reason == before[key].reason
             assert docs[key].updated_at > before[key].updated_at  # attempted again
         assert "COPILOT_MAX_UPLOAD_BYTES" in (docs["big.md"].reason or "")
+
+
+def test_a_bulk_upload_loses_nothing_and_a_racing_edit_ends_on_its_newest_version(
+    tmp_path: Path,
+) -> None:
+    """Hundreds of files at once, a few of them corrupt, one edited again and again while the
+    batches run: every good file indexed once, every bad one failed with its reason, the
+    edited one on its newest version, the index holding exactly the live chunks."""
+    config = StackConfig.with_free_ports(REPO_ROOT, tmp_path / "stack")
+    with LocalStack(config) as stack:
+        client = stack.copilot_client()
+        copilot_id = client.create_copilot({"name": "Bulk bot"}).copilot_id
+        s3 = stack.client("s3")
+        good = {
+            f"faq/q{n:03d}.md": f"# Question {n}\n\nAnswer number {n} is {n * 7}.".encode()
+            for n in range(240)
+        }
+        bad = {f"broken-{n}.pdf": b"%PDF-1.7\nnot really a pdf" for n in range(3)}
+        for name, body in [*good.items(), *bad.items()]:
+            s3.put_object(Bucket=config.bucket, Key=f"{copilot_id}/{name}", Body=body)
+            if name.endswith("0.md"):  # the edited file changes while the others index
+                edit = f"# Prices\n\nA tune-up costs {len(name) + int(name[5:8])} dollars."
+                s3.put_object(Bucket=config.bucket, Key=f"{copilot_id}/prices.md", Body=edit)
+        newest = "# Prices\n\nA tune-up costs 999 dollars."
+        s3.put_object(Bucket=config.bucket, Key=f"{copilot_id}/prices.md", Body=newest)
+        keys = {*good, *bad, "prices.md"}
+
+        now = settled(client, copilot_id, keys)
+
+        assert {k for k in good if now[k].status != "indexed"} == set()
+        for name in bad:
+            assert now[name].status == "failed" and "PDF" in (now[name].reason or "")
+        etag = s3.head_object(Bucket=config.bucket, Key=f"{copilot_id}/prices.md")["ETag"]
+        assert now["prices.md"].status == "indexed"
+        assert now["prices.md"].version == etag.strip('"')
+
+        index = ChromaKnowledgeIndex(f"http://127.0.0.1:{config.chroma_port}")
+
+        def exactly_the_live_chunks() -> bool | None:
+            live = sum(d.chunk_count for d in records(client, copilot_id).values())
+            return True if index.count(copilot_id) == live else None
+
+        wait_for(exactly_the_live_chunks, 30, "the index to hold only live chunks")
+        started = client.start(copilot_id)
+        reply = client.send(started.conversation_id, started.token, "how much is a tune-up?")
+        assert "999" in reply.messages[-1].text
