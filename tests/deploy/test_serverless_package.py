@@ -226,7 +226,10 @@ def test_ingest_event_source_mapping(template: dict[str, Any]) -> None:
     }
     props = mappings["IngestQueue"]
     assert props["FunctionName"] == {"Fn::GetAtt": ["IngestLambdaFunction", "Arn"]}
-    assert props["BatchSize"] == 5
+    # A queue batch's files are embedded in one model call and written in batched requests;
+    # the short window lets a bulk upload fill batches without delaying a single edit.
+    assert props["BatchSize"] == 25
+    assert props["MaximumBatchingWindowInSeconds"] == 1
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     # What the ingest queue gives up on is recorded as failed, not left pending.
     dead = mappings["IngestDeadLetterQueue"]
