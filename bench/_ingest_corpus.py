@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -460,3 +461,70 @@ def fact_docs(count: int, seed: int) -> list[FactDoc]:
         slug = place.lower().replace(" ", "-")
         docs.append(FactDoc(f"latency/{i:03d}-{slug}.md", question_t.format(**values), text))
     return docs
+
+
+# --- many small FAQ files, from the eval packs' own text ------------------------------------
+
+
+def write_faq_files(folder: Path, count: int, packs: Path, seed: int = 18) -> list[Path]:
+    """``count`` FAQ-sized Markdown files (a question as the title, one to three paragraphs:
+    a few hundred characters), cut deterministically from the text of the eval packs'
+    documents (stackfaq, mtrag, dstc11): real wording, many files, little text each."""
+    rng = random.Random(seed)
+    paragraphs: list[str] = []
+    titles: list[str] = []
+    for pack in ("stackfaq", "mtrag", "dstc11"):
+        for path in sorted((packs / pack / "docs").glob("*.md")):
+            lines = path.read_text(encoding="utf-8", errors="replace").split("\n\n")
+            for block in lines:
+                block = block.strip()
+                if block.startswith("# "):
+                    titles.append(block[2:].split("\n")[0][:120])
+                elif 80 <= len(block) <= 600 and not block.startswith(("#", "|", "```")):
+                    paragraphs.append(block)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for n in range(count):
+        body = "\n\n".join(rng.sample(paragraphs, rng.randint(1, 3)))[:900]
+        title = titles[(n * 7919) % len(titles)]
+        path = folder / f"faq-{n:05d}.md"
+        path.write_text(f"# {title}\n\n{body}\n", encoding="utf-8")
+        out.append(path)
+    return out
+
+
+def write_scale_files(
+    folder: Path, chunks: int, per_file: int, mtrag_docs: Path, seed: int = 18
+) -> list[Path]:
+    """Files that chunk into ``chunks`` chunks in all, ``per_file`` per file: each a title and
+    sections of one paragraph (under the chunker's 700-character target, so one chunk each) of
+    sentences drawn at random from the MTRAG pack's documents. Deterministic; no two chunks
+    share their text, so no embedding is reused."""
+    rng = random.Random(seed)
+    sentences: list[str] = []
+    titles: list[str] = []
+    for path in sorted(mtrag_docs.glob("*.md")):
+        for block in path.read_text(encoding="utf-8", errors="replace").split("\n\n"):
+            block = block.strip()
+            if block.startswith("# "):
+                titles.append(block[2:].split("\n")[0][:80])
+            elif block and not block.startswith(("#", "|", "```", "-", "*")):
+                for sentence in re.split(r"(?<=[.!?])\s+", block.replace("\n", " ")):
+                    if 30 <= len(sentence) <= 250:
+                        sentences.append(sentence)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    n = 0
+    while n * per_file < chunks:
+        count = min(per_file, chunks - n * per_file)
+        parts = [f"# {rng.choice(titles)} ({n})"]
+        for s in range(count):
+            paragraph = ""
+            while len(paragraph) < 450:
+                paragraph += rng.choice(sentences) + " "
+            parts.append(f"## {rng.choice(titles)} — part {s + 1}\n\n{paragraph[:680].strip()}")
+        path = folder / f"kb-{n:05d}.md"
+        path.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+        out.append(path)
+        n += 1
+    return out

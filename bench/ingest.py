@@ -1,6 +1,6 @@
 """Ingestion benchmark: pipeline throughput, upload-to-searchable latency, the MTRAG pack.
 
-    .venv/bin/python bench/ingest.py [--quick] [--json out.json] [--only pipeline,latency,mtrag]
+    .venv/bin/python bench/ingest.py [--quick] [--json out.json] [--only pipeline,latency,mtrag,small]
 
 The default embedder (MiniLM, offline) throughout, or the one COPILOT_EMBEDDER names
 (COPILOT_EMBEDDER=wordllama: the fast static model). Three parts:
@@ -18,6 +18,8 @@ The default embedder (MiniLM, offline) throughout, or the one COPILOT_EMBEDDER n
    pump's deliveries are timed by overriding its ``_deliver`` hook in a subclass.
 3. The MTRAG pack (/work/shared/eval/mtrag/docs, 846 Markdown files) through the local stack:
    upload all, wait until every file is indexed or failed.
+4. ``small`` (not in the default set): 4,000 FAQ-sized files cut from the eval packs' text
+   (bench/_ingest_corpus.write_faq_files), the same way.
 
 Results and method: docs/benchmarks-ingest.md.
 """
@@ -58,6 +60,7 @@ from _ingest_common import (  # noqa: E402
 from _stats import pct, summary  # noqa: E402
 
 TARGET_DOCS_PER_S = 200.0
+SMALL_FILES = 4000
 TARGET_PDF_PAGES_PER_S = 50.0
 TARGET_LATENCY_P50_S = 2.0
 POLL_S = 0.05
@@ -478,11 +481,16 @@ def bench_stack_class() -> Any:
             """One delivery of the pump to the ingest function (an SQS message's body)."""
             keys: list[str] = []
             kind = "other"
+            actions: set[str] = set()
             try:
                 message = json.loads(body)
-                keys = [
-                    unquote_plus(r["s3"]["object"]["key"]) for r in message.get("Records") or []
-                ]
+                records = message.get("Records") or []
+                if records and "body" in records[0]:  # an SQS batch of notifications
+                    inner = [json.loads(r["body"]) for r in records]
+                    records = [r for m in inner for r in m.get("Records") or []]
+                    actions = {str(m["action"]) for m in inner if m.get("action")}
+                    message = {"action": min(actions)} if actions and not records else {}
+                keys = [unquote_plus(r["s3"]["object"]["key"]) for r in records]
                 kind = str(message.get("action") or "other")
                 if keys:  # a file, or an object outside every copilot's prefix ("_lexical/")
                     kind = "s3-internal" if keys[0].startswith("_") else "s3"
@@ -490,7 +498,9 @@ def bench_stack_class() -> Any:
                 pass
             with self._deliveries_lock:
                 self.deliveries.append(
-                    {"kind": kind, "keys": keys, "received": t0, "done": t1, "ok": ok}
+                    # actions: the jobs (lexical merges...) a batch carried next to its files
+                    {"kind": kind, "keys": keys, "actions": actions or {kind}}
+                    | {"received": t0, "done": t1, "ok": ok}
                 )
 
         def delivery_for(self, key: str) -> dict[str, Any] | None:
@@ -502,7 +512,7 @@ def bench_stack_class() -> Any:
 
         def deliveries_after(self, t: float, kind: str) -> list[dict[str, Any]]:
             with self._deliveries_lock:
-                return [d for d in self.deliveries if d["received"] >= t and d["kind"] == kind]
+                return [d for d in self.deliveries if d["received"] >= t and kind in d["actions"]]
 
         def wait_idle(self, quiet: float = 0.3, timeout: float = 60.0) -> float:
             """Until the ingest queue is empty (delayed and in-flight messages included) for
@@ -809,13 +819,31 @@ def latency(stack: Any, client: Any, quick: bool) -> dict[str, Any]:
 # --- 3. MTRAG ----------------------------------------------------------------------------------------
 
 
-def mtrag(stack: Any, client: Any, quick: bool) -> dict[str, Any]:
+def small_files(stack: Any, client: Any, quick: bool, tmp: Path) -> dict[str, Any]:
+    """Many FAQ-sized files (4,000; 200 with --quick), cut from the eval packs' text."""
+    from _ingest_corpus import write_faq_files
+
+    folder = tmp / "faq"
+    files = write_faq_files(folder, 200 if quick else SMALL_FILES, MTRAG_DIR.parent.parent)
+    return mtrag(stack, client, quick=False, files=files, root=folder, name="small files bench")
+
+
+def mtrag(
+    stack: Any,
+    client: Any,
+    quick: bool,
+    files: list[Path] | None = None,
+    root: Path = MTRAG_DIR,
+    name: str = "MTRAG ingest bench",
+) -> dict[str, Any]:
     from copilot_dev.demo import upload_files, wait_indexed
 
-    files = sorted(MTRAG_DIR.glob("*.md"))
-    if quick:
-        files = files[:30]
-    copilot = client.create_copilot({"name": "MTRAG ingest bench"})
+    if files is None:
+        files = sorted(MTRAG_DIR.glob("*.md"))
+        if quick:
+            files = files[:30]
+    pack_root = root
+    copilot = client.create_copilot({"name": name})
     cid = copilot.copilot_id
     s3 = stack.client("s3")
     first = len(stack.deliveries)
@@ -823,10 +851,10 @@ def mtrag(stack: Any, client: Any, quick: bool) -> dict[str, Any]:
     procs = {n: p.pid for n, p in stack._procs.items()}
     sampler = CpuSampler(procs)
     progress: list[tuple[float, int]] = []
-    keys = {f"{cid}/{path.relative_to(MTRAG_DIR).as_posix()}" for path in files}
+    keys = {f"{cid}/{path.relative_to(pack_root).as_posix()}" for path in files}
     with sampler:
         t0 = time.time()
-        versions = upload_files(s3, stack.config.bucket, cid, files, MTRAG_DIR)
+        versions = upload_files(s3, stack.config.bucket, cid, files, pack_root)
         t_uploaded = time.time()
         # Done = every file's event handled by the ingest function, seen from the pump (free);
         # then one status listing confirms each file's outcome. Polling the listing all along
@@ -858,7 +886,9 @@ def mtrag(stack: Any, client: Any, quick: bool) -> dict[str, Any]:
     wall = t_done - t0
     deliveries = list(stack.deliveries[first:])
     ingest_s = [d["done"] - d["received"] for d in deliveries if d["kind"] == "s3"]
-    rebuild_s = [d["done"] - d["received"] for d in deliveries if d["kind"] == "rebuild-lexical"]
+    rebuild_s = [
+        d["done"] - d["received"] for d in deliveries if "rebuild-lexical" in d["actions"]
+    ]
     failed = [(d.doc_key, d.status, d.reason) for d in statuses if d.status != "indexed"]
     dlq = len(stack.dead_letters[first_dead:]) + int(
         sqs.get_queue_attributes(
@@ -951,6 +981,10 @@ def stack_parts(
             log("MTRAG pack through the local stack:")
             out["mtrag"] = guarded(lambda: mtrag(stack, client, quick))
             save(out)
+        if "small" in parts:
+            log("many small FAQ files through the local stack:")
+            out["small"] = guarded(lambda: small_files(stack, client, quick, tmp))
+            save(out)
     finally:
         stack.stop()
         probe.__exit__(None, None, None)
@@ -1020,14 +1054,16 @@ def print_report(results: dict[str, Any]) -> None:
             )
         if lat["not_answered"]:
             log(f"  NOT answered within 30 s: {lat['not_answered']}")
-    m = results.get("mtrag")
-    if m:
+    for part, label in (("mtrag", "MTRAG"), ("small", "small FAQ files")):
+        m = results.get(part)
+        if not m or "error" in m:
+            continue
         drained = f"{m['drained_s']:.1f} s" if m.get("drained_s") else "not within the cap"
         log(
-            f"MTRAG: {m['files']} files in {m['wall_s']:.1f} s = {m['docs_per_s']:.1f} docs/s; "
+            f"{label}: {m['files']} files in {m['wall_s']:.1f} s = {m['docs_per_s']:.1f} docs/s; "
             f"indexed {m['indexed']}, failed {len(m['failed'])}, DLQ {m['dead_letter_messages']}; "
-            f"ingest function p50 {m['ingest_http_ms']['p50']:.1f} ms; "
-            f"{m['lexical_rebuilds']} lexical rebuilds (p50 "
+            f"{m['deliveries']} deliveries (batches), p50 {m['ingest_http_ms']['p50']:.1f} ms; "
+            f"{m['lexical_rebuilds']} lexical merge jobs (p50 "
             f"{m['lexical_rebuild_ms'].get('p50', 0):.0f} ms), queue drained after {drained}"
         )
 
@@ -1091,7 +1127,7 @@ def main(argv: list[str] | None = None) -> int:
             log("pipeline throughput:")
             results["pipeline"] = guarded(lambda: pipeline(tmp, args.quick))
             save(results)
-        if parts & {"latency", "mtrag"}:
+        if parts & {"latency", "mtrag", "small"}:
             settle(results, "stack", args.wait_quiet, 0.5 if args.quick else 2.0)
             results.update(
                 stack_parts(tmp, args.quick, parts, lambda part: save({**results, **part}))
@@ -1101,7 +1137,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"total {results['total_s']:.1f} s")
     save(results)
     return (
-        1 if any("error" in (results.get(k) or {}) for k in ("pipeline", "latency", "mtrag")) else 0
+        1
+        if any("error" in (results.get(k) or {}) for k in ("pipeline", "latency", "mtrag", "small"))
+        else 0
     )
 
 
