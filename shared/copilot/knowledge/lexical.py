@@ -25,7 +25,7 @@ import math
 import struct
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -100,6 +100,13 @@ class Segment:
         self.post_chunks = arrays["post_chunks"]
         self.post_tfs = arrays["post_tfs"]
         self._term_numbers: dict[str, int] | None = None
+        self._doc_numbers: dict[str, int] | None = None
+
+    def doc_number(self, doc_key: str) -> int | None:
+        """The document's number in this segment (its entry in ``docs``), or None."""
+        if self._doc_numbers is None:
+            self._doc_numbers = {d.doc_key: n for n, d in enumerate(self.docs)}
+        return self._doc_numbers.get(doc_key)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -423,15 +430,24 @@ class LexicalIndex:
             if is_live
         }
 
-    def term_docs(self, term: str) -> list[str]:
-        """The document of each live chunk the (analysed) term occurs in."""
-        out: list[str] = []
+    def term_spread(self, term: str, docs: Collection[str]) -> tuple[int, int]:
+        """How many live chunks the (analysed) term occurs in: those of the given documents,
+        and all of them. Counted with numpy per segment: a common word's postings run to tens
+        of thousands of chunks at 100k, and a new chat process reads many while it builds the
+        subjects (copilot.knowledge.subjects)."""
+        import numpy as np
+
+        inside = total = 0
         for segment, alive in zip(self.segments, self._alive, strict=True):
             found = segment.postings(term)
-            if found is not None:
-                numbers = found[0][alive[found[0]]]
-                out.extend(segment.docs[d].doc_key for d in segment.doc_of[numbers].tolist())
-        return out
+            if found is None:
+                continue
+            numbers = found[0][alive[found[0]]]
+            total += len(numbers)
+            wanted = [n for n in (segment.doc_number(d) for d in docs) if n is not None]
+            if wanted and len(numbers):
+                inside += int(np.isin(segment.doc_of[numbers], wanted).sum())
+        return inside, total
 
     def score(self, query: str, text: str) -> float:
         """BM25 of a text that is not (yet) in the index, with the index's statistics."""

@@ -120,9 +120,8 @@ class SubjectIndex:
         def only_about(word: str, subject: Subject) -> bool:
             """The knowledge uses the word for nothing but the subject."""
             terms = analyze(word)
-            return bool(terms) and all(
-                doc in subject.docs for term in terms for doc in lexical.term_docs(term)
-            )
+            spreads = [lexical.term_spread(term, subject.docs) for term in terms]
+            return bool(terms) and all(inside == total for inside, total in spreads)
 
         for word, owners in word_owners.items():
             if len(owners) != 1 or len(word) < MIN_WORD_CHARS or word in STOPWORDS:
@@ -137,9 +136,9 @@ class SubjectIndex:
         def a_name(word: str) -> bool:
             """The knowledge uses the word mostly about what is named with it ("Nandos"
             about both Nandos), not as a common word ("home", "work", "about")."""
-            uses = [doc for term in analyze(word) for doc in lexical.term_docs(term)]
-            inside = sum(doc in named_in[word] for doc in uses)
-            return bool(uses) and inside >= NAME_SHARE * len(uses)
+            spreads = [lexical.term_spread(term, named_in[word]) for term in analyze(word)]
+            inside, total = sum(i for i, _ in spreads), sum(t for _, t in spreads)
+            return total > 0 and inside >= NAME_SHARE * total
 
         for subject in self.subjects.values():
             content = [w for w in subject.key.split() if w not in STOPWORDS and len(w) > 1]
