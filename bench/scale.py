@@ -109,10 +109,13 @@ def change_to_searchable(stack: Any, client: Any, cid: str, probes: list[Any]) -
         old, new = probes[i], changed[i]
         assert old.doc_key == new.doc_key and old.question == new.question
         fact, old_fact = new.text.split("\n\n")[1], old.text.split("\n\n")[1]
+        # The new value: a number of 3+ digits the old fact did not hold (a digit or two
+        # could turn up in another reply by chance).
         fresh = [n for n in re.findall(r"\d+", fact) if n not in re.findall(r"\d+", old_fact)]
+        fresh = [n for n in fresh if len(n) >= 3]
         if not fresh:
             continue
-        value = fresh[0]
+        value = max(fresh, key=len)
         conversation = client.start(cid)
         stack.wait_idle(quiet=0.5, timeout=600)
         t_put = time.time()
