@@ -886,9 +886,7 @@ def mtrag(
     wall = t_done - t0
     deliveries = list(stack.deliveries[first:])
     ingest_s = [d["done"] - d["received"] for d in deliveries if d["kind"] == "s3"]
-    rebuild_s = [
-        d["done"] - d["received"] for d in deliveries if "rebuild-lexical" in d["actions"]
-    ]
+    rebuild_s = [d["done"] - d["received"] for d in deliveries if "rebuild-lexical" in d["actions"]]
     failed = [(d.doc_key, d.status, d.reason) for d in statuses if d.status != "indexed"]
     dlq = len(stack.dead_letters[first_dead:]) + int(
         sqs.get_queue_attributes(
