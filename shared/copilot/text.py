@@ -3,8 +3,8 @@
 ``analyze`` is what every word comparison in the package goes through: lower-cased,
 accent-folded words, a hyphen or apostrophe inside a word joining it ("e-bike" -> "ebike",
 "don't" -> "dont", as customers spell them either way), stopwords dropped unless asked for,
-Snowball-stemmed. The BM25 snapshots store these terms: a change here changes what an old
-snapshot's postings mean, so it needs a snapshot format bump and a calibration run.
+Snowball-stemmed. The BM25 segments store these terms: a change here changes what an old
+segment's postings mean, so it needs a segment format bump and a calibration run.
 """
 
 from __future__ import annotations

@@ -362,7 +362,7 @@ class IngestService:
                 event.key, "ignored", f"not this deployment's bucket: {event.bucket}"
             )
         if not event.doc_key or event.key.endswith("/") or event.key.startswith("_"):
-            # Folder markers, internal files (lexical snapshots under _...) and files at the
+            # Folder markers, internal files (lexical segments under _...) and files at the
             # bucket's root: no copilot's document, so no record can show them.
             log.warning("ignoring %s: not a file under a copilot prefix", event.key)
             return IngestResult(event.key, "ignored", "not a file under a copilot prefix")

@@ -142,7 +142,7 @@ def unknown_names(question: str, retrieval: Retrieval) -> list[str]:
         terms = analyze(word)
         if not terms or any(lexical.df(t) for t in terms):
             continue
-        # Chunks newer than the lexical snapshot count as knowledge too.
+        # Chunks in no lexical segment yet count as knowledge too.
         if any(
             set(terms) <= lexical.chunk_terms(c.chunk)
             for c in retrieval.candidates

@@ -1,5 +1,5 @@
 """Hybrid retrieval: dense vectors (the copilot's Chroma collection) fused with BM25 (its
-lexical snapshot), both filtered to the version each document currently answers from."""
+lexical index segments), both filtered to the version each document currently answers from."""
 
 from __future__ import annotations
 
@@ -102,8 +102,8 @@ class HybridRetriever:
                     query, p.k_lexical, keep=lambda c: scope.allows(c.doc_key)
                 )
         if lexical is not None:
-            # Chunks indexed since the snapshot was built (its rebuild is queued) are scored
-            # with the snapshot's statistics, so a new document ranks on both sides at once.
+            # Chunks in no segment yet (indexed a moment ago) are scored with the index's
+            # statistics, so a new document ranks on both sides at once.
             fresh = [d for d in dense if not lexical.contains(d.chunk.chunk_id)]
             if fresh:
                 extra = [

@@ -5,7 +5,7 @@ A *subject* is a name that several documents' titles share as one of their parts
 HOUSE: Is there free parking?", "KIRKWOOD HOUSE: review 3" are about Kirkwood House; "Mental
 Health Care | VA Central Arkansas Health Care | Veterans Affairs" is about both of its last
 parts. Nothing is listed by hand: the subjects are read from the titles the index holds, once
-per lexical snapshot. A name every other document shares (a site's name on all its pages)
+per lexical index (each time its segments change). A name every other document shares (a site's name on all its pages)
 tells no document apart and is no subject.
 
 A customer *mentions* a subject by its whole name ("the kirkwood house hotel") or by a word of
@@ -39,7 +39,7 @@ MIN_WORD_CHARS = 4  # a single word of a name that stands for it: "kymmoy", not 
 
 
 def subjects_of(lexical: LexicalIndex) -> SubjectIndex:
-    """The subjects a lexical snapshot's titles name, read once per snapshot."""
+    """The subjects a lexical index's titles name, read once per index (set of segments)."""
     found = lexical.derived.get("subjects")
     if not isinstance(found, SubjectIndex):
         found = lexical.derived["subjects"] = SubjectIndex.build(lexical)
