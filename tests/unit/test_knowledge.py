@@ -360,3 +360,29 @@ def test_a_source_is_cited_and_indexed_by_its_title_and_section_path() -> None:
         section="Window › Exceptions",
     )
     assert chunk_text_for_index(chunk) == "Returns › Window › Exceptions\nBody."
+
+
+def test_a_question_on_a_pages_title_is_answered_from_its_lead_not_from_a_section() -> None:
+    # Each section's heading starts with the page's title, so a question worded like the
+    # title matched every section's heading as well as the lead: a section with no answer
+    # ("Before you begin") was quoted, cited to the right page (found by bench/scale.py).
+    container = in_memory_container(Settings(bucket="kb"))
+    body = (
+        "\n\n## Before you begin\n\n- Support can help with billing alerts on weekdays.\n"
+        "- Exports are delivered as a ZIP archive to the account owner.\n\n"
+        "## Steps\n\n1. Choose Edit, then make your changes.\n2. Review the summary and select "
+        "Save.\n"
+    )
+    files = {
+        f"{name.lower()}.md": f"# Warranty of the {name} trailer\n\nThe {name} trailer comes "
+        f"with a warranty of {days} days from the date of delivery.{body}"
+        for name, days in (("Norrowind", 859), ("Pyrewick", 552), ("Ashvale", 356))
+    }
+    copilot = make_copilot(container, files)
+    for name, days in (("Norrowind", 859), ("Pyrewick", 552), ("Ashvale", 356)):
+        answer = container.answerer.answer(
+            copilot, f"How long is the warranty on the {name} trailer?"
+        )
+        assert answer is not None
+        assert answer.citations[0].source == f"{name.lower()}.md"
+        assert f"{days} days" in answer.text, answer.text
