@@ -237,11 +237,18 @@ class LexicalReader:
     def _load(self, copilot_id: str, names: list[str]) -> dict[str, Segment] | None:
         if not names:
             return {}
+
+        def fetch(name: str) -> Segment | None:
+            data = self._store.fetch(copilot_id, name)
+            return None if data is None else Segment.loads(data)
+
+        # Each segment is decoded on the thread that fetched it: zlib lets go of the GIL,
+        # so a new process's first turn at 100k chunks decompresses on every core.
         if len(names) == 1:
-            found = [self._store.fetch(copilot_id, names[0])]
+            found = [fetch(names[0])]
         else:
             with ThreadPoolExecutor(min(_MAX_FETCHERS, len(names))) as pool:
-                found = list(pool.map(lambda n: self._store.fetch(copilot_id, n), names))
-        if any(data is None for data in found):
+                found = list(pool.map(fetch, names))
+        if any(segment is None for segment in found):
             return None
-        return {n: Segment.loads(data) for n, data in zip(names, found, strict=True) if data}
+        return {n: segment for n, segment in zip(names, found, strict=True) if segment is not None}
