@@ -6,7 +6,8 @@ Imports the chat function by its path (as Lambda does), answers one knowledge qu
 conversation the parent started (the first turn pays every lazy init: clients, the embedder,
 the BM25 segments' download), then answers ``warm`` more questions in conversations of its own
 and reports their latencies, whether each reply cited the file that holds the answer, and the
-process's resident memory. One JSON line on stdout.
+process's resident memory. One JSON line on stdout. With SCALE_PROFILE_FIRST_TURN=<path> in
+the environment, the first turn is profiled (cProfile) into that file.
 """
 
 import time
@@ -49,9 +50,19 @@ def main() -> int:
     t_bench = time.perf_counter()
     event = post_message_event(config["conversation_id"], config["token"], config["first"])
     plumbing = time.perf_counter() - t_bench
+    profile_to = os.environ.get("SCALE_PROFILE_FIRST_TURN")  # a path: cProfile the first turn
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     t = time.perf_counter()
     first = module.lambda_handler(event, None)
     t_first = time.perf_counter()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
     if first.get("statusCode") != 200:
         sys.stdout.write(json.dumps({"error": first.get("body", "")[:500]}) + "\n")
         return 1

@@ -136,6 +136,8 @@ def change_to_searchable(stack: Any, client: Any, cid: str, probes: list[Any]) -
                 break
             time.sleep(0.05)
         sample["turns"] = turns
+        if "searchable_s" not in sample:
+            sample["last_reply"] = text[:600]
         samples.append(sample)
         probes[i] = new
     found = [s["searchable_s"] for s in samples if "searchable_s" in s]
