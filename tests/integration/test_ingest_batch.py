@@ -5,32 +5,15 @@ outcome, and the happy path costs a small, constant number of storage round trip
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
-from copilot.admin.models import CopilotSpec
 from copilot.bootstrap import Container
 from copilot.config import Settings
 from copilot.ingest.service import ObjectEvent
-from tests.conftest import provisioned_settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def settings(moto_url: str, chroma_url: str) -> Settings:
-    return provisioned_settings(moto_url, chroma_url)
-
-
-@pytest.fixture
-def env(settings: Settings) -> Iterator[tuple[Container, str, Any]]:
-    container = Container(settings)
-    copilot = container.admin.create(CopilotSpec(name="batches"))
-    s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name="us-east-1")
-    yield container, copilot.copilot_id, s3
 
 
 def page(n: int, price: int | None = None) -> bytes:

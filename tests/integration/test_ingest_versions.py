@@ -6,36 +6,20 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 
 from copilot.adapters.aws.s3 import S3BlobStore
-from copilot.admin.models import CopilotSpec
 from copilot.bootstrap import Container
 from copilot.config import Settings
 from copilot.errors import UnavailableError
 from copilot.ingest.models import RetrySkip
 from copilot.ingest.service import IngestService, ObjectEvent
 from copilot.ports import StoredObject
-from tests.conftest import provisioned_settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def settings(moto_url: str, chroma_url: str) -> Settings:
-    return provisioned_settings(moto_url, chroma_url)
-
-
-@pytest.fixture
-def env(settings: Settings) -> Iterator[tuple[Container, str, Any]]:
-    container = Container(settings)
-    copilot = container.admin.create(CopilotSpec(name="versions"))
-    s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name="us-east-1")
-    yield container, copilot.copilot_id, s3
 
 
 def put(s3: Any, settings: Settings, key: str, price: int) -> str:
