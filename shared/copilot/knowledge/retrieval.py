@@ -150,9 +150,10 @@ class HybridRetriever:
         # section: "Shipping" matches every question about shipping, and its opening lines
         # answer none of them. The title counts for a chunk without a section only on a
         # page without sections (an FAQ entry titled with its question).
-        # For the same reason a section's heading ("Warranty of the trailer › Steps") counts
-        # only where it matches better than the page's title alone (the lead chunk's heading,
-        # when it is a candidate): a match on the title is no reason to quote the Steps.
+        # For the same reason a section's heading ("Warranty of the trailer › Steps") and its
+        # list items (embedded with that heading) count only where they match better than the
+        # page's title alone (the lead chunk's heading, when it is a candidate): a match on
+        # the title is no reason to quote the Steps.
         sectioned = {c.chunk.doc_key for c in candidates if c.chunk.section}
         title: dict[str, float] = {}
         for c, heading, row in zip(candidates, headings, rows, strict=True):
@@ -163,8 +164,12 @@ class HybridRetriever:
                 c.heading = None
         for c in candidates:
             lead = title.get(c.chunk.doc_key)
-            if c.chunk.section and c.heading is not None and lead is not None and c.heading <= lead:
+            if not c.chunk.section or lead is None:
+                continue
+            if c.heading is not None and c.heading <= lead:
                 c.heading = None
+            if c.row is not None and c.row <= lead:
+                c.row = None
         if p.refuse_parts and any(c.row for c in candidates):
             # The dense side ranks a chunk by its best part too (a table row, a list item):
             # "can I return a charged e-bike battery?" is one item of the returns page's
