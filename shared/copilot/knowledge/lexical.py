@@ -20,12 +20,13 @@ postings as numpy arrays, chunk ids, titles and section names.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import struct
 import zlib
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -294,6 +295,15 @@ class Segment:
         return cls(docs, ids, sections, [names[int(r)] for r in present], arrays)
 
 
+def _best_first(
+    scores: np.ndarray, order: np.ndarray, s_no: int
+) -> Iterator[tuple[float, int, int]]:
+    """A segment's hits in ``order`` as (minus the score, segment, chunk number): the order
+    heapq.merge keeps across segments (best score, then segment, then chunk)."""
+    for number in order.tolist():
+        yield -float(scores[number]), s_no, number
+
+
 class LexicalIndex:
     """BM25 over the live chunks of a copilot's segments (what a reader searches)."""
 
@@ -370,7 +380,10 @@ class LexicalIndex:
         import numpy as np
 
         terms = sorted(_query_terms(query))
-        found: list[tuple[float, int, int]] = []
+        # Per segment, its hits best first (sorted by numpy); merged lazily across segments,
+        # so only the hits looked at become Python objects (a question with a common word
+        # scores tens of thousands of chunks at 100k).
+        ranked: list[Iterator[tuple[float, int, int]]] = []
         for s_no, (segment, alive) in enumerate(zip(self.segments, self._alive, strict=True)):
             scores = None
             for term in terms:
@@ -385,14 +398,15 @@ class LexicalIndex:
             if scores is None:
                 continue
             scores[~alive] = 0.0
-            hits = np.nonzero(scores > 0)[0]
-            found.extend((float(scores[n]), s_no, int(n)) for n in hits)
-        found.sort(key=lambda f: (-f[0], f[1], f[2]))
+            hits = np.flatnonzero(scores > 0)
+            if len(hits):
+                order = hits[np.lexsort((hits, -scores[hits]))]
+                ranked.append(_best_first(scores, order, s_no))
         out: list[LexicalHit] = []
-        for score, s_no, number in found:
+        for negative, s_no, number in heapq.merge(*ranked):
             chunk = self._chunk(s_no, number)
             if keep is None or keep(chunk):
-                out.append(LexicalHit(chunk, score))
+                out.append(LexicalHit(chunk, -negative))
                 if len(out) >= k:
                     break
         return out
