@@ -7,7 +7,8 @@ conversation the parent started (the first turn pays every lazy init: clients, t
 the BM25 segments' download), then answers ``warm`` more questions in conversations of its own
 and reports their latencies, whether each reply cited the file that holds the answer, and the
 process's resident memory. One JSON line on stdout. With SCALE_PROFILE_FIRST_TURN=<path> in
-the environment, the first turn is profiled (cProfile) into that file.
+the environment, the first turn is profiled (cProfile) into that file; with
+SCALE_PROFILE_WARM=<path>, the warm turns.
 """
 
 import time
@@ -77,6 +78,12 @@ def main() -> int:
 
     turns: list[float] = []
     right: list[bool] = []
+    warm_profile_to = os.environ.get("SCALE_PROFILE_WARM")  # a path: cProfile the warm turns
+    if warm_profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     conversation, token, used = "", "", 0
     for question, doc_key in config["warm"]:
         if not conversation or used >= 4:
@@ -92,6 +99,9 @@ def main() -> int:
             sys.stdout.write(json.dumps({"error": response.get("body", "")[:500]}) + "\n")
             return 1
         right.append(cited(response, doc_key))
+    if warm_profile_to and profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(warm_profile_to)
     result = {
         "imports_ms": (t_imported - _T0) * 1000,
         "first_turn_ms": (t_first - t) * 1000,
