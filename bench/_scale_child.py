@@ -78,6 +78,7 @@ def main() -> int:
 
     turns: list[float] = []
     right: list[bool] = []
+    misses: list[dict[str, str]] = []
     warm_profile_to = os.environ.get("SCALE_PROFILE_WARM")  # a path: cProfile the warm turns
     if warm_profile_to:
         import cProfile
@@ -99,6 +100,11 @@ def main() -> int:
             sys.stdout.write(json.dumps({"error": response.get("body", "")[:500]}) + "\n")
             return 1
         right.append(cited(response, doc_key))
+        if not right[-1]:  # what it answered instead, to see why
+            replies = [m.get("text", "") for m in copilot_replies(response)]
+            misses.append(
+                {"question": question, "expected": doc_key, "reply": " ".join(replies)[:400]}
+            )
     if warm_profile_to and profiler is not None:
         profiler.disable()
         profiler.dump_stats(warm_profile_to)
@@ -110,6 +116,7 @@ def main() -> int:
         "first_cited": cited(first, config["first_doc"]),
         "warm_ms": turns,
         "warm_cited_right": sum(right),
+        "warm_misses": misses,
         "rss_after_first_mb": rss_after_first,
         "rss_mb": rss_mb(),
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
