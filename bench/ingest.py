@@ -374,6 +374,7 @@ def pipeline(tmp: Path, quick: bool) -> dict[str, Any]:
             copilots=s.copilots_table,
             conversations=s.conversations_table,
             documents=s.documents_table,
+            analytics_events=s.analytics_table,
         )
         container._client("s3").create_bucket(Bucket=s.bucket)
         runs = []

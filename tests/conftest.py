@@ -45,6 +45,8 @@ def provisioned_settings(moto_url: str, chroma_url: str, **values: Any) -> Setti
         copilots_table=f"copilots-{suffix}",
         conversations_table=f"conversations-{suffix}",
         documents_table=f"documents-{suffix}",
+        analytics_table=f"analytics-{suffix}",
+        analytics_bucket=f"analytics-{suffix}",
         **values,
     )
     kw = {"endpoint_url": moto_url, "region_name": "us-east-1"}
@@ -53,8 +55,10 @@ def provisioned_settings(moto_url: str, chroma_url: str, **values: Any) -> Setti
         copilots=settings.copilots_table,
         conversations=settings.conversations_table,
         documents=settings.documents_table,
+        analytics_events=settings.analytics_table,
     )
     boto3.client("s3", **kw).create_bucket(Bucket=settings.bucket)
+    boto3.client("s3", **kw).create_bucket(Bucket=settings.analytics_bucket)
     return settings
 
 

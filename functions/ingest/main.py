@@ -1,4 +1,5 @@
-"""Ingest function: storage events, lexical rebuilds and source refreshes -> knowledge index.
+"""Ingest function: storage events, lexical rebuilds and source refreshes -> knowledge index;
+and the analytics events table's stream -> the analytics archive.
 
 functions-framework delivers each message as a CloudEvent (``ingest``); AWS Lambda calls
 ``lambda_handler`` with SQS batches of them, or with the refresh schedule's input, and
@@ -12,6 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from copilot import bootstrap
+from copilot.entrypoints.analytics import EVENT_TYPES as ANALYTICS_EVENTS
 from copilot.observability import configure_logging
 
 if TYPE_CHECKING:
@@ -19,12 +21,27 @@ if TYPE_CHECKING:
 
 
 def ingest(cloud_event: CloudEvent) -> None:
+    kind = cloud_event["type"]
+    if kind in ANALYTICS_EVENTS:  # the local stack's stream pump: the analytics archive
+        analytics = bootstrap.container().analytics_handler
+        analytics.handle_cloud_event(kind, cloud_event.get_data(), cloud_event["id"])
+        return
     handler = bootstrap.container().ingest_handler
-    handler.handle_cloud_event(cloud_event["type"], cloud_event.get_data(), cloud_event["id"])
+    handler.handle_cloud_event(kind, cloud_event.get_data(), cloud_event["id"])
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return bootstrap.container().ingest_handler.handle_lambda_event(event)
+
+
+def analytics_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The analytics events table's stream: events into the archive (copilot.analytics)."""
+    return bootstrap.container().analytics_handler.handle_stream_event(event)
+
+
+def analytics_lost_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Stream batches given up on (the stream's on-failure queue): counted, never silent."""
+    return bootstrap.container().analytics_handler.handle_lost_event(event)
 
 
 def dead_letter_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

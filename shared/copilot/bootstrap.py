@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from langchain_core.embeddings import Embeddings
 
+    from copilot.entrypoints.analytics import AnalyticsHandler
     from copilot.entrypoints.http.router import Api
     from copilot.entrypoints.ingest import IngestHandler
     from copilot.entrypoints.outbox import OutboxHandler
@@ -88,7 +89,11 @@ class Container:
         return self._get(
             "conversations",
             lambda: DynamoConversationStore(
-                self._client("dynamodb"), s.conversations_table, s.conversation_ttl_days
+                self._client("dynamodb"),
+                s.conversations_table,
+                s.conversation_ttl_days,
+                events_table=s.analytics_table or None,
+                events_buffer_hours=s.analytics_buffer_hours,
             ),
         )
 
@@ -432,6 +437,27 @@ class Container:
             )
 
         return self._get("ingest_handler", build)
+
+    @property
+    def analytics_archive(self) -> BlobStore:
+        from copilot.adapters.aws.s3 import S3BlobStore
+
+        return self._get(
+            "analytics_archive",
+            lambda: S3BlobStore(
+                self._client("s3"), self.settings.analytics_bucket, what="the analytics bucket"
+            ),
+        )
+
+    @property
+    def analytics_handler(self) -> AnalyticsHandler:
+        def build() -> AnalyticsHandler:
+            from copilot.analytics.export import EventExporter
+            from copilot.entrypoints.analytics import AnalyticsHandler
+
+            return AnalyticsHandler(lambda: EventExporter(self.analytics_archive))
+
+        return self._get("analytics_handler", build)
 
     @property
     def outbox_handler(self) -> OutboxHandler:

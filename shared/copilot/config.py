@@ -113,6 +113,28 @@ class Settings(ProviderSettings):
         description="Log level (any case); read at import by observability.configure_logging.",
     )
 
+    # Analytics (copilot.analytics; docs/analytics.md)
+    analytics_table: str | None = Field(
+        default="copilot-analytics-events",
+        description="DynamoDB table the analytics events are written to with each change "
+        "(its stream feeds the archive); empty: no analytics are recorded.",
+    )
+    analytics_bucket: str = Field(
+        default="copilot-analytics",
+        description="S3 bucket of the event archive (events/copilot=<id>/dt=<day>/*.jsonl.gz); "
+        "its lifecycle rule is the retention (serverless.yml: analyticsRetentionDays).",
+    )
+    analytics_buffer_hours: int = Field(
+        default=48, ge=25, le=24 * 14, description="How long an event item stays in the table."
+    )
+    analytics_retention_days: int = Field(
+        default=395,
+        ge=1,
+        le=3650,
+        description="Events older than this are not reported (and the bucket's lifecycle rule "
+        "deletes them).",
+    )
+
     max_message_chars: int = 4000
     max_upload_bytes: int = 50 * 1024 * 1024
     conversation_ttl_days: int = 30

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from copilot.admin.models import Copilot
+from copilot.analytics.events import AnalyticsEvent
 from copilot.conversation.models import Conversation, IdempotentOutcome, Message
 from copilot.handoff.models import (
     HubCommand,
@@ -51,9 +52,10 @@ class ConversationStore(abc.ABC):
         messages: Sequence[Message],
         *,
         outcome: IdempotentOutcome | None = None,
+        events: Sequence[AnalyticsEvent] = (),
     ) -> Conversation:
-        """Store a new conversation; WriteConflict if its id is taken. ``outcome``: as in
-        ``append``."""
+        """Store a new conversation; WriteConflict if its id is taken. ``outcome`` and
+        ``events``: as in ``append``."""
 
     @abc.abstractmethod
     def get(self, conversation_id: str) -> Conversation | None: ...
@@ -67,6 +69,7 @@ class ConversationStore(abc.ABC):
         claims: Sequence[str] = (),
         outcome: IdempotentOutcome | None = None,
         links: Sequence[HubLink] = (),
+        events: Sequence[AnalyticsEvent] = (),
     ) -> Conversation:
         """Write ``messages`` and the new conversation state in one conditional write.
 
@@ -81,6 +84,8 @@ class ConversationStore(abc.ABC):
         ``links`` (a hub's conversation id -> ours) are written the same way: a link already
         stored for the same conversation and hand-off is kept, one for another is a
         DuplicateError (a hub id is never re-pointed).
+        ``events`` (analytics: copilot.analytics.events) are recorded in the same write: an
+        event is recorded if and only if the change it reports is.
         """
 
     @abc.abstractmethod

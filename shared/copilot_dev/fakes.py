@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from copilot.admin.models import Copilot
+from copilot.analytics.events import AnalyticsEvent
 from copilot.bootstrap import Container
 from copilot.config import Settings
 from copilot.conflicts import WriteConflict
@@ -76,6 +77,7 @@ class MemoryConversationStore(ConversationStore):
         self._links: dict[str, HubLink] = {}
         self._outcomes: dict[str, str] = {}
         self._lock = threading.Lock()
+        self.events: list[AnalyticsEvent] = []  # analytics recorded with the writes
 
     def create(
         self,
@@ -83,6 +85,7 @@ class MemoryConversationStore(ConversationStore):
         messages: Sequence[Message],
         *,
         outcome: IdempotentOutcome | None = None,
+        events: Sequence[AnalyticsEvent] = (),
     ) -> Conversation:
         with self._lock:
             if outcome is not None and self.outcome(outcome.claim) is not None:
@@ -96,6 +99,7 @@ class MemoryConversationStore(ConversationStore):
             )
             self._meta[stored.conversation_id] = stored.model_dump_json()
             self._messages[stored.conversation_id] = {m.seq: m.model_dump_json() for m in messages}
+            self.events.extend(events)
             return stored
 
     def get(self, conversation_id: str) -> Conversation | None:
@@ -110,6 +114,7 @@ class MemoryConversationStore(ConversationStore):
         claims: Sequence[str] = (),
         outcome: IdempotentOutcome | None = None,
         links: Sequence[HubLink] = (),
+        events: Sequence[AnalyticsEvent] = (),
     ) -> Conversation:
         with self._lock:
             if self._claims.intersection(claims):
@@ -137,6 +142,7 @@ class MemoryConversationStore(ConversationStore):
             self._links.update((link.key, link) for link in links)
             if outcome is not None:
                 self._outcomes[outcome.claim] = outcome.model_dump_json()
+            self.events.extend(events)
             return stored
 
     def linked(self, key: str) -> HubLink | None:

@@ -112,6 +112,12 @@ class StackConfig:
     hub_pull_window: float = 20  # seconds one pull job reads (tests: shorter, more jobs)
     # Off for tests, which poll and post faster than any customer; `copilot up` turns them on.
     rate_limits: bool = False
+    # The analytics stream pump, as Lambda's DynamoDB stream event source: a batch every
+    # window, retried with back-off while the archive fails, then given up on (the on-failure
+    # queue) after this many attempts.
+    analytics_window: float = 1.0
+    analytics_max_attempts: int = 30
+    analytics_lost_queue: str = "copilot-analytics-lost"
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. hub credentials
 
     @classmethod
@@ -174,6 +180,10 @@ class LocalStack:
         self._dead_letter_pump: threading.Thread | None = None
         self._outbox_pumps: list[threading.Thread] = []
         self._pull_pumps: list[threading.Thread] = []
+        self._analytics_pump: threading.Thread | None = None
+        self.analytics_exported = 0  # stream records the archive took
+        self.analytics_lost = 0  # stream records given up on (sent to the on-failure queue)
+        self.analytics_lost_url = ""
         self.pull_url = ""
         self.pull_jobs_run = 0
         self.queue_url = ""
@@ -287,7 +297,10 @@ class LocalStack:
                 threading.Thread(target=self._pull_loop, name=f"pull-pump-{i}", daemon=True)
                 for i in range(PULL_POLLERS)
             ]
-            for pump in [*self._outbox_pumps, *self._pull_pumps]:
+            self._analytics_pump = threading.Thread(
+                target=self._analytics_loop, name="analytics-stream-pump", daemon=True
+            )
+            for pump in [*self._outbox_pumps, *self._pull_pumps, self._analytics_pump]:
                 pump.start()
             self._write_stack_file()
         except BaseException:
@@ -296,7 +309,8 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
-        for pump in [*self._pumps, self._dead_letter_pump, *self._outbox_pumps, *self._pull_pumps]:
+        pumps = [*self._pumps, self._dead_letter_pump, *self._outbox_pumps, *self._pull_pumps]
+        for pump in [*pumps, self._analytics_pump]:
             if pump is not None:
                 pump.join(timeout=5)
         for proc in self._procs.values():
@@ -371,8 +385,10 @@ class LocalStack:
             copilots=s.copilots_table,
             conversations=s.conversations_table,
             documents=s.documents_table,
+            analytics_events=s.analytics_table,
         )
         sqs = self.client("sqs")
+        self.analytics_lost_url = sqs.create_queue(QueueName=cfg.analytics_lost_queue)["QueueUrl"]
         self.dlq_url = sqs.create_queue(QueueName=f"{cfg.queue}-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
@@ -416,6 +432,7 @@ class LocalStack:
             Attributes={"VisibilityTimeout": str(int(cfg.hub_pull_window) + 30)},
         )["QueueUrl"]
         s3 = self.client("s3")
+        s3.create_bucket(Bucket=s.analytics_bucket)
         s3.create_bucket(Bucket=cfg.bucket)
         s3.put_bucket_notification_configuration(
             Bucket=cfg.bucket,
@@ -567,6 +584,74 @@ class LocalStack:
                     log.warning("outbox pump: could not back off a message", exc_info=True)
             return
 
+    # --- the analytics pump: the events table's stream -> the archive, as Lambda's would --
+
+    def _analytics_loop(self) -> None:
+        """Reads the analytics events table's stream from its start and hands each batch to
+        the ingest function (the exporter), in order, until it takes it: while it fails (the
+        archive bucket is down), the same batch again after a back-off, as Lambda's stream
+        event source does; after ``analytics_max_attempts`` the batch goes to the on-failure
+        queue (its DDBStreamBatchInfo, as Lambda's destination gets it), which the exporter
+        counts as lost."""
+        from copilot.config import Settings
+        from copilot.entrypoints.analytics import LOST_EVENT, STREAM_EVENT
+
+        cfg = self.config
+        table = Settings().analytics_table
+        if not table:
+            return
+        streams, sqs = self.client("dynamodbstreams"), self.client("sqs")
+        session = requests.Session()
+        url = cfg.function_url("ingest")
+        arn = self.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while not self._stop.is_set():
+            try:
+                page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            except Exception:
+                if not self._stop.is_set():
+                    log.exception("analytics pump: reading the stream failed")
+                    time.sleep(0.5)
+                continue
+            records = [_stream_record(r) for r in page.get("Records", [])]
+            if not records:
+                self._stop.wait(cfg.analytics_window)
+            elif self._deliver_stream_batch(session, url, records, STREAM_EVENT):
+                self.analytics_exported += len(records)
+            elif self._stop.is_set():
+                return  # stopping: the batch is neither delivered nor given up on
+            else:
+                info = {
+                    "DDBStreamBatchInfo": {
+                        "batchSize": len(records),
+                        "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
+                        "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
+                        "approximateArrivalOfFirstRecord": time.strftime(
+                            "%Y-%m-%dT%H:%M:%SZ", time.gmtime()
+                        ),
+                        "streamArn": arn,
+                    }
+                }
+                sqs.send_message(QueueUrl=self.analytics_lost_url, MessageBody=json.dumps(info))
+                self.analytics_lost += len(records)
+                lost = json.dumps({"Records": [{"body": json.dumps(info)}]})
+                _post_cloud_event(session, url, lost, "aws:sqs", LOST_EVENT)
+            iterator = page.get("NextShardIterator") or iterator
+
+    def _deliver_stream_batch(
+        self, session: requests.Session, url: str, records: list[dict[str, Any]], kind: str
+    ) -> bool:
+        body = json.dumps({"Records": records})
+        for attempt in range(self.config.analytics_max_attempts):
+            if _post_cloud_event(session, url, body, "aws:dynamodb", kind):
+                return True
+            if self._stop.wait(min(10.0, 0.5 * 2**attempt)):
+                return False
+        return False
+
     # --- the pull pump: SQS -> the outbox target's pull jobs, one job per poller ----------
 
     def _pull_loop(self) -> None:
@@ -688,6 +773,22 @@ def _delete_all(sqs: Any, queue_url: str, messages: list[dict[str, Any]], what: 
             )
         except Exception:
             log.warning("%s: could not delete delivered messages", what, exc_info=True)
+
+
+def _stream_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB stream record as Lambda's event source hands it over (JSON-ready)."""
+    stream = record.get("dynamodb", {})
+    return {
+        "eventID": record.get("eventID"),
+        "eventName": record.get("eventName"),
+        "eventSource": "aws:dynamodb",
+        "dynamodb": {
+            "Keys": stream.get("Keys", {}),
+            "NewImage": stream.get("NewImage", {}),
+            "SequenceNumber": str(stream.get("SequenceNumber", "0")),
+            "StreamViewType": stream.get("StreamViewType", "NEW_IMAGE"),
+        },
+    }
 
 
 def _sqs_record(message: dict[str, Any]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ def tables(moto_url: str) -> dict[str, str]:
         "copilots": f"h-copilots-{suffix}",
         "conversations": f"h-conversations-{suffix}",
         "documents": f"h-documents-{suffix}",
+        "analytics_events": f"h-analytics-{suffix}",
     }
     create_tables(boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1"), **names)
     return names
@@ -169,6 +170,7 @@ def lambda_world(moto_url: str, tables: dict[str, str], sqs: Any) -> Iterator[di
         copilots_table=tables["copilots"],
         conversations_table=tables["conversations"],
         documents_table=tables["documents"],
+        analytics_table=tables["analytics_events"],
         hub_outbox_queue_url=url,
         hub_max_attempts=5,
     )

@@ -37,7 +37,11 @@ pytestmark = pytest.mark.integration
 def dynamodb(moto_url: str) -> Any:
     client = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
     create_tables(
-        client, copilots="t-copilots", conversations="t-conversations", documents="t-documents"
+        client,
+        copilots="t-copilots",
+        conversations="t-conversations",
+        documents="t-documents",
+        analytics_events="t-analytics",
     )
     return client
 
@@ -50,7 +54,7 @@ def stores(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any, Any]]:
         db = request.getfixturevalue("dynamodb")
         yield (
             DynamoCopilotRegistry(db, "t-copilots"),
-            DynamoConversationStore(db, "t-conversations"),
+            DynamoConversationStore(db, "t-conversations", events_table="t-analytics"),
             DynamoDocumentStore(db, "t-documents"),
         )
 

@@ -215,10 +215,11 @@ class RacingConversations(MemoryConversationStore):
         *,
         claims: Sequence[str] = (),
         outcome: IdempotentOutcome | None = None,
+        **kwargs: Any,
     ) -> Conversation:
         if outcome is not None:
             self.barrier.wait()
-        return super().append(conversation, messages, claims=claims, outcome=outcome)
+        return super().append(conversation, messages, claims=claims, outcome=outcome, **kwargs)
 
 
 @dataclass

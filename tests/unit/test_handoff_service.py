@@ -12,6 +12,7 @@ import pytest
 
 from copilot.admin.models import CopilotSpec
 from copilot.admin.service import AdminService
+from copilot.conversation import survey
 from copilot.conversation.dialog import OFFER_HANDOFF
 from copilot.conversation.models import Message
 from copilot.conversation.service import ConversationService
@@ -25,7 +26,7 @@ from copilot.errors import (
     UnavailableError,
 )
 from copilot.handoff.customer import CONNECTING
-from copilot.handoff.inbound import MAX_SKIPPED
+from copilot.handoff.inbound import MAX_EVENTS_PER_WRITE, MAX_SKIPPED
 from copilot.handoff.models import Agent, HubEvent, HubLink
 from copilot.handoff.service import HandoffConfig, HandoffService, backoff_seconds
 from copilot.knowledge.answer import Consulted
@@ -50,7 +51,7 @@ class NoAnswer:
 
 class DynamoLimits(MemoryConversationStore):
     """The in-memory store with DynamoDB's limit on one write: a transaction of at most 100
-    items (the conversation, its new messages, the claims). ``budget``: writes that succeed
+    items (the conversation, its new messages, the claims, links and analytics events). ``budget``: writes that succeed
     before the store goes down (None: it stays up)."""
 
     def __init__(self) -> None:
@@ -60,6 +61,7 @@ class DynamoLimits(MemoryConversationStore):
 
     def append(self, conversation: Any, messages: Sequence[Message], **kwargs: Any) -> Any:
         items = 1 + len(messages) + len(kwargs.get("claims", ())) + bool(kwargs.get("outcome"))
+        items += len(kwargs.get("events", ())) + len(kwargs.get("links", ()))
         if items > 100:
             raise UnavailableError("ValidationException: at most 100 items in a transaction")
         if self.budget is not None:
@@ -236,7 +238,7 @@ def test_agent_conversation_both_ways_then_the_copilot_resumes(world: World) -> 
     assert world.send(copilot_id, world.event(conv, "ended")) == ["applied"]
     page = world.chat.messages(conv, token, 0, 100)
     assert page.state == "bot"
-    tail = [(m.role, m.event, m.author, m.text) for m in page.messages[-7:]]
+    tail = [(m.role, m.event, m.author, m.text) for m in page.messages[-8:]]
     assert tail == [
         ("customer", None, None, "hello? my order NW-1 is late"),
         ("system", "agent_joined", None, "Bob joined the conversation."),
@@ -245,7 +247,17 @@ def test_agent_conversation_both_ways_then_the_copilot_resumes(world: World) -> 
         ("customer", None, None, "hi Bob"),
         ("system", "handoff_ended", None, "Bob ended the chat."),
         ("copilot", None, None, "I'm back. Is there anything else I can help you with?"),
+        ("copilot", None, None, survey.ASK),  # how did it go? (the copilot's survey)
     ]
+    # The hand-off's milestones were recorded with the messages that tell them.
+    recorded = [(e.type, e.outcome) for e in world.store.events if e.conversation_id == conv]
+    assert [t for t, _ in recorded if t != "turn"] == [
+        "conversation_started",
+        "escalated",
+        "agent_joined",
+        "handoff_ended",
+    ]
+    assert ("turn", "agent") in recorded  # "hi Bob" went to the agent
     # The copilot answers again; nothing more goes to the hub.
     assert [m.role for m in world.chat.post(conv, token, "thanks").messages] == [
         "customer",
@@ -538,7 +550,7 @@ def test_events_queued_by_an_interrupted_call_are_applied_by_the_next_poll(
     assert world.send(copilot_id, events[0]) == ["applied"]
     world.store.budget = None
     queued = world.store.get(conv).handoff.held  # type: ignore[union-attr]
-    assert len(queued) == 60  # in order, waiting for a write: nothing lost
+    assert len(queued) == 100 - MAX_EVENTS_PER_WRITE  # in order, waiting for a write: nothing lost
     assert world.send(copilot_id, events[50]) == ["duplicate"]  # a hub retry changes nothing
     assert agent_messages(world, conv, token) == [f"m{i}" for i in range(1, 101)]
 
@@ -637,9 +649,10 @@ def test_a_hub_without_an_end_event_ends_after_its_inactivity_limit(world: World
     world.clock.now += timedelta(minutes=2)
     page = world.chat.messages(conv, token, 0, 100)
     assert page.state == "bot"
-    assert [(m.role, m.text) for m in page.messages[-2:]] == [
+    assert [(m.role, m.text) for m in page.messages[-3:]] == [
         ("system", "The agent is no longer in this chat."),
         ("copilot", "I'm back. Is there anything else I can help you with?"),
+        ("copilot", survey.ASK),
     ]
     late = world.event(conv, "agent_message", text="still there?")
     assert world.send(copilot_id, late, hub="genesys") == ["ignored"]
@@ -712,7 +725,7 @@ def test_what_a_hubs_webhook_leaves_out_is_polled_from_the_hub(
     assert world.chat.messages(conv, token, 0, 100).state == "agent"  # asked < 2 s ago
     monkeypatch.setattr(inbound, "POLL_INTERVAL", 0.0)
     page = world.chat.messages(conv, token, 0, 100)  # the customer's poll asks the hub
-    assert page.state == "bot" and page.messages[-2].text == "Alex ended the chat."
+    assert page.state == "bot" and page.messages[-3].text == "Alex ended the chat."
     assert asked == [f"hub-{conv}"] * 3
     world.chat.messages(conv, token, 0, 100)
     assert len(asked) == 3  # the hand-off is over: nothing more to ask

@@ -252,6 +252,7 @@ def test_openapi_states_the_field_rules(doc: dict[str, Any]) -> None:
         "answer_margin_weight",
         "allowed_origins",
         "appearance",
+        "analytics",
     }
 
 

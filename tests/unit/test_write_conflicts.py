@@ -59,10 +59,10 @@ class CountingConversations(MemoryConversationStore):
         return super().get(conversation_id)
 
     def append(
-        self, conversation: Conversation, messages: Sequence[Message], *, claims: Sequence[str] = ()
+        self, conversation: Conversation, messages: Sequence[Message], **kwargs: Any
     ) -> Conversation:
         self.appends += 1
-        return super().append(conversation, messages, claims=claims)
+        return super().append(conversation, messages, **kwargs)
 
 
 def test_a_turn_on_a_mismatched_index_fails_at_once_with_a_409_saying_reindex() -> None:

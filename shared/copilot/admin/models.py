@@ -293,6 +293,40 @@ class Appearance(Strict):
         return color.lower()
 
 
+class AnalyticsSettings(Strict):
+    """What the copilot records about its conversations (docs/analytics.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    csat_survey: bool = Field(
+        True,
+        description="Ask the customer to rate the conversation (1-5, with an optional comment) "
+        "when they thank or say goodbye, and after an agent ends a hand-off.",
+    )
+    abandon_after_minutes: int = Field(
+        30,
+        ge=1,
+        le=24 * 60,
+        description="A conversation whose last copilot reply left the customer unhelped (no "
+        "answer, or an answer never confirmed) counts as abandoned after this long without "
+        "a customer message.",
+    )
+    redact_patterns: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Regular expressions (Python syntax) of what else to redact from recorded "
+        "questions, comments and exported transcripts, besides emails, phone numbers and card "
+        "numbers (always redacted): e.g. account numbers, 'ACC-\\d{6}'.",
+    )
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _valid_patterns(cls, patterns: list[str]) -> list[str]:
+        from copilot.analytics.redaction import validate_patterns
+
+        return validate_patterns(patterns, field="analytics.redact_patterns")
+
+
 def _unique_topic_names(topics: list[Topic]) -> list[Topic]:
     names = [t.name.strip().lower() for t in topics]
     if len(set(names)) != len(names):
@@ -345,13 +379,17 @@ class CopilotSpec(Strict):
     appearance: Appearance = Field(
         default_factory=Appearance, description="How the web chat widget shows the copilot."
     )
+    analytics: AnalyticsSettings = Field(
+        default_factory=AnalyticsSettings,
+        description="Customer surveys, abandonment and redaction (see AnalyticsSettings).",
+    )
 
     _check_topics = field_validator("topics")(_unique_topic_names)
     _check_origins = field_validator("allowed_origins")(_allowed_origins)
 
 
 # Fields a null resets to their default (the service stores what the patch holds after it).
-_NULL_RESETS = ("allowed_origins", "appearance")
+_NULL_RESETS = ("allowed_origins", "appearance", "analytics")
 _refuse_null_patch, _patch_schema = _null_clears_only(
     ("instructions", "hub", "answer_bar", "answer_margin_weight", *_NULL_RESETS)
 )
@@ -407,6 +445,12 @@ class CopilotPatch(Strict):
         "default.",
     )
 
+    analytics: AnalyticsSettings | None = Field(
+        None,
+        description="Replaces the analytics settings (fields left out: defaults); null resets "
+        "them to the default.",
+    )
+
     _null = _refuse_null_patch
     _check_origins = field_validator("allowed_origins")(_allowed_origins)
 
@@ -417,6 +461,8 @@ class CopilotPatch(Strict):
             self.allowed_origins = []
         if "appearance" in self.model_fields_set and self.appearance is None:
             self.appearance = Appearance()
+        if "analytics" in self.model_fields_set and self.analytics is None:
+            self.analytics = AnalyticsSettings()
         return self
 
     @field_validator("topics")

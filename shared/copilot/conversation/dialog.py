@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 from copilot.admin.models import Copilot
 from copilot.conversation import topics as t
 from copilot.conversation.models import DialogContext
+from copilot.conversation.survey import (
+    ASK,
+    SCORES,
+    SURVEY_TOPIC,
+    THANKS,
+    SurveyAnswer,
+    parse_answer,
+)
 from copilot.knowledge.answer import Consulted
 from copilot.knowledge.models import Citation
 from copilot.knowledge.subjects import name_words
@@ -51,6 +59,8 @@ class TurnOutcome:
     context: DialogContext
     reset: bool = False
     handoff: HandoffRequest | None = None
+    survey: SurveyAnswer | None = None  # the customer answered the survey
+    confidence: float | None = None  # the answer gate's, when knowledge was consulted
 
 
 class Dialog:
@@ -64,6 +74,13 @@ class Dialog:
 
     def respond(self, text: str, context: DialogContext) -> TurnOutcome:
         ctx = context.model_copy(deep=True)
+        if ctx.pending == "survey":
+            ctx.pending = None
+            answer = parse_answer(text)
+            if answer is not None:
+                thanks = Reply(THANKS, topic=SURVEY_TOPIC)
+                return TurnOutcome([thanks], ctx, survey=answer)
+            # Anything else: the customer moved on; their message is handled as any other.
         if ctx.pending == "confirm_start_over":
             ctx.pending = None
             if t.is_yes(text):
@@ -128,15 +145,24 @@ class Dialog:
         if name == t.GREETING:
             return TurnOutcome([Reply(m.greeting, topic=name)], ctx)
         if name == t.THANK_YOU:
-            return TurnOutcome([Reply(m.thank_you, topic=name)], ctx)
+            return self._with_survey(TurnOutcome([Reply(m.thank_you, topic=name)], ctx))
         if name == t.GOODBYE:
-            return TurnOutcome([Reply(m.goodbye, topic=name)], ctx)
+            return self._with_survey(TurnOutcome([Reply(m.goodbye, topic=name)], ctx))
         if name == t.START_OVER:
             ctx.pending = "confirm_start_over"
             return TurnOutcome(
                 [Reply(CONFIRM_START_OVER, topic=name, suggestions=["Yes", "No"])], ctx
             )
         return self._escalate(ctx, t.ESCALATE)
+
+    def _with_survey(self, outcome: TurnOutcome) -> TurnOutcome:
+        """The survey after thanks or goodbye: once per conversation, if the copilot asks."""
+        ctx = outcome.context
+        if self._copilot.analytics.csat_survey and not ctx.surveyed:
+            ctx.pending, ctx.surveyed = "survey", True
+            ask = Reply(ASK, topic=SURVEY_TOPIC, suggestions=list(SCORES))
+            outcome.replies.append(ask)
+        return outcome
 
     def _run_custom(self, name: str, ctx: DialogContext) -> TurnOutcome:
         topic = next(tp for tp in self._copilot.topics if tp.name == name)
@@ -163,18 +189,19 @@ class Dialog:
     def _knowledge(self, text: str, ctx: DialogContext, ask_which: bool = True) -> TurnOutcome:
         consulted = self._answer(text, ctx.subjects, ask_which)
         ctx.subjects = consulted.subjects
+        confidence = consulted.confidence
         if consulted.choices:
             # Alike entries of several places or products fit: ask which one, as for topics.
             ctx.pending, ctx.choices, ctx.pending_text = "choose_subject", consulted.choices, text
             self._visit(ctx, MULTIPLE_TOPICS)
-            return TurnOutcome([self._choices_reply(consulted.choices)], ctx)
+            reply = self._choices_reply(consulted.choices)
+            return TurnOutcome([reply], ctx, confidence=confidence)
         answer = consulted.answer
         if answer is not None:
             self._visit(ctx, KNOWLEDGE)
             ctx.no_match_count = 0
-            return TurnOutcome(
-                [Reply(answer.text, topic=KNOWLEDGE, citations=answer.citations)], ctx
-            )
+            reply = Reply(answer.text, topic=KNOWLEDGE, citations=answer.citations)
+            return TurnOutcome([reply], ctx, confidence=confidence)
         self._visit(ctx, NO_MATCH)
         ctx.no_match_count += 1
         replies = [Reply(self._messages.no_match, topic=NO_MATCH)]
@@ -186,7 +213,7 @@ class Dialog:
                 replies.append(offer)
             else:
                 replies.append(Reply(self._messages.escalate_link, topic=t.ESCALATE))
-        return TurnOutcome(replies, ctx)
+        return TurnOutcome(replies, ctx, confidence=confidence)
 
     def _start_over(self, ctx: DialogContext) -> TurnOutcome:
         # What the site told us about the customer survives a start-over; the dialog does not.

@@ -51,7 +51,9 @@ class Message(BaseModel):
     )
 
 
-PendingAction = Literal["confirm_start_over", "choose_topic", "choose_subject", "confirm_handoff"]
+PendingAction = Literal[
+    "confirm_start_over", "choose_topic", "choose_subject", "confirm_handoff", "survey"
+]
 
 
 class DialogContext(BaseModel):
@@ -67,6 +69,7 @@ class DialogContext(BaseModel):
     subjects: list[str] = Field(default_factory=list)
     locale: str | None = None
     variables: dict[str, str] = Field(default_factory=dict)
+    surveyed: bool = False  # the end-of-conversation survey was offered (once per conversation)
 
 
 class Conversation(BaseModel):
@@ -142,6 +145,22 @@ class PostMessageRequest(Strict):
         if not text.strip():
             raise ValueError("message text must not be blank")
         return text
+
+
+class FeedbackRequest(Strict):
+    rating: Literal["up", "down"] = Field(description="Thumbs up or down on the answer.")
+    comment: str | None = Field(None, max_length=1000, description="Optional; PII is redacted.")
+
+
+class SurveyRequest(Strict):
+    score: int = Field(ge=1, le=5, description="1 (poor) to 5 (excellent).")
+    comment: str | None = Field(None, max_length=1000, description="Optional; PII is redacted.")
+
+
+class Recorded(BaseModel):
+    conversation_id: str
+    recorded: Literal["feedback", "survey"]
+    seq: int | None = Field(None, description="The answer the feedback is about.")
 
 
 class TurnResponse(BaseModel):

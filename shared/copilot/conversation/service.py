@@ -16,20 +16,27 @@ from pydantic import BaseModel
 
 from copilot.admin.lookup import require_copilot
 from copilot.admin.models import Copilot
+from copilot.analytics.events import AnalyticsEvent, from_messages
 from copilot.conflicts import WriteConflict, retry_on_conflict
-from copilot.conversation.dialog import AnswerFn, Dialog, Reply
+from copilot.conversation import recording
+from copilot.conversation.dialog import AnswerFn, Dialog, Reply, TurnOutcome
 from copilot.conversation.idempotency import HEADER, Done, IdempotentRequest
 from copilot.conversation.models import (
     Conversation,
     ConversationState,
     DialogContext,
+    FeedbackRequest,
     Message,
     MessagesPage,
+    Recorded,
     StartConversationRequest,
     StartConversationResponse,
+    SurveyRequest,
     TurnResponse,
 )
+from copilot.conversation.survey import SurveyAnswer
 from copilot.errors import (
+    BadRequestError,
     ConflictError,
     DuplicateError,
     NotFoundError,
@@ -136,12 +143,13 @@ class ConversationService:
             state=conversation.state,
             messages=[first],
         )
+        started = [recording.started_event(conversation)]
         if once is None:
-            self._conversations.create(conversation, [first])
+            self._conversations.create(conversation, [first], events=started)
             return Done(response)
         try:
             outcome = once.outcome(201, response, secret="token")
-            self._conversations.create(conversation, [first], outcome=outcome)
+            self._conversations.create(conversation, [first], outcome=outcome, events=started)
         except DuplicateError:
             return self._replay_winner(once, StartConversationResponse)
         return Done(response)
@@ -180,6 +188,7 @@ class ConversationService:
         ``client_activity_id`` is kept on the customer's message (a Direct Line client
         matches its echo by it)."""
         self._prewarm()
+        began = time.perf_counter()
         conversation = self.authorize(conversation_id, token)
         once = None
         if idempotency_key is not None:
@@ -219,9 +228,10 @@ class ConversationService:
                     raise NotFoundError("no such conversation")
                 conversation = fresh
             first = False
-            messages, updated, nudge = self._turn(
+            messages, updated, nudge, done = self._turn(
                 copilot, conversation, text, answer, client_activity_id
             )
+            events = self._turn_events(copilot, conversation, updated, messages, done, began)
             if nudge:
                 # The hub has something new; the nudge below tells the outbox, and a customer
                 # poll tells it again should that nudge be lost.
@@ -236,11 +246,13 @@ class ConversationService:
                 conversation_id=conversation_id, state=updated.state, messages=messages
             )
             if once is None:
-                stored = self._conversations.append(updated, messages)
+                stored = self._conversations.append(updated, messages, events=events)
                 return Done(response), stored if nudge else None
             try:
                 outcome = once.outcome(200, response)
-                stored = self._conversations.append(updated, messages, outcome=outcome)
+                stored = self._conversations.append(
+                    updated, messages, outcome=outcome, events=events
+                )
             except DuplicateError:
                 return self._replay_winner(once, TurnResponse), None
             return Done(response), stored if nudge else None
@@ -275,6 +287,30 @@ class ConversationService:
                 conversation.conversation_id,
             )
 
+    def _turn_events(
+        self,
+        copilot: Copilot,
+        before: Conversation,
+        after: Conversation,
+        messages: list[Message],
+        done: TurnOutcome | None,
+        began: float,
+    ) -> list[AnalyticsEvent]:
+        """What the turn records for analytics (copilot.conversation.recording)."""
+        latency_ms = (time.perf_counter() - began) * 1000
+        events = recording.turn_events(
+            copilot,
+            before,
+            messages[0],
+            messages[1:],
+            confidence=done.confidence if done is not None else None,
+            latency_ms=latency_ms,
+            forwarded=done is None,
+        )
+        if done is not None and done.survey is not None:
+            events += recording.survey_events(copilot, before, messages[0], done.survey)
+        return events + from_messages(before, after, messages)
+
     def _turn(
         self,
         copilot: Copilot,
@@ -282,9 +318,9 @@ class ConversationService:
         text: str,
         answer: AnswerFn,
         client_activity_id: str | None = None,
-    ) -> tuple[list[Message], Conversation, bool]:
-        """The turn's messages and the conversation after them (to write together); and
-        whether the hub has something new."""
+    ) -> tuple[list[Message], Conversation, bool, TurnOutcome | None]:
+        """The turn's messages and the conversation after them (to write together); whether
+        the hub has something new; and what the dialog made of it (None: for the agent)."""
         seq = conversation.last_seq
         customer = Message(
             seq=seq + 1, role="customer", text=text, client_activity_id=client_activity_id
@@ -292,11 +328,12 @@ class ConversationService:
         handoff = self._handoff
         if handoff is not None and conversation.state in ACTIVE and conversation.handoff:
             messages, updated = handoff.forward(conversation, customer)
-            return messages, updated, True
+            return messages, updated, True, None
         handoff_request = None
         if conversation.state is ConversationState.ENDED:
             replies = [Reply("This conversation has ended. Please start a new one.")]
             context = conversation.context
+            outcome = TurnOutcome(replies, context)
         else:
             can_hand_off = handoff is not None and handoff.available(copilot)
             dialog = Dialog(copilot, answer, can_hand_off=can_hand_off)
@@ -321,7 +358,8 @@ class ConversationService:
             notice, updated = handoff.open(copilot, updated, handoff_request, messages)
             messages += notice
         # A request inside the hand-off interval left the conversation with the copilot.
-        return messages, updated, handoff_request is not None and updated.state in ACTIVE
+        nudge = handoff_request is not None and updated.state in ACTIVE
+        return messages, updated, nudge, outcome
 
     def _history(self, conversation: Conversation) -> list[Message]:
         """Earlier messages since the last start-over, oldest first (for follow-up questions)."""
@@ -391,6 +429,65 @@ class ConversationService:
         log.info("re-nudging the hub outbox of %s", conversation.conversation_id)
         self._nudge(stored)
         return stored
+
+    # --- what the customer says of the copilot ---------------------------------------------
+
+    def feedback(
+        self, conversation_id: str, token: str | None, seq: int, request: FeedbackRequest
+    ) -> Recorded:
+        """Thumbs up or down on the copilot's answer ``seq``; the last one given counts."""
+        conversation = self.authorize(conversation_id, token)
+        found = self._conversations.messages_after(conversation_id, seq - 1, 1)
+        if not found or found[0].seq != seq:
+            raise NotFoundError(f"no message {seq} in this conversation")
+        if found[0].role != "copilot":
+            raise BadRequestError(
+                f"message {seq} is not the copilot's: feedback is on the copilot's answers",
+                field="seq",
+            )
+        copilot = require_copilot(self._copilots, conversation.copilot_id)
+        rating = 1 if request.rating == "up" else -1
+        events = recording.feedback_events(copilot, conversation, found[0], rating, request.comment)
+        self._record(conversation_id, lambda c: (c, events))
+        return Recorded(conversation_id=conversation_id, recorded="feedback", seq=seq)
+
+    def survey(self, conversation_id: str, token: str | None, request: SurveyRequest) -> Recorded:
+        """The end-of-conversation survey, answered from a client's own form (stars): a
+        survey the copilot asked in the chat is answered too."""
+        conversation = self.authorize(conversation_id, token)
+        copilot = require_copilot(self._copilots, conversation.copilot_id)
+        answer = SurveyAnswer(request.score, request.comment)
+
+        def change(current: Conversation) -> tuple[Conversation, list[AnalyticsEvent]]:
+            context = current.context.model_copy(
+                update={
+                    "surveyed": True,
+                    "pending": None
+                    if current.context.pending == "survey"
+                    else current.context.pending,
+                }
+            )
+            events = recording.survey_events(copilot, current, None, answer)
+            return current.model_copy(update={"context": context}), events
+
+        self._record(conversation_id, change)
+        return Recorded(conversation_id=conversation_id, recorded="survey")
+
+    def _record(
+        self,
+        conversation_id: str,
+        change: Callable[[Conversation], tuple[Conversation, list[AnalyticsEvent]]],
+    ) -> None:
+        """Events written with the conversation (a conditional write, retried on a race)."""
+
+        def attempt() -> None:
+            current = self._conversations.get(conversation_id)
+            if current is None:
+                raise NotFoundError("no such conversation")
+            updated, events = change(current)
+            self._conversations.append(updated, [], events=events)
+
+        retry_on_conflict(attempt, what="the conversation", key=conversation_id)
 
     def cancel_handoff(self, conversation_id: str, token: str | None) -> TurnResponse:
         self.authorize(conversation_id, token)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from copilot.admin.models import Copilot
+from copilot.analytics.events import from_messages
 from copilot.conflicts import retry_on_conflict
 from copilot.conversation import topics as t
 from copilot.conversation.models import Conversation, ConversationState, Message
@@ -55,8 +56,11 @@ def update(
         done = change(conversation)
         if done is None:
             return conversation, None
+        # The hand-off's milestones (requested, agent joined, ended...) are recorded for
+        # analytics in the same write as the messages that tell the customer.
+        events = from_messages(conversation, done.conversation, done.messages)
         stored = conversations.append(
-            done.conversation, done.messages, claims=claims, links=done.links
+            done.conversation, done.messages, claims=claims, links=done.links, events=events
         )
         return stored, done
 

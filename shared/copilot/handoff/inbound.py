@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, get_args
 
 from copilot.admin.models import Copilot
+from copilot.conversation import survey
 from copilot.conversation.models import Conversation, ConversationState, Message
 from copilot.errors import (
     BadRequestError,
@@ -60,8 +61,9 @@ log = logging.getLogger(__name__)
 
 MAX_SKIPPED = 200  # sequence numbers remembered as skipped (so they apply if they come late)
 # One write is one DynamoDB transaction of at most 100 items: the conversation, the event's
-# claim, and up to two messages per event ("ended" shows two). 40 events leave a wide margin.
-MAX_EVENTS_PER_WRITE = 40
+# claim, and per event up to two items of messages and analytics events (an agent joining
+# shows one message and records one event; "ended", once, five items). 30 leave a wide margin.
+MAX_EVENTS_PER_WRITE = 30
 TRANSACTION_ITEMS = 100
 
 POLL_INTERVAL = 2.0  # seconds between two polls of one hand-off's hub (HubAdapter.poll)
@@ -394,6 +396,18 @@ class InboundEvents:
             closed = back_to_bot(conversation, handoff, seq + 2)
             if not resume:
                 closed = closed.model_copy(update={"state": ConversationState.ENDED})
+            elif copilot.analytics.csat_survey and not closed.context.surveyed:
+                # How did it go? Asked once, as after thanks or goodbye (conversation/survey).
+                ask = Message(
+                    seq=seq + 3,
+                    role="copilot",
+                    text=survey.ASK,
+                    topic=survey.SURVEY_TOPIC,
+                    suggestions=list(survey.SCORES),
+                )
+                messages.append(ask)
+                context = closed.context.model_copy(update={"pending": "survey", "surveyed": True})
+                closed = closed.model_copy(update={"context": context})
             return closed, messages
         if event.kind == "queued" and event.text:
             if conversation.state is not ConversationState.HANDOFF_REQUESTED:

@@ -219,6 +219,7 @@ class Consulted:
     answer: Answer | None
     subjects: list[str] = field(default_factory=list)  # keys: what the conversation is about
     choices: list[str] = field(default_factory=list)  # several subjects fit: ask which (names)
+    confidence: float | None = None  # the gate's confidence in the best passage (analytics)
 
 
 class KnowledgeAnswerer:
@@ -355,20 +356,21 @@ class KnowledgeAnswerer:
                 copilot.copilot_id, question, history, scope, bar, margin_weight
             )
             supported = self.supported(copilot, retrieval, question)
+            sure = gate_confidence(question, retrieval, self._policy, margin_weight)
         keys = [s.key for s in in_effect]
         if not supported:
-            return Consulted(None, keys)
+            return Consulted(None, keys, confidence=sure)
         index = self.subjects(copilot.copilot_id)
         if scope is None and index:
             if ask_which and (choices := self._which(copilot, retrieval, index)):
-                return Consulted(None, keys, choices)
+                return Consulted(None, keys, choices, confidence=sure)
             if self._policy.answer_sets_subject:
                 keys = [s.key for s in index.of_doc(supported[0].chunk.doc_key)]
         with timed("generation"):
             if self._generator is not None:
                 try:
                     answer = self._generator(copilot, question, retrieval, supported)
-                    return Consulted(answer, keys)
+                    return Consulted(answer, keys, confidence=sure)
                 except UnavailableError:
                     # The LLM is down: the customer still gets the grounded extractive answer.
                     log.warning(
@@ -376,7 +378,8 @@ class KnowledgeAnswerer:
                     )
             # A follow-up (the history has been read for it) is not told the same again.
             said = last_reply(history) if retrieval.asked else None
-            return Consulted(self._compose(retrieval, supported, said, bar), keys)
+            answer = self._compose(retrieval, supported, said, bar)
+            return Consulted(answer, keys, confidence=sure)
 
     def _which(self, copilot: Copilot, retrieval: Retrieval, index: SubjectIndex) -> list[str]:
         """The subjects to offer when the question fits entries of several equally well

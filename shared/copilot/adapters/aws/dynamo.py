@@ -11,6 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from copilot.admin.models import Copilot
+from copilot.analytics.events import AnalyticsEvent
 from copilot.conflicts import WriteConflict
 from copilot.conversation.models import Conversation, IdempotentOutcome, Message
 from copilot.errors import DuplicateError, UnavailableError
@@ -89,10 +90,22 @@ class DynamoConversationStore(ConversationStore):
     two concurrent writers can never assign the same sequence number or lose an update.
     """
 
-    def __init__(self, client: Any, table: str, ttl_days: int = 30) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        ttl_days: int = 30,
+        events_table: str | None = None,
+        events_buffer_hours: int = 48,
+    ) -> None:
         self._db = client
         self._table = table
         self._ttl_seconds = ttl_days * 86400
+        # Analytics events: one item each in their own table, written in the change's
+        # transaction; the table's stream carries them to the archive, and TTL clears them
+        # after ``events_buffer_hours`` (longer than the stream keeps a record: 24 h).
+        self._events_table = events_table
+        self._events_ttl = events_buffer_hours * 3600
 
     def create(
         self,
@@ -100,6 +113,7 @@ class DynamoConversationStore(ConversationStore):
         messages: Sequence[Message],
         *,
         outcome: IdempotentOutcome | None = None,
+        events: Sequence[AnalyticsEvent] = (),
     ) -> Conversation:
         stored = conversation.model_copy(
             update={"version": 1, "last_seq": conversation.last_seq + len(messages)}
@@ -115,6 +129,7 @@ class DynamoConversationStore(ConversationStore):
             }
         ]
         items += [self._put_message(stored.conversation_id, m) for m in messages]
+        items += self._put_events(events)
         first_claim = len(items)
         if outcome is not None:
             items.append(self._put_outcome(outcome))
@@ -142,6 +157,7 @@ class DynamoConversationStore(ConversationStore):
         claims: Sequence[str] = (),
         outcome: IdempotentOutcome | None = None,
         links: Sequence[HubLink] = (),
+        events: Sequence[AnalyticsEvent] = (),
     ) -> Conversation:
         self._check_seqs(conversation, messages)
         stored = conversation.model_copy(
@@ -162,6 +178,7 @@ class DynamoConversationStore(ConversationStore):
             }
         ]
         items += [self._put_message(stored.conversation_id, m) for m in messages]
+        items += self._put_events(events)
         first_claim = len(items)
         items += [self._put_claim(key) for key in claims]
         if outcome is not None:
@@ -320,6 +337,25 @@ class DynamoConversationStore(ConversationStore):
                 "ExpressionAttributeValues": {":now": {"N": str(int(time.time()))}},
             }
         }
+
+    def _put_events(self, events: Sequence[AnalyticsEvent]) -> list[dict[str, Any]]:
+        if self._events_table is None or not events:
+            return []
+        expires_at = {"N": str(int(time.time()) + self._events_ttl)}
+        return [
+            {
+                "Put": {
+                    "TableName": self._events_table,
+                    "Item": {
+                        "event_id": {"S": e.event_id},
+                        "copilot_id": {"S": e.copilot_id},
+                        "body": {"S": e.model_dump_json(exclude_none=True)},
+                        "expires_at": expires_at,
+                    },
+                }
+            }
+            for e in events
+        ]
 
     def _put_message(self, conversation_id: str, message: Message) -> dict[str, Any]:
         return {
@@ -505,22 +541,38 @@ class DynamoDocumentStore(DocumentStore, StateStore):
             raise _translate(e) from e
 
 
-def create_tables(client: Any, *, copilots: str, conversations: str, documents: str) -> None:
-    """Create the tables (local stack and tests; on AWS serverless.yml owns them)."""
+def create_tables(
+    client: Any,
+    *,
+    copilots: str,
+    conversations: str,
+    documents: str,
+    analytics_events: str | None = None,
+) -> None:
+    """Create the tables (local stack and tests; on AWS serverless.yml owns them). The
+    analytics events table has a stream (new images): the archive's feed."""
     specs = [
         (copilots, [("copilot_id", "S", "HASH")]),
         (conversations, [("pk", "S", "HASH"), ("sk", "N", "RANGE")]),
         (documents, [("copilot_id", "S", "HASH"), ("doc_key", "S", "RANGE")]),
     ]
+    if analytics_events:
+        specs.append((analytics_events, [("event_id", "S", "HASH")]))
     existing = set(client.list_tables()["TableNames"])
     for name, keys in specs:
         if name in existing:
             continue
+        stream = (
+            {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}}
+            if name == analytics_events
+            else {}
+        )
         client.create_table(
             TableName=name,
             BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[{"AttributeName": k, "AttributeType": t} for k, t, _ in keys],
             KeySchema=[{"AttributeName": k, "KeyType": kt} for k, _, kt in keys],
+            **stream,
         )
 
 

@@ -11,9 +11,10 @@ from copilot.ports import BlobStore, ObjectInfo, StoredObject
 
 
 class S3BlobStore(BlobStore):
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, what: str = "the knowledge bucket") -> None:
         self._s3 = client
         self._bucket = bucket
+        self._unavailable = f"{what} is unavailable"
 
     def get(self, key: str, max_bytes: int) -> StoredObject | None:
         response = self._object(self._s3.get_object, key)
@@ -50,9 +51,9 @@ class S3BlobStore(BlobStore):
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return None
-            raise UnavailableError("the knowledge bucket is unavailable") from e
+            raise UnavailableError(self._unavailable) from e
         except BotoCoreError as e:
-            raise UnavailableError("the knowledge bucket is unavailable") from e
+            raise UnavailableError(self._unavailable) from e
 
     def put(
         self,
@@ -67,7 +68,7 @@ class S3BlobStore(BlobStore):
         try:
             self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, **extra)
         except (ClientError, BotoCoreError) as e:
-            raise UnavailableError("the knowledge bucket is unavailable") from e
+            raise UnavailableError(self._unavailable) from e
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         out: list[ObjectInfo] = []
@@ -80,14 +81,14 @@ class S3BlobStore(BlobStore):
                     for o in page.get("Contents", [])
                 )
         except (ClientError, BotoCoreError) as e:
-            raise UnavailableError("the knowledge bucket is unavailable") from e
+            raise UnavailableError(self._unavailable) from e
         return out
 
     def delete(self, key: str) -> None:
         try:
             self._s3.delete_object(Bucket=self._bucket, Key=key)
         except (ClientError, BotoCoreError) as e:
-            raise UnavailableError("the knowledge bucket is unavailable") from e
+            raise UnavailableError(self._unavailable) from e
 
 
 def _version(response: dict[str, Any]) -> str | None:

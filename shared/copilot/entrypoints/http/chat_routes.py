@@ -19,10 +19,13 @@ from copilot.conversation import idempotency
 from copilot.conversation.idempotency import Done
 from copilot.conversation.models import (
     MAX_WAIT_SECONDS,
+    FeedbackRequest,
     MessagesPage,
     PostMessageRequest,
+    Recorded,
     StartConversationRequest,
     StartConversationResponse,
+    SurveyRequest,
     TurnResponse,
 )
 from copilot.entrypoints.http.clients import client_address
@@ -146,6 +149,16 @@ class ChatRoutes:
 
     def cancel_handoff(self, call: Call) -> TurnResponse:
         return self._chat().cancel_handoff(call.params["conversation_id"], call.bearer_token())
+
+    def feedback(self, call: Call) -> Recorded:
+        assert isinstance(call.body, FeedbackRequest)
+        return self._chat().feedback(
+            call.params["conversation_id"], call.bearer_token(), call.params["seq"], call.body
+        )
+
+    def survey(self, call: Call) -> Recorded:
+        assert isinstance(call.body, SurveyRequest)
+        return self._chat().survey(call.params["conversation_id"], call.bearer_token(), call.body)
 
     def allowed_origins(self, call: Call) -> Collection[str]:
         """CORS policy: the allowed origins of the copilot the call is about (from its path,
@@ -283,6 +296,28 @@ class ChatRoutes:
                     self.cancel_handoff,
                     "Stop waiting for an agent, or leave the agent's chat (409 if none is active)",
                     response_model=TurnResponse,
+                    auth="conversation",
+                    tags=chat,
+                ),
+                Route(
+                    "POST",
+                    "/conversations/<conversation_id>/messages/<int:seq>/feedback",
+                    self.feedback,
+                    "Thumbs up or down on one of the copilot's answers (the last one given "
+                    "counts; docs/analytics.md)",
+                    request_model=FeedbackRequest,
+                    response_model=Recorded,
+                    auth="conversation",
+                    tags=chat,
+                ),
+                Route(
+                    "POST",
+                    "/conversations/<conversation_id>/survey",
+                    self.survey,
+                    "The customer's rating of the conversation, 1-5 with an optional comment "
+                    "(CSAT; a survey the copilot asked in the chat is answered by it too)",
+                    request_model=SurveyRequest,
+                    response_model=Recorded,
                     auth="conversation",
                     tags=chat,
                 ),

@@ -1,0 +1,3 @@
+"""Analytics: conversation outcomes, customer feedback, reports."""
+
+from __future__ import annotations
