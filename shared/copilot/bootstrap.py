@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from langchain_core.embeddings import Embeddings
 
+    from copilot.analytics.report import AnalyticsReporter
     from copilot.entrypoints.analytics import AnalyticsHandler
     from copilot.entrypoints.http.router import Api
     from copilot.entrypoints.ingest import IngestHandler
@@ -411,6 +412,7 @@ class Container:
                 forwarded_hops=self.settings.forwarded_hops,
                 origins=lambda: self.chat_origins,
                 answerer=lambda: self.answerer,
+                reporter=lambda: self.analytics_reporter,
             )
             return routes.api
 
@@ -448,6 +450,23 @@ class Container:
                 self._client("s3"), self.settings.analytics_bucket, what="the analytics bucket"
             ),
         )
+
+    @property
+    def analytics_reporter(self) -> AnalyticsReporter:
+        def build() -> AnalyticsReporter:
+            from copilot.analytics.clusters import WORDLLAMA_THRESHOLD
+            from copilot.analytics.report import AnalyticsReporter
+
+            # Unanswered questions are grouped with the copilots' own embedder (each model
+            # has its own similarity scale: copilot.analytics.clusters).
+            threshold = WORDLLAMA_THRESHOLD if self.settings.embedder == "wordllama" else None
+            return AnalyticsReporter(
+                self.analytics_archive,
+                embedder=lambda: self.embedder,
+                cluster_threshold=threshold,
+            )
+
+        return self._get("analytics_reporter", build)
 
     @property
     def analytics_handler(self) -> AnalyticsHandler:

@@ -7,7 +7,8 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from copilot.errors import ConflictError, CopilotError
@@ -44,6 +45,16 @@ def _key_lock(key: str) -> _KeyLock:
         if found is None:
             found = _key_locks[key] = _KeyLock()
         return found
+
+
+@contextmanager
+def one_at_a_time(key: str) -> Iterator[None]:
+    """The threads of this process that work on ``key`` take turns (other processes are
+    kept apart by what the caller relies on: a FIFO queue's message group, a conditional
+    write)."""
+    held = _key_lock(key)
+    with held.lock:
+        yield
 
 
 def pause_after_conflict(attempt: int) -> None:

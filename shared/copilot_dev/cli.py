@@ -631,6 +631,31 @@ def _docs_table(documents: list[Any]) -> None:
     console.print(table)
 
 
+@app.command()
+def analytics(
+    copilot: str = typer.Option(..., "--copilot", help="Copilot id."),
+    since: str = typer.Option("7d", help="Start: 7d, 24h, or an ISO date/time."),
+    until: str = typer.Option(None, help="End: an ISO date/time (default: now)."),
+    top: int = typer.Option(10, min=1, max=100, help="Rows of the top lists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    url: str = typer.Option(None, help="Chat API base URL (default: the local stack)."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """How a copilot does: conversations, outcomes and rates, CSAT, answer feedback, hand-off
+    times, the top unanswered questions, the documents most cited and most down-voted."""
+    from copilot_dev.client import ApiError
+    from copilot_dev.reports import print_report
+
+    try:
+        report = _client(data_dir, url).analytics(copilot, since, until, top)
+    except ApiError as e:
+        _fail(e)
+    if as_json:
+        print(report.model_dump_json(indent=2))
+        return
+    print_report(console, report)
+
+
 @app.command("eval")
 def eval_pack(
     pack: Path = typer.Argument(..., help="Evaluation pack: docs/ + questions.jsonl."),

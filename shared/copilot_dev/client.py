@@ -8,6 +8,7 @@ from typing import Any
 import requests
 
 from copilot.admin.models import Copilot
+from copilot.analytics.report import AnalyticsReport
 from copilot.conversation.models import MessagesPage, StartConversationResponse, TurnResponse
 from copilot.ingest.models import DocumentStatus, RetryResult
 from copilot.knowledge.calibration import CalibrationRequest, CalibrationResult, LabelledQuestion
@@ -105,6 +106,15 @@ class CopilotClient:
         )
         return CalibrationResult.model_validate(body)
 
+    def analytics(
+        self, copilot_id: str, since: str = "7d", until: str | None = None, top: int = 10
+    ) -> AnalyticsReport:
+        params = {"since": since, "top": top, **({"until": until} if until else {})}
+        body = self._call(
+            "GET", f"/admin/copilots/{copilot_id}/analytics", admin=True, params=params
+        )
+        return AnalyticsReport.model_validate(body)
+
     # conversations
     def start(
         self,
@@ -154,6 +164,20 @@ class CopilotClient:
                 timeout=max(self.timeout, wait + 10),  # the wait, then the answer's own time
             )
         )
+
+    def feedback(
+        self, conversation_id: str, token: str, seq: int, rating: str, comment: str | None = None
+    ) -> dict[str, Any]:
+        body = {"rating": rating, **({"comment": comment} if comment else {})}
+        path = f"/conversations/{conversation_id}/messages/{seq}/feedback"
+        return dict(self._call("POST", path, token=token, json=body))
+
+    def survey(
+        self, conversation_id: str, token: str, score: int, comment: str | None = None
+    ) -> dict[str, Any]:
+        body = {"score": score, **({"comment": comment} if comment else {})}
+        path = f"/conversations/{conversation_id}/survey"
+        return dict(self._call("POST", path, token=token, json=body))
 
     def cancel_handoff(self, conversation_id: str, token: str) -> TurnResponse:
         return TurnResponse.model_validate(

@@ -180,7 +180,7 @@ class LocalStack:
         self._dead_letter_pump: threading.Thread | None = None
         self._outbox_pumps: list[threading.Thread] = []
         self._pull_pumps: list[threading.Thread] = []
-        self._analytics_pump: threading.Thread | None = None
+        self._analytics_pumps: list[threading.Thread] = []
         self.analytics_exported = 0  # stream records the archive took
         self.analytics_lost = 0  # stream records given up on (sent to the on-failure queue)
         self.analytics_lost_url = ""
@@ -297,10 +297,12 @@ class LocalStack:
                 threading.Thread(target=self._pull_loop, name=f"pull-pump-{i}", daemon=True)
                 for i in range(PULL_POLLERS)
             ]
-            self._analytics_pump = threading.Thread(
-                target=self._analytics_loop, name="analytics-stream-pump", daemon=True
-            )
-            for pump in [*self._outbox_pumps, *self._pull_pumps, self._analytics_pump]:
+            self._analytics_pumps = [
+                threading.Thread(target=self._analytics_loop, name="analytics-stream-pump"),
+                threading.Thread(target=self._analytics_lost_loop, name="analytics-lost-pump"),
+            ]
+            for pump in [*self._outbox_pumps, *self._pull_pumps, *self._analytics_pumps]:
+                pump.daemon = True
                 pump.start()
             self._write_stack_file()
         except BaseException:
@@ -310,7 +312,7 @@ class LocalStack:
     def stop(self) -> None:
         self._stop.set()
         pumps = [*self._pumps, self._dead_letter_pump, *self._outbox_pumps, *self._pull_pumps]
-        for pump in [*pumps, self._analytics_pump]:
+        for pump in [*pumps, *self._analytics_pumps]:
             if pump is not None:
                 pump.join(timeout=5)
         for proc in self._procs.values():
@@ -388,7 +390,10 @@ class LocalStack:
             analytics_events=s.analytics_table,
         )
         sqs = self.client("sqs")
-        self.analytics_lost_url = sqs.create_queue(QueueName=cfg.analytics_lost_queue)["QueueUrl"]
+        self.analytics_lost_url = sqs.create_queue(
+            QueueName=cfg.analytics_lost_queue,
+            Attributes={"VisibilityTimeout": str(cfg.visibility_timeout)},
+        )["QueueUrl"]
         self.dlq_url = sqs.create_queue(QueueName=f"{cfg.queue}-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
@@ -594,7 +599,7 @@ class LocalStack:
         queue (its DDBStreamBatchInfo, as Lambda's destination gets it), which the exporter
         counts as lost."""
         from copilot.config import Settings
-        from copilot.entrypoints.analytics import LOST_EVENT, STREAM_EVENT
+        from copilot.entrypoints.analytics import STREAM_EVENT
 
         cfg = self.config
         table = Settings().analytics_table
@@ -635,11 +640,24 @@ class LocalStack:
                         "streamArn": arn,
                     }
                 }
+                # Lambda's on-failure destination: the queue keeps it until the exporter has
+                # counted it (see _analytics_lost_loop).
                 sqs.send_message(QueueUrl=self.analytics_lost_url, MessageBody=json.dumps(info))
                 self.analytics_lost += len(records)
-                lost = json.dumps({"Records": [{"body": json.dumps(info)}]})
-                _post_cloud_event(session, url, lost, "aws:sqs", LOST_EVENT)
             iterator = page.get("NextShardIterator") or iterator
+
+    def _analytics_lost_loop(self) -> None:
+        """The on-failure queue -> the exporter, which counts and records what was lost."""
+        from copilot.entrypoints.analytics import LOST_EVENT
+
+        sqs = self.client("sqs")
+        session = requests.Session()
+        url = self.config.function_url("ingest")
+        while not self._stop.is_set():
+            for message in self._receive(sqs, self.analytics_lost_url, "analytics lost pump"):
+                body = json.dumps({"Records": [_sqs_record(message)]})
+                if _post_cloud_event(session, url, body, "aws:sqs", LOST_EVENT):
+                    _delete(sqs, self.analytics_lost_url, message, "analytics lost pump")
 
     def _deliver_stream_batch(
         self, session: requests.Session, url: str, records: list[dict[str, Any]], kind: str

@@ -159,6 +159,8 @@ def test_functions_and_handlers(template: dict[str, Any]) -> None:
             512,
             29,
         ),
+        f"copilot-{STAGE}-analyticsExport": ("functions/ingest/main.analytics_handler", 512, 60),
+        f"copilot-{STAGE}-analyticsLost": ("functions/ingest/main.analytics_lost_handler", 256, 29),
     }
     assert set(functions) == set(expected)
     for name, (handler, memory, timeout) in expected.items():
@@ -223,6 +225,8 @@ def test_ingest_event_source_mapping(template: dict[str, Any]) -> None:
         "IngestDeadLetterQueue",
         "HubOutboxQueue",
         "HubPullQueue",
+        "AnalyticsEventsTable",
+        "AnalyticsLostQueue",
     }
     props = mappings["IngestQueue"]
     assert props["FunctionName"] == {"Fn::GetAtt": ["IngestLambdaFunction", "Arn"]}
@@ -277,6 +281,33 @@ def test_pull_jobs_run_one_per_invocation_within_the_handoff_function(
         env = res[function]["Properties"]["Environment"]["Variables"]
         assert env["COPILOT_HUB_PULL_QUEUE_URL"] == {"Ref": "HubPullQueue"}
         assert float(env["COPILOT_HUB_PULL_WINDOW_SECONDS"]) + 5 < handoff["Timeout"]
+
+
+def test_analytics_events_stream_to_the_archive_and_nothing_is_dropped_silently(
+    template: dict[str, Any],
+) -> None:
+    res = template["Resources"]
+    table = res["AnalyticsEventsTable"]["Properties"]
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    stream = _mappings(template)["AnalyticsEventsTable"]
+    assert stream["FunctionName"] == {"Fn::GetAtt": ["AnalyticsExportLambdaFunction", "Arn"]}
+    assert stream["BisectBatchOnFunctionError"] is True
+    # Retried while the stream keeps the records (24 h); then to the on-failure queue, whose
+    # consumer counts what was lost.
+    assert stream["MaximumRecordAgeInSeconds"] == 86400
+    assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["AnalyticsLostQueue", "Arn"]
+    }
+    lost = _mappings(template)["AnalyticsLostQueue"]
+    assert lost["FunctionName"] == {"Fn::GetAtt": ["AnalyticsLostLambdaFunction", "Arn"]}
+    bucket = res["AnalyticsBucket"]["Properties"]
+    [rule] = [
+        r for r in bucket["LifecycleConfiguration"]["Rules"] if r["Id"] == "AnalyticsRetention"
+    ]
+    assert rule["ExpirationInDays"] == 395  # the analyticsRetentionDays default
+    env = res["ChatLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["COPILOT_ANALYTICS_BUCKET"] == {"Ref": "AnalyticsBucket"}
 
 
 def test_queues_have_redrive(template: dict[str, Any]) -> None:

@@ -195,6 +195,7 @@ def test_escalation_agent_chat_both_ways_in_order_then_the_copilot_resumes(
         ("agent", None),
         ("system", "handoff_ended"),
         ("copilot", None),
+        ("copilot", None),  # the survey: how did it go? (copilot.conversation.survey)
     ]
     queued = [m for m in messages if m.event == "handoff_queued"]  # the hub's waiting notices
     assert bool(queued) == desk.announces_queue

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 
 from copilot.admin.models import Copilot
+from copilot.conflicts import one_at_a_time
 from copilot.conversation.models import Conversation, ConversationState, Message
 from copilot.errors import DuplicateError, HubRejectedError, HubUnavailableError
 from copilot.handoff.changes import Change, failed, update
@@ -74,7 +75,15 @@ class OutboxDelivery:
 
     def deliver(self, conversation_id: str, attempts: int) -> None:
         """Send what the hub has not had yet, in order. ``attempts``: deliveries of this work
-        so far, this one included. Raises HubUnavailableError to be retried later."""
+        so far, this one included. Raises HubUnavailableError to be retried later.
+
+        One delivery per conversation at a time: across processes the outbox's FIFO message
+        group sees to it; within one (functions-framework serves many requests at once) this
+        lock does, or two deliveries reading the same cursor would both send its messages."""
+        with one_at_a_time(f"outbox#{conversation_id}"):
+            self._deliver(conversation_id, attempts)
+
+    def _deliver(self, conversation_id: str, attempts: int) -> None:
         conversation = self._conversations.get(conversation_id)
         copilot = self._copilots.get(conversation.copilot_id) if conversation else None
         if conversation is None or copilot is None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Collection
+from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 from werkzeug.wrappers import Response
 
 from copilot.admin.models import Copilot, CopilotList, CopilotPatch, CopilotSpec, WidgetConfig
+from copilot.analytics.report import AnalyticsReport
 from copilot.conversation import idempotency
 from copilot.conversation.idempotency import Done
 from copilot.conversation.models import (
@@ -68,6 +70,7 @@ def _answer(call: Call, done: Done[R]) -> R:
 if TYPE_CHECKING:
     from copilot.admin.origins import CopilotOrigins
     from copilot.admin.service import AdminService
+    from copilot.analytics.report import AnalyticsReporter
     from copilot.conversation.limits import ChatLimits
     from copilot.conversation.service import ConversationService
     from copilot.knowledge.answer import KnowledgeAnswerer
@@ -83,8 +86,10 @@ class ChatRoutes:
         forwarded_hops: int = 0,
         origins: Callable[[], CopilotOrigins | None] = lambda: None,
         answerer: Callable[[], KnowledgeAnswerer | None] = lambda: None,
+        reporter: Callable[[], AnalyticsReporter | None] = lambda: None,
     ) -> None:
         self._chat = chat
+        self._reporter = reporter  # analytics reports over the event archive
         self._answerer = answerer  # measures labelled questions (calibration)
         self._admin = admin
         self._admin_api_key = admin_api_key
@@ -225,6 +230,23 @@ class ChatRoutes:
             bar_in_use=policy.bar(copilot),
             margin_weight_in_use=policy.margin_weight_for(copilot),
             measured=measured,
+        )
+
+    def analytics(self, call: Call) -> BaseModel:
+        from copilot.analytics.report import parse_period
+
+        self.require_admin(call)
+        copilot = self._admin().get(call.params["copilot_id"])
+        reporter = self._reporter()
+        if reporter is None:
+            raise ForbiddenError("analytics are not available on this deployment")
+        bind(copilot_id=copilot.copilot_id)
+        period = parse_period(call.request.args.get("since"), call.request.args.get("until"))
+        return reporter.report(
+            copilot.copilot_id,
+            period,
+            abandon_after=timedelta(minutes=copilot.analytics.abandon_after_minutes),
+            top=call.query_int("top", 10, 1, 100),
         )
 
     def _build(self) -> Api:
@@ -400,6 +422,19 @@ class ChatRoutes:
                     "to choose the copilot's answer_bar: `copilot eval --calibrate` does it",
                     request_model=CalibrationRequest,
                     response_model=CalibrationResult,
+                    auth="admin",
+                    tags=admin,
+                ),
+                Route(
+                    "GET",
+                    "/admin/copilots/<copilot_id>/analytics",
+                    self.analytics,
+                    "How the copilot does over a period (?since=7d|24h|<ISO date>, ?until=<ISO "
+                    "date>, ?top=10): conversations and their outcomes, engagement, resolution, "
+                    "escalation and abandon rates, CSAT, answer feedback, hand-off times, the "
+                    "top unanswered questions grouped by meaning, the documents most cited and "
+                    "most down-voted (definitions: docs/analytics.md)",
+                    response_model=AnalyticsReport,
                     auth="admin",
                     tags=admin,
                 ),

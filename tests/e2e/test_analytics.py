@@ -1,0 +1,223 @@
+"""Analytics end to end: a known mix of conversations through the whole local stack (the chat
+function, the hand-off to the agent desk, the events table's stream through its pump to the
+exporter in the ingest function, the archive in the emulated S3 bucket), then the exact figures
+in the admin API and the CLI; and the archive's outage: turns still succeed, and the events are
+delivered later, or counted as lost."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from copilot.analytics.report import AnalyticsReport
+from copilot.conversation import survey
+from copilot_dev.cli import app
+from copilot_dev.client import CopilotClient
+from copilot_dev.emulators.agent_desk import AgentDesk
+from copilot_dev.localstack import LocalStack, StackConfig
+from tests.conftest import REPO_ROOT, wait_for
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "e2e-analytics-hub-secret-4b1d"
+REPAIRS = (
+    b"# Repairs\n\nA flat tyre repair costs 15 euros and takes about 30 minutes at any shop.\n\n"
+    b"# Opening hours\n\nOur shops open at 9am and close at 6pm, Monday to Saturday.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    config = StackConfig.with_free_ports(REPO_ROOT, tmp_path_factory.mktemp("analytics-stack"))
+    config.extra_env = {"COPILOT_HUB_SECRET_DESK": SECRET}
+    config.analytics_window = 0.2
+    config.analytics_max_attempts = 5  # 0.5 + 1 + 2 + 4 + 8 s of retries, then given up on
+    with LocalStack(config) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(stack: LocalStack) -> CopilotClient:
+    return stack.copilot_client()
+
+
+def knowledgeable_copilot(stack: LocalStack, client: CopilotClient, desk: AgentDesk) -> str:
+    spec = {
+        "name": "Spokes",
+        "hub": {"type": "generic", "url": desk.hub_url, "secret_ref": "DESK"},
+        "analytics": {"abandon_after_minutes": 1},
+    }
+    copilot_id = client.create_copilot(spec).copilot_id
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.config.bucket, Key=f"{copilot_id}/repairs.md", Body=REPAIRS)
+    wait_for(
+        lambda: [d for d in client.documents(copilot_id) if d.status == "indexed"],
+        timeout=60,
+        what="the document to be indexed",
+    )
+    return copilot_id
+
+
+def report(client: CopilotClient, copilot_id: str, until: datetime) -> AnalyticsReport:
+    return client.analytics(copilot_id, since="1h", until=until.isoformat())
+
+
+def test_a_known_mix_of_conversations_gives_exact_figures_in_the_api_and_the_cli(
+    stack: LocalStack, client: CopilotClient, desk: AgentDesk
+) -> None:
+    copilot_id = knowledgeable_copilot(stack, client, desk)
+
+    # 1. Answered, then confirmed: thanks, and a CSAT of 5 (with a comment).
+    a = client.start(copilot_id)
+    answer = client.send(a.conversation_id, a.token, "How much does a flat tyre repair cost?")
+    assert "15 euros" in answer.messages[-1].text and answer.messages[-1].citations
+    thanked = client.send(a.conversation_id, a.token, "thanks")
+    assert thanked.messages[-1].text == survey.ASK
+    client.send(a.conversation_id, a.token, "5 - quick, mail me at ann@example.com")
+
+    # 2. No match, then the customer goes quiet: abandoned.
+    b = client.start(copilot_id)
+    nothing = client.send(b.conversation_id, b.token, "Do you rent submarines?")
+    assert nothing.messages[-1].topic == "No match"
+
+    # 3. Escalated; the agent answers and ends; the customer rates it 2.
+    c = client.start(copilot_id)
+    assert client.send(c.conversation_id, c.token, "talk to a person").state == "handoff_requested"
+    desk.wait_for_session(c.conversation_id)
+    assert desk.join(c.conversation_id).ok and desk.say(c.conversation_id, "Hi, Sam here.").ok
+    assert desk.end(c.conversation_id).ok
+    wait_for(
+        lambda: client.messages(c.conversation_id, c.token).messages[-1].text == survey.ASK,
+        what="the survey after the agent ended",
+    )
+    rated = client.send(c.conversation_id, c.token, "2")
+    assert rated.messages[-1].text == survey.THANKS
+
+    # 4. Answered, but thumbs down on the answer (then quiet: abandoned).
+    d = client.start(copilot_id)
+    hours = client.send(d.conversation_id, d.token, "When do your shops open?")
+    reply = hours.messages[-1]
+    assert reply.citations
+    client.feedback(d.conversation_id, d.token, reply.seq, "down", comment="call 555-123-4567")
+
+    # The report as things will stand two minutes from now (past the 1-minute abandonment).
+    until = datetime.now(UTC) + timedelta(minutes=2)
+    # A: started, answer, thanks + resolved, the score + csat + resolved | B: started, no match
+    # | C: started, escalation + escalated, agent joined, hand-off ended, the score + csat |
+    # D: started, answer, feedback
+    wanted_events = 7 + 2 + 7 + 3
+    got = wait_for(
+        lambda: (r := report(client, copilot_id, until)).events >= wanted_events and r,
+        timeout=30,
+        what="every event in the archive",
+    )
+    assert got.events == wanted_events
+    o = got.outcomes
+    assert (o.conversations, o.engaged, o.resolved, o.escalated, o.abandoned) == (4, 4, 1, 1, 2)
+    assert (o.ended, o.in_progress) == (0, 0)
+    r = got.rates
+    assert (r.engagement, r.resolution, r.escalation, r.abandon) == (1.0, 0.25, 0.25, 0.5)
+    assert got.csat.responses == 2 and got.csat.average == 3.5 and got.csat.satisfied == 0.5
+    assert got.csat.distribution == {"1": 0, "2": 1, "3": 0, "4": 0, "5": 1}
+    assert (got.feedback.up, got.feedback.down) == (0, 1)
+    assert (got.handoffs.handoffs, got.handoffs.answered, got.handoffs.failed) == (1, 1, 0)
+    assert got.handoffs.wait_p50_s is not None and got.handoffs.handle_p50_s is not None
+    t = got.turns
+    assert (t.knowledge, t.no_match, t.to_agent) == (2, 1, 0)
+    assert [(g.label, g.count) for g in got.unanswered] == [("Do you rent submarines?", 1)]
+    assert [(c.name, c.count) for c in got.most_cited] == [("repairs.md", 2)]
+    assert [(c.name, c.count) for c in got.most_downvoted] == [("repairs.md", 1)]
+    assert got.events_lost == 0
+    [day] = got.daily
+    assert (day.conversations, day.resolved, day.escalated, day.abandoned) == (4, 1, 1, 2)
+
+    # Not yet abandoned as things stand now: the same conversations are in progress.
+    now = report(client, copilot_id, datetime.now(UTC) + timedelta(seconds=1))
+    assert (now.outcomes.abandoned, now.outcomes.in_progress) == (0, 2)
+
+    # The CLI reads the same report: as JSON, and as tables.
+    runner = CliRunner()
+    args = ["analytics", "--copilot", copilot_id, "--since", "1h", "--until", until.isoformat()]
+    args += ["--data-dir", str(stack.config.data_dir)]
+    as_json = runner.invoke(app, [*args, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    cli = AnalyticsReport.model_validate_json(as_json.output)
+    assert cli.model_dump(exclude={"query_ms"}) == got.model_dump(exclude={"query_ms"})
+    table = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "1 (25.0% of engaged)" in table.output  # resolved, and escalated
+    assert "2 (50.0% of engaged)" in table.output  # abandoned
+    assert "3.5 from 2" in table.output and "0 up, 1 down" in table.output
+    assert "Do you rent submarines?" in table.output
+
+    # What the customers wrote is stored redacted.
+    archive = stack.client("s3")
+    bucket = "copilot-analytics"
+    keys = [
+        o["Key"]
+        for o in archive.list_objects_v2(Bucket=bucket, Prefix=f"events/copilot={copilot_id}/")[
+            "Contents"
+        ]
+    ]
+    import gzip
+
+    stored = "".join(
+        gzip.decompress(archive.get_object(Bucket=bucket, Key=k)["Body"].read()).decode()
+        for k in keys
+    )
+    assert "ann@example.com" not in stored and "555-123-4567" not in stored
+    comments = [json.loads(line).get("comment") for line in stored.splitlines()]
+    assert "quick, mail me at [email]" in comments and "call [phone]" in comments
+
+
+def test_an_archive_outage_loses_no_turn_and_its_events_arrive_later_or_are_counted_lost(
+    stack: LocalStack, client: CopilotClient
+) -> None:
+    """Runs last in the module: it empties the analytics bucket."""
+    s3, bucket = stack.client("s3"), "copilot-analytics"
+    copilot_id = client.create_copilot({"name": "Outage"}).copilot_id
+
+    def take_the_bucket_away() -> None:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for o in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=o["Key"])
+        s3.delete_bucket(Bucket=bucket)
+
+    # Down for a moment: the turns succeed; the events arrive once the bucket is back.
+    take_the_bucket_away()
+    later = client.start(copilot_id)
+    assert client.send(later.conversation_id, later.token, "hello").messages[-1].role == "copilot"
+    time.sleep(1)
+    s3.create_bucket(Bucket=bucket)
+    until = datetime.now(UTC) + timedelta(seconds=1)
+    arrived = wait_for(
+        lambda: (r := report(client, copilot_id, until)).outcomes.conversations == 1 and r,
+        timeout=30,
+        what="the events held back by the outage",
+    )
+    assert arrived.events == 2 and arrived.events_lost == 0
+
+    # Down for longer than the stream's retries: the batch is given up on, and counted.
+    lost_before = stack.analytics_lost
+    take_the_bucket_away()
+    gone = client.start(copilot_id)
+    assert client.send(gone.conversation_id, gone.token, "hello").messages[-1].role == "copilot"
+    wait_for(lambda: stack.analytics_lost > lost_before, timeout=40, what="the give-up")
+    s3.create_bucket(Bucket=bucket)
+    # Each of its two events is either in the archive or counted lost: none is missing, none
+    # silent (the first conversation's went with the emptied bucket).
+    counted = wait_for(
+        lambda: (
+            (r := report(client, copilot_id, datetime.now(UTC))).events_lost
+            and r.events + r.events_lost == 2
+            and r
+        ),
+        timeout=40,
+        what="the second conversation's events, archived or counted lost",
+    )
+    assert counted.events_lost == stack.analytics_lost - lost_before >= 1
