@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
 
     from copilot.analytics.report import AnalyticsReporter
+    from copilot.analytics.service import AnalyticsService
     from copilot.entrypoints.analytics import AnalyticsHandler
     from copilot.entrypoints.http.router import Api
     from copilot.entrypoints.ingest import IngestHandler
@@ -412,7 +413,7 @@ class Container:
                 forwarded_hops=self.settings.forwarded_hops,
                 origins=lambda: self.chat_origins,
                 answerer=lambda: self.answerer,
-                reporter=lambda: self.analytics_reporter,
+                analytics=lambda: self.analytics,
             )
             return routes.api
 
@@ -467,6 +468,15 @@ class Container:
             )
 
         return self._get("analytics_reporter", build)
+
+    @property
+    def analytics(self) -> AnalyticsService:
+        def build() -> AnalyticsService:
+            from copilot.analytics.service import AnalyticsService
+
+            return AnalyticsService(self.copilots, self.conversations, self.analytics_reporter)
+
+        return self._get("analytics", build)
 
     @property
     def analytics_handler(self) -> AnalyticsHandler:

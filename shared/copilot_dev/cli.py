@@ -656,6 +656,34 @@ def analytics(
     print_report(console, report)
 
 
+@app.command()
+def transcripts(
+    copilot: str = typer.Option(..., "--copilot", help="Copilot id."),
+    since: str = typer.Option("7d", help="Start: 7d, 24h, or an ISO date/time."),
+    until: str = typer.Option(None, help="End: an ISO date/time (default: now)."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl (a conversation a line) or csv."),
+    out: Path = typer.Option(None, "--out", help="Write to this file (default: standard output)."),
+    url: str = typer.Option(None, help="Chat API base URL (default: the local stack)."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Export a copilot's conversations of a period for review, PII redacted."""
+    from copilot_dev.client import ApiError
+
+    client = _client(data_dir, url)
+    try:
+        body = client.transcripts(copilot, since, until, fmt)
+    except ApiError as e:
+        _fail(e)
+    count = (
+        client.last_response.headers.get("X-Conversations", "?") if client.last_response else "?"
+    )
+    if out is None:
+        sys.stdout.write(body)
+        return
+    out.write_text(body)
+    err.print(f"{count} conversation(s) written to {out}")
+
+
 @app.command("eval")
 def eval_pack(
     pack: Path = typer.Argument(..., help="Evaluation pack: docs/ + questions.jsonl."),

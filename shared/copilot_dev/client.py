@@ -115,6 +115,19 @@ class CopilotClient:
         )
         return AnalyticsReport.model_validate(body)
 
+    def transcripts(
+        self, copilot_id: str, since: str = "7d", until: str | None = None, fmt: str = "jsonl"
+    ) -> str:
+        """The period's conversations, redacted, as JSON lines or CSV (the body as text)."""
+        params = {"since": since, "format": fmt, **({"until": until} if until else {})}
+        headers = {"X-Admin-Key": self.admin_key} if self.admin_key else {}
+        url = f"{self.base_url}/admin/copilots/{copilot_id}/transcripts"
+        response = self.http.get(url, params=params, headers=headers, timeout=self.timeout)
+        self.last_response = response
+        if not response.ok:
+            raise ApiError(response.status_code, response.json() if response.content else None)
+        return response.text
+
     # conversations
     def start(
         self,

@@ -6,6 +6,7 @@ delivered later, or counted as lost."""
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Iterator
@@ -173,6 +174,29 @@ def test_a_known_mix_of_conversations_gives_exact_figures_in_the_api_and_the_cli
     assert "ann@example.com" not in stored and "555-123-4567" not in stored
     comments = [json.loads(line).get("comment") for line in stored.splitlines()]
     assert "quick, mail me at [email]" in comments and "call [phone]" in comments
+
+    # Transcripts for review: the four conversations, oldest first, redacted.
+    body = client.transcripts(copilot_id, since="1h", fmt="jsonl")
+    records = [json.loads(line) for line in body.splitlines()]
+    ids = [x.conversation_id for x in (a, b, c, d)]
+    assert [r["conversation_id"] for r in records] == ids
+    said = [m["text"] for r in records for m in r["messages"] if m["role"] == "customer"]
+    assert "5 - quick, mail me at [email]" in said and "ann@example.com" not in body
+    agent = [m for r in records for m in r["messages"] if m["role"] == "agent"]
+    assert [m["text"] for m in agent] == ["Hi, Sam here."]
+    out = stack.config.data_dir / "transcripts.csv"
+    exported = runner.invoke(
+        app,
+        [
+            *["transcripts", "--copilot", copilot_id, "--since", "1h", "--format", "csv"],
+            *["--out", str(out), "--data-dir", str(stack.config.data_dir)],
+        ],
+    )
+    assert exported.exit_code == 0, exported.output
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert len(rows) == sum(len(r["messages"]) for r in records)
+    assert {row["conversation_id"] for row in rows} == set(ids)
+    assert not any("ann@example.com" in row["text"] for row in rows)
 
 
 def test_an_archive_outage_loses_no_turn_and_its_events_arrive_later_or_are_counted_lost(

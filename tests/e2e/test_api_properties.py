@@ -54,6 +54,7 @@ def real(stack: LocalStack) -> dict[str, str]:
     return {
         "copilot_id": copilot.copilot_id,
         "conversation_id": started.conversation_id,
+        "seq": "3",  # the copilot's reply to the turn (feedback is given on it)
         "token": started.token,
         "admin_key": stack.config.admin_api_key,
         "url": stack.config.function_url("chat"),
@@ -104,6 +105,8 @@ VALID_BODIES = {
     "CopilotSpec": {"name": "x"},
     "IncomingActivity": {"type": "message", "text": "hi"},
     "CalibrationRequest": {"questions": [{"question": "hi", "answerable": False}]},
+    "FeedbackRequest": {"rating": "up"},
+    "SurveyRequest": {"score": 5},
 }
 
 

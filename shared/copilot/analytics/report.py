@@ -384,17 +384,10 @@ class AnalyticsReporter:
         abandon_after: timedelta = timedelta(minutes=30),
         top: int = 10,
     ) -> AnalyticsReport:
-        import duckdb
-
         started = time.perf_counter()
-        files = self._cache.files(copilot_id, period)
-        con = duckdb.connect()
+        con = self._events(copilot_id, period)
         try:
             until = _naive(period.until)
-            if files:
-                con.execute(EVENTS_SQL, {"files": files, "until": until})
-            else:
-                con.execute(EVENTS_SQL.split("SELECT * EXCLUDE", 1)[0] + _EMPTY)
             con.execute(
                 CONVERSATIONS_SQL,
                 {
@@ -462,6 +455,31 @@ class AnalyticsReporter:
             events_lost=self._cache.lost(period),
             query_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+
+    def started(self, copilot_id: str, period: Period) -> list[str]:
+        """The conversations started in the period, oldest first."""
+        con = self._events(copilot_id, period)
+        try:
+            rows = con.execute(
+                "SELECT conversation_id FROM events WHERE type = 'conversation_started' "
+                'AND "at" >= $since GROUP BY 1 ORDER BY min("at"), 1',
+                {"since": _naive(period.since)},
+            ).fetchall()
+        finally:
+            con.close()
+        return [r[0] for r in rows]
+
+    def _events(self, copilot_id: str, period: Period) -> Any:
+        """A DuckDB connection holding the period's events (table ``events``)."""
+        import duckdb
+
+        files = self._cache.files(copilot_id, period)
+        con = duckdb.connect()
+        if files:
+            con.execute(EVENTS_SQL, {"files": files, "until": _naive(period.until)})
+        else:
+            con.execute(EVENTS_SQL.split("SELECT * EXCLUDE", 1)[0] + _EMPTY)
+        return con
 
     def _groups(self, questions: Sequence[str], top: int) -> list[QuestionGroup]:
         if not questions:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Collection
-from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
@@ -17,6 +16,7 @@ from werkzeug.wrappers import Response
 
 from copilot.admin.models import Copilot, CopilotList, CopilotPatch, CopilotSpec, WidgetConfig
 from copilot.analytics.report import AnalyticsReport
+from copilot.analytics.transcripts import MEDIA_TYPES as TRANSCRIPT_MEDIA_TYPES
 from copilot.conversation import idempotency
 from copilot.conversation.idempotency import Done
 from copilot.conversation.models import (
@@ -70,7 +70,7 @@ def _answer(call: Call, done: Done[R]) -> R:
 if TYPE_CHECKING:
     from copilot.admin.origins import CopilotOrigins
     from copilot.admin.service import AdminService
-    from copilot.analytics.report import AnalyticsReporter
+    from copilot.analytics.service import AnalyticsService
     from copilot.conversation.limits import ChatLimits
     from copilot.conversation.service import ConversationService
     from copilot.knowledge.answer import KnowledgeAnswerer
@@ -86,10 +86,10 @@ class ChatRoutes:
         forwarded_hops: int = 0,
         origins: Callable[[], CopilotOrigins | None] = lambda: None,
         answerer: Callable[[], KnowledgeAnswerer | None] = lambda: None,
-        reporter: Callable[[], AnalyticsReporter | None] = lambda: None,
+        analytics: Callable[[], AnalyticsService | None] = lambda: None,
     ) -> None:
         self._chat = chat
-        self._reporter = reporter  # analytics reports over the event archive
+        self._analytics = analytics  # reports and transcripts over the event archive
         self._answerer = answerer  # measures labelled questions (calibration)
         self._admin = admin
         self._admin_api_key = admin_api_key
@@ -232,22 +232,33 @@ class ChatRoutes:
             measured=measured,
         )
 
-    def analytics(self, call: Call) -> BaseModel:
-        from copilot.analytics.report import parse_period
-
+    def _analytics_service(self, call: Call) -> AnalyticsService:
         self.require_admin(call)
-        copilot = self._admin().get(call.params["copilot_id"])
-        reporter = self._reporter()
-        if reporter is None:
+        service = self._analytics()
+        if service is None:
             raise ForbiddenError("analytics are not available on this deployment")
-        bind(copilot_id=copilot.copilot_id)
-        period = parse_period(call.request.args.get("since"), call.request.args.get("until"))
-        return reporter.report(
-            copilot.copilot_id,
-            period,
-            abandon_after=timedelta(minutes=copilot.analytics.abandon_after_minutes),
-            top=call.query_int("top", 10, 1, 100),
+        bind(copilot_id=call.params["copilot_id"])
+        return service
+
+    def analytics(self, call: Call) -> AnalyticsReport:
+        service = self._analytics_service(call)
+        args = call.request.args
+        top = call.query_int("top", 10, 1, 100)
+        return service.report(call.params["copilot_id"], args.get("since"), args.get("until"), top)
+
+    def transcripts(self, call: Call) -> Response:
+        service = self._analytics_service(call)
+        args = call.request.args
+        fmt = args.get("format", "jsonl")
+        body, count = service.transcripts(
+            call.params["copilot_id"], args.get("since"), args.get("until"), fmt
         )
+        media = TRANSCRIPT_MEDIA_TYPES[fmt]
+        response = Response(body, status=200, content_type=media)
+        name = f"transcripts-{call.params['copilot_id']}.{fmt}"
+        response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        response.headers["X-Conversations"] = str(count)
+        return response
 
     def _build(self) -> Api:
         chat, admin = ["conversations"], ["admin"]
@@ -437,6 +448,26 @@ class ChatRoutes:
                     response_model=AnalyticsReport,
                     auth="admin",
                     tags=admin,
+                    query=(
+                        ("since", "Start: 7d, 24h or an ISO date/time (default 7d)."),
+                        ("until", "End: an ISO date/time (default now)."),
+                        ("top", "Rows of the top lists, 1-100 (default 10)."),
+                    ),
+                ),
+                Route(
+                    "GET",
+                    "/admin/copilots/<copilot_id>/transcripts",
+                    self.transcripts,
+                    "The conversations started in a period, PII redacted, for review: JSON "
+                    "lines (a conversation a line) or CSV (a message a row)",
+                    auth="admin",
+                    tags=admin,
+                    download=tuple(TRANSCRIPT_MEDIA_TYPES.values()),
+                    query=(
+                        ("since", "Start: 7d, 24h or an ISO date/time (default 7d)."),
+                        ("until", "End: an ISO date/time (default now)."),
+                        ("format", "jsonl (default) or csv."),
+                    ),
                 ),
                 *directline.routes(),
             ],

@@ -77,6 +77,16 @@ def build_openapi(api: Api) -> dict[str, Any]:
             params += _PAGE_QUERY
         elif route.method == "GET" and path.endswith("/activities"):
             params += ACTIVITIES_QUERY  # Direct Line's watermark
+        params += [
+            {
+                "name": n,
+                "in": "query",
+                "required": False,
+                "description": d,
+                "schema": {"type": "string"},
+            }
+            for n, d in route.query
+        ]
         op: dict[str, Any] = {
             "summary": route.summary,
             "operationId": route.handler.__name__,
@@ -96,6 +106,10 @@ def build_openapi(api: Api) -> dict[str, Any]:
         }
         if route.asset is not None:
             _asset_responses(route.asset, op)
+        if route.download:
+            op["responses"][str(route.status)]["content"] = {
+                media: {"schema": {"type": "string"}} for media in route.download
+            }
         if route.request_model is not None:
             op["requestBody"] = {
                 "required": not route.body_optional,

@@ -117,6 +117,8 @@ class Route:
     rate_limited: bool = False  # its handler takes from a rate-limit bucket (429 documented)
     headers: tuple[HeaderParam, ...] = ()
     asset: str | None = None  # the media type of the static file it serves (ETag, 304); else JSON
+    download: tuple[str, ...] = ()  # media types of a file it answers with (not JSON)
+    query: tuple[tuple[str, str], ...] = ()  # optional query parameters: (name, description)
 
 
 class Health(BaseModel):
