@@ -91,6 +91,9 @@ def up(
     site_port: int = typer.Option(
         8070, help="Port of the demo site (Northwind Bikes, with the web chat embedded)."
     ),
+    analytics_port: int = typer.Option(
+        8091, help="Port of the analytics page (charts, unanswered questions, documents)."
+    ),
 ) -> None:
     """Start the whole local stack (emulated AWS, Chroma, the three functions) with a demo copilot."""
     import logging
@@ -138,6 +141,7 @@ def up(
     stack = LocalStack(config)
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.time()
+    page = None
     try:
         with console.status("Starting moto (S3, SQS, DynamoDB), Chroma and the three functions..."):
             stack.start()
@@ -145,13 +149,26 @@ def up(
             f"[green]Local stack up[/green] in {time.time() - started:.1f} s "
             f"(logs in {config.data_dir / 'logs'})"
         )
+        from copilot_dev.analytics_page import AnalyticsPage
+
+        try:
+            page = AnalyticsPage(
+                config.function_url("chat"), config.admin_api_key, port=analytics_port
+            ).start()
+        except OSError as e:
+            _fail(
+                OSError(
+                    f"the analytics page cannot listen on port {analytics_port} ({e}): "
+                    "use --analytics-port"
+                )
+            )
         copilot_id = None
         if demo:
             copilot_id = _seed(stack, root, agent_desk, site.origins() if site else ())
             if site is not None:
                 site.copilot_id = copilot_id
                 _learn_site(config, copilot_id, site)
-        _print_how_to(config, copilot_id, agent_desk, site)
+        _print_how_to(config, copilot_id, agent_desk, site, page)
         if chat and copilot_id and sys.stdin.isatty():
             _chat_loop(_client(config.data_dir), copilot_id)
         else:
@@ -163,6 +180,8 @@ def up(
     finally:
         with console.status("Stopping..."):
             stack.stop()
+            if page is not None:
+                page.stop()
             if agent_desk is not None:
                 agent_desk.stop()
             if site is not None:
@@ -233,7 +252,11 @@ def _seed(stack: Any, root: Path, agent_desk: Any = None, origins: Iterable[str]
 
 
 def _print_how_to(
-    config: Any, copilot_id: str | None, agent_desk: Any = None, site: Any = None
+    config: Any,
+    copilot_id: str | None,
+    agent_desk: Any = None,
+    site: Any = None,
+    page: Any = None,
 ) -> None:
     chat_url = config.function_url("chat")
     if site is not None:
@@ -245,6 +268,10 @@ def _print_how_to(
         console.print(
             f"Agent desk:  {agent_desk.page_url}  (in front of the {agent_desk.hub_type} hub "
             "emulator; or in another terminal: .venv/bin/copilot agent-desk)"
+        )
+    if page is not None:
+        console.print(
+            f"Analytics:   {page.page_url}  (or: .venv/bin/copilot analytics --copilot ID)"
         )
     if copilot_id:
         console.print(f"Chat from another terminal:  .venv/bin/copilot chat --copilot {copilot_id}")

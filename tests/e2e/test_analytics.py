@@ -16,20 +16,17 @@ import pytest
 from typer.testing import CliRunner
 
 from copilot.analytics.report import AnalyticsReport
-from copilot.conversation import survey
 from copilot_dev.cli import app
 from copilot_dev.client import CopilotClient
 from copilot_dev.emulators.agent_desk import AgentDesk
 from copilot_dev.localstack import LocalStack, StackConfig
+from tests import analytics_mix
+from tests.analytics_mix import report
 from tests.conftest import REPO_ROOT, wait_for
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "e2e-analytics-hub-secret-4b1d"
-REPAIRS = (
-    b"# Repairs\n\nA flat tyre repair costs 15 euros and takes about 30 minutes at any shop.\n\n"
-    b"# Opening hours\n\nOur shops open at 9am and close at 6pm, Monday to Saturday.\n"
-)
 
 
 @pytest.fixture(scope="module")
@@ -47,77 +44,14 @@ def client(stack: LocalStack) -> CopilotClient:
     return stack.copilot_client()
 
 
-def knowledgeable_copilot(stack: LocalStack, client: CopilotClient, desk: AgentDesk) -> str:
-    spec = {
-        "name": "Spokes",
-        "hub": {"type": "generic", "url": desk.hub_url, "secret_ref": "DESK"},
-        "analytics": {"abandon_after_minutes": 1},
-    }
-    copilot_id = client.create_copilot(spec).copilot_id
-    s3 = stack.client("s3")
-    s3.put_object(Bucket=stack.config.bucket, Key=f"{copilot_id}/repairs.md", Body=REPAIRS)
-    wait_for(
-        lambda: [d for d in client.documents(copilot_id) if d.status == "indexed"],
-        timeout=60,
-        what="the document to be indexed",
-    )
-    return copilot_id
-
-
-def report(client: CopilotClient, copilot_id: str, until: datetime) -> AnalyticsReport:
-    return client.analytics(copilot_id, since="1h", until=until.isoformat())
-
-
 def test_a_known_mix_of_conversations_gives_exact_figures_in_the_api_and_the_cli(
     stack: LocalStack, client: CopilotClient, desk: AgentDesk
 ) -> None:
-    copilot_id = knowledgeable_copilot(stack, client, desk)
-
-    # 1. Answered, then confirmed: thanks, and a CSAT of 5 (with a comment).
-    a = client.start(copilot_id)
-    answer = client.send(a.conversation_id, a.token, "How much does a flat tyre repair cost?")
-    assert "15 euros" in answer.messages[-1].text and answer.messages[-1].citations
-    thanked = client.send(a.conversation_id, a.token, "thanks")
-    assert thanked.messages[-1].text == survey.ASK
-    client.send(a.conversation_id, a.token, "5 - quick, mail me at ann@example.com")
-
-    # 2. No match, then the customer goes quiet: abandoned.
-    b = client.start(copilot_id)
-    nothing = client.send(b.conversation_id, b.token, "Do you rent submarines?")
-    assert nothing.messages[-1].topic == "No match"
-
-    # 3. Escalated; the agent answers and ends; the customer rates it 2.
-    c = client.start(copilot_id)
-    assert client.send(c.conversation_id, c.token, "talk to a person").state == "handoff_requested"
-    desk.wait_for_session(c.conversation_id)
-    assert desk.join(c.conversation_id).ok and desk.say(c.conversation_id, "Hi, Sam here.").ok
-    assert desk.end(c.conversation_id).ok
-    wait_for(
-        lambda: client.messages(c.conversation_id, c.token).messages[-1].text == survey.ASK,
-        what="the survey after the agent ended",
-    )
-    rated = client.send(c.conversation_id, c.token, "2")
-    assert rated.messages[-1].text == survey.THANKS
-
-    # 4. Answered, but thumbs down on the answer (then quiet: abandoned).
-    d = client.start(copilot_id)
-    hours = client.send(d.conversation_id, d.token, "When do your shops open?")
-    reply = hours.messages[-1]
-    assert reply.citations
-    client.feedback(d.conversation_id, d.token, reply.seq, "down", comment="call 555-123-4567")
-
-    # The report as things will stand two minutes from now (past the 1-minute abandonment).
-    until = datetime.now(UTC) + timedelta(minutes=2)
-    # A: started, answer, thanks + resolved, the score + csat + resolved | B: started, no match
-    # | C: started, escalation + escalated, agent joined, hand-off ended, the score + csat |
-    # D: started, answer, feedback
-    wanted_events = 7 + 2 + 7 + 3
-    got = wait_for(
-        lambda: (r := report(client, copilot_id, until)).events >= wanted_events and r,
-        timeout=30,
-        what="every event in the archive",
-    )
-    assert got.events == wanted_events
+    mix = analytics_mix.drive(stack, client, desk)
+    copilot_id, until = mix.copilot_id, mix.until
+    a, b, c, d = mix.a, mix.b, mix.c, mix.d
+    got = analytics_mix.archived(client, mix)
+    assert got.events == analytics_mix.EVENTS
     o = got.outcomes
     assert (o.conversations, o.engaged, o.resolved, o.escalated, o.abandoned) == (4, 4, 1, 1, 2)
     assert (o.ended, o.in_progress) == (0, 0)
