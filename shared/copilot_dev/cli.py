@@ -301,16 +301,20 @@ def _chat_loop(client: Any, copilot_id: str) -> None:
         _fail(e)
     conversation, token = started.conversation_id, started.token
     console.print(
-        "[dim]Type your message; /cancel stops waiting for a person; /quit to leave.[/dim]"
+        "[dim]Type your message; /up or /down rates the last answer; /cancel stops waiting "
+        "for a person; /quit to leave.[/dim]"
     )
     _show(started.messages)
     seen = [max(m.seq for m in started.messages)]
+    answered: list[int] = []  # the copilot's answers so far (what /up and /down rate)
     lock = threading.Lock()
     stop = threading.Event()
 
     def show_new(messages: list[Any]) -> None:
         with lock:
-            _show([m for m in messages if m.seq > seen[0] and m.role != "customer"])
+            new = [m for m in messages if m.seq > seen[0] and m.role != "customer"]
+            _show(new)
+            answered.extend(m.seq for m in new if m.role == "copilot" and m.citations)
             seen[0] = max([seen[0], *(m.seq for m in messages)])
 
     def poll() -> None:  # an agent's messages arrive between the customer's turns
@@ -332,6 +336,17 @@ def _chat_loop(client: Any, copilot_id: str) -> None:
             if text in ("/quit", "/exit"):
                 return
             if not text:
+                continue
+            if text in ("/up", "/down"):
+                if not answered:
+                    err.print("[yellow]No answer to rate yet.[/yellow]")
+                    continue
+                try:
+                    client.feedback(conversation, token, answered[-1], text[1:])
+                except ApiError as e:
+                    err.print(f"[red]{e}[/red]")
+                    continue
+                console.print("[dim]Thanks for the feedback.[/dim]")
                 continue
             try:
                 if text == "/cancel":

@@ -15,6 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -255,6 +256,40 @@ def test_a_question_gets_a_cited_answer_and_the_panel_passes_axe(
     assert details == [["copilot", 1, False], ["customer", 2, False], ["copilot", 3, True]]
     violations = axe_violations(page)
     assert violations == [], violations
+
+
+def test_thumbs_on_an_answer_reach_the_analytics_tied_to_its_sources(
+    client: CopilotClient, copilot: Copilot, site: DemoSite, page: Any
+) -> None:
+    w = Widget(page).open(site.url)
+    start = w.messages.first
+    expect(start.locator('[data-copilot="thumbs-up"]')).to_have_count(0)  # not an answer
+    answer = w.ask("How long does a refund take?")
+    expect(answer).to_have_attribute("data-role", "bot")
+    up, down = (
+        answer.locator('[data-copilot="thumbs-up"]'),
+        answer.locator('[data-copilot="thumbs-down"]'),
+    )
+    expect(up).to_have_attribute("aria-label", "Helpful")
+    up.click()
+    expect(up).to_have_attribute("aria-pressed", "true")
+    down.click()  # a change of mind: the last one counts
+    expect(down).to_have_attribute("aria-pressed", "true")
+    expect(up).to_have_attribute("aria-pressed", "false")
+    conv = w.conversation()
+    seq = int(answer.get_attribute("data-seq") or 0)
+    stored = client.messages(conv["id"], conv["token"]).messages
+    cited = {c.source for c in next(m for m in stored if m.seq == seq).citations}
+    until = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    report = wait_for(
+        lambda: (
+            (r := client.analytics(copilot.copilot_id, since="1h", until=until)).feedback.down and r
+        ),
+        timeout=30,
+        what="the feedback in the analytics",
+    )
+    assert (report.feedback.up, report.feedback.down) == (0, 1)
+    assert {d.name for d in report.most_downvoted} == cited
 
 
 def test_a_web_citation_links_to_its_page(site: DemoSite, page: Any) -> None:

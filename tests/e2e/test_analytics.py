@@ -133,6 +133,25 @@ def test_a_known_mix_of_conversations_gives_exact_figures_in_the_api_and_the_cli
     assert not any("ann@example.com" in row["text"] for row in rows)
 
 
+def test_the_terminal_chat_rates_the_last_answer(
+    stack: LocalStack, client: CopilotClient, desk: AgentDesk
+) -> None:
+    copilot_id = analytics_mix.knowledgeable_copilot(stack, client, desk)
+    said = "How much does a flat tyre repair cost?\n/down\n/quit\n"
+    args = ["chat", "--copilot", copilot_id, "--data-dir", str(stack.config.data_dir)]
+    chatted = CliRunner().invoke(app, args, input=said)
+    assert chatted.exit_code == 0, chatted.output
+    assert "15 euros" in chatted.output and "Thanks for the feedback." in chatted.output
+    until = datetime.now(UTC) + timedelta(seconds=1)
+    rated = wait_for(
+        lambda: (r := report(client, copilot_id, until)).feedback.down and r,
+        timeout=30,
+        what="the rating in the analytics",
+    )
+    assert (rated.feedback.up, rated.feedback.down) == (0, 1)
+    assert [(d.name, d.count) for d in rated.most_downvoted] == [("repairs.md", 1)]
+
+
 def test_an_archive_outage_loses_no_turn_and_its_events_arrive_later_or_are_counted_lost(
     stack: LocalStack, client: CopilotClient
 ) -> None:

@@ -18,6 +18,8 @@
   const INLINE = /`([^`\n]+)`|\*\*(\S(?:[^*]*\S)?)\*\*|\*(\S(?:[^*]*\S)?)\*|\[([^\]\n]+)\]\(([^)\s]+)\)|\[(\d{1,3})\]|(https?:\/\/[^\s<>"'()]*[^\s<>"'().,;:!?])/g;
   const SOURCES = /\n\nSources:\n(?:\[\d+\][^\n]*(?:\n|$))+$/; // knowledge.answer.render_sources
   const enc = encodeURIComponent;
+  // The copilot's messages that are not answers (no thumbs on them): its system topics.
+  const NOT_ANSWERS = new Set(["Greeting", "Thank you", "Goodbye", "Start over", "Escalate", "No match", "Multiple topics matched", "Survey"]);
   const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
   const uuid = () =>
     crypto.randomUUID ? crypto.randomUUID() // secure contexts only; else 128 random bits
@@ -59,6 +61,9 @@ header :focus-visible{outline-color:var(--on)}
 .cites li:hover .tip,.cites li:focus-within .tip{display:block}
 .quick{display:flex;flex-wrap:wrap;gap:6px;margin-top:4px}
 .quick button,.actions button{border:1px solid #5f6368;background:#fff;color:#1a1a1a;border-radius:16px;padding:4px 12px;font-size:13px}
+.rate{display:flex;gap:4px;align-items:center;font-size:12px;color:#444}
+.rate button{border:1px solid #5f6368;background:#fff;border-radius:12px;padding:0 8px;line-height:22px}
+.rate button[aria-pressed=true]{background:var(--accent);color:var(--on);border-color:var(--accent)}
 .typing{padding:0 12px 4px;font-size:13px;color:#555;font-style:italic}
 .status{padding:2px 12px;font-size:13px;color:#a50e0e}
 .status:empty{display:none}
@@ -422,6 +427,7 @@ textarea{flex:1;resize:none;height:42px;max-height:120px;padding:9px 10px;border
     const text = m.citations?.length ? (m.text || "").replace(SOURCES, "") : m.text || "";
     el.append(h("div", { class: "text", "data-copilot": "text" }, plain ? text : markdown(text, m)));
     if (m.citations?.length) el.append(citations(m));
+    if (role === "bot" && m.topic && !NOT_ANSWERS.has(m.topic)) el.append(rating(m));
     if (m.suggestions?.length) {
       for (const old of ui.log.querySelectorAll(".quick")) old.remove(); // only the latest apply
       const quick = h("div", { class: "quick", role: "group", "aria-label": "Quick replies" });
@@ -434,6 +440,25 @@ textarea{flex:1;resize:none;height:42px;max-height:120px;padding:9px 10px;border
     ui.log.insertBefore(el, next || null);
     scroll();
     window.dispatchEvent(new CustomEvent("copilot:message", { detail: m }));
+  }
+  // Thumbs up or down on an answer (docs/analytics.md): the last one given counts.
+  function rating(m) {
+    const group = h("div", { class: "rate", role: "group", "aria-label": "Was this answer helpful?" }, h("span", { "aria-hidden": "true" }, "Helpful?"));
+    const give = (value, other) => async (e) => {
+      const pressed = e.currentTarget;
+      try {
+        await api("POST", `/conversations/${enc(conv.id)}/messages/${m.seq}/feedback`, { token: conv.token, body: { rating: value } });
+        pressed.setAttribute("aria-pressed", "true");
+        other().setAttribute("aria-pressed", "false");
+        status("");
+      } catch (err) {
+        await failed(err);
+      }
+    };
+    const up = button({ "data-copilot": "thumbs-up", "aria-label": "Helpful", "aria-pressed": "false" }, "\u{1F44D}", give("up", () => down));
+    const down = button({ "data-copilot": "thumbs-down", "aria-label": "Not helpful", "aria-pressed": "false" }, "\u{1F44E}", give("down", () => up));
+    group.append(up, down);
+    return group;
   }
   function typing(text) {
     clearTimeout(typingTimer);
