@@ -474,7 +474,12 @@ class Container:
         def build() -> AnalyticsService:
             from copilot.analytics.service import AnalyticsService
 
-            return AnalyticsService(self.copilots, self.conversations, self.analytics_reporter)
+            return AnalyticsService(
+                self.copilots,
+                self.conversations,
+                self.analytics_reporter,
+                retention_days=self.settings.analytics_retention_days,
+            )
 
         return self._get("analytics", build)
 

@@ -112,9 +112,12 @@ class MiniLMEmbeddings(Embeddings):
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        import numpy as np
-
+        # Loaded first: a turn that comes while the prewarm thread loads the model waits for
+        # it here, under the load's lock, instead of importing numpy alongside that thread's
+        # import of it (two threads importing numpy at once failed: "cannot load module more
+        # than once per process").
         session, tokenizer = self._load()
+        import numpy as np
 
         def hidden(ids: Any, mask: Any) -> Any:
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
