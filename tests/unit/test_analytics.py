@@ -262,3 +262,52 @@ def test_reports_keep_within_the_retention(tmp_path: Path) -> None:
 
 def archive_for(copilot_id: str, events: list[AnalyticsEvent]) -> MemoryBlobStore:
     return archive([e.model_copy(update={"copilot_id": copilot_id}) for e in events])
+
+
+def test_transcripts_hold_the_periods_conversations_redacted_with_the_copilots_patterns(
+    tmp_path: Path,
+) -> None:
+    import csv
+    import json
+
+    c, copilot_id = container(analytics={"redact_patterns": [r"NW-\d{4}"]})
+    s = c.chat.start(copilot_id)
+    c.chat.post(s.conversation_id, s.token, "my order NW-1234 is late, call +44 20 7946 0958")
+    other, other_id = container()  # another copilot's conversation is never exported
+    stray = other.chat.start(other_id)
+    records = [
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "SequenceNumber": str(i),
+                "NewImage": {"body": {"S": e.model_dump_json(exclude_none=True)}},
+            },
+        }
+        for i, e in enumerate(
+            [
+                *c.conversations.events,
+                *[
+                    e.model_copy(update={"copilot_id": copilot_id})
+                    for e in other.conversations.events
+                ],
+            ],
+            1,
+        )
+    ]
+    store = MemoryBlobStore()
+    EventExporter(store).export(records)
+    service = AnalyticsService(
+        c.copilots, c.conversations, AnalyticsReporter(store, cache_dir=tmp_path)
+    )
+
+    body, count = service.transcripts(copilot_id, "1h", None, "jsonl")
+    [record] = [json.loads(line) for line in body.splitlines()]
+    assert count == 1 and record["conversation_id"] == s.conversation_id != stray.conversation_id
+    said = [m["text"] for m in record["messages"] if m["role"] == "customer"]
+    assert said == ["my order [redacted] is late, call [phone]"]
+    table, _ = service.transcripts(copilot_id, "1h", None, "csv")
+    rows = list(csv.DictReader(table.splitlines()))
+    assert [r["role"] for r in rows] == [m["role"] for m in record["messages"]]
+    assert "NW-1234" not in table
+    with pytest.raises(BadRequestError):
+        service.transcripts(copilot_id, "1h", None, "xml")
