@@ -106,9 +106,9 @@ SELECT count(*) AS turns,
     count(*) FILTER (WHERE outcome = 'escalation_offer') AS escalation_offers,
     count(*) FILTER (WHERE outcome = 'choices') AS choices,
     count(*) FILTER (WHERE outcome = 'agent') AS to_agent,
-    quantile_cont(latency_ms, 0.5) FILTER (WHERE outcome <> 'agent') AS latency_p50,
-    quantile_cont(latency_ms, 0.95) FILTER (WHERE outcome <> 'agent') AS latency_p95,
-    avg(confidence) FILTER (WHERE outcome = 'knowledge') AS answer_confidence
+    round(quantile_cont(latency_ms, 0.5) FILTER (WHERE outcome <> 'agent'), 1) AS latency_p50_ms,
+    round(quantile_cont(latency_ms, 0.95) FILTER (WHERE outcome <> 'agent'), 1) AS latency_p95_ms,
+    round(avg(confidence) FILTER (WHERE outcome = 'knowledge'), 3) AS answer_confidence
 FROM events WHERE type = 'turn' AND {IN_PERIOD}
 """
 
@@ -135,9 +135,9 @@ SELECT * FROM (
 # A hand-off's wait (requested -> first agent) and handling time (first agent -> ended).
 HANDOFFS_SQL = f"""
 SELECT
-    quantile_cont(date_diff('millisecond', requested, joined) / 1000.0, 0.5) AS wait_p50,
-    quantile_cont(date_diff('millisecond', requested, joined) / 1000.0, 0.9) AS wait_p90,
-    quantile_cont(date_diff('millisecond', joined, ended) / 1000.0, 0.5) AS handle_p50,
+    round(quantile_cont(date_diff('millisecond', requested, joined) / 1000.0, 0.5), 1) AS wait_p50_s,
+    round(quantile_cont(date_diff('millisecond', requested, joined) / 1000.0, 0.9), 1) AS wait_p90_s,
+    round(quantile_cont(date_diff('millisecond', joined, ended) / 1000.0, 0.5), 1) AS handle_p50_s,
     count(*) AS handoffs,
     count(joined) AS answered,
     count(*) FILTER (WHERE failed) AS failed
@@ -425,28 +425,10 @@ class AnalyticsReporter:
             until=period.until,
             outcomes=outcomes,
             rates=_rates(outcomes),
-            turns=Turns(
-                turns=turns["turns"],
-                knowledge=turns["knowledge"],
-                topic=turns["topic"],
-                no_match=turns["no_match"],
-                escalation_offers=turns["escalation_offers"],
-                choices=turns["choices"],
-                to_agent=turns["to_agent"],
-                latency_p50_ms=_round(turns["latency_p50"], 1),
-                latency_p95_ms=_round(turns["latency_p95"], 1),
-                answer_confidence=_round(turns["answer_confidence"], 3),
-            ),
+            turns=Turns(**turns),
             csat=_csat(scores),
-            feedback=Feedback(up=feedback["up"], down=feedback["down"]),
-            handoffs=Handoffs(
-                handoffs=handoffs["handoffs"],
-                answered=handoffs["answered"],
-                failed=handoffs["failed"],
-                wait_p50_s=_round(handoffs["wait_p50"], 1),
-                wait_p90_s=_round(handoffs["wait_p90"], 1),
-                handle_p50_s=_round(handoffs["handle_p50"], 1),
-            ),
+            feedback=Feedback(**feedback),
+            handoffs=Handoffs(**handoffs),
             daily=daily,
             unanswered=self._groups(questions, top),
             most_cited=cited,
@@ -511,20 +493,13 @@ def _naive(moment: datetime) -> datetime:
 
 
 def _row(con: Any, sql: str) -> dict[str, Any]:
-    cursor = con.execute(sql)
-    names = [d[0] for d in cursor.description]
-    values = cursor.fetchone()
-    return dict(zip(names, values, strict=True))
+    return _rows(con, sql)[0]
 
 
 def _rows(con: Any, sql: str) -> list[dict[str, Any]]:
     cursor = con.execute(sql)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(float(value), digits)
 
 
 def _share(part: int, whole: int) -> float | None:
