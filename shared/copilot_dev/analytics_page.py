@@ -137,6 +137,8 @@ margin-right:3px}
 <figure id="c-rates"><figcaption>Rates a day (% of engaged)</figcaption><div></div></figure>
 <figure id="c-csat"><figcaption>CSAT a day (1-5)</figcaption><div></div></figure>
 <figure id="c-dist"><figcaption>CSAT responses by score</figcaption><div></div></figure>
+<figure id="c-feedback"><figcaption>Answer feedback a day</figcaption><div></div></figure>
+<figure id="c-wait"><figcaption>Hand-off wait a day (p50, seconds)</figcaption><div></div></figure>
 </div></section>
 <section aria-labelledby="h-q"><h2 id="h-q">Top unanswered questions (grouped by meaning)</h2>
 <table id="unanswered"><thead><tr><th scope="col">Asked</th><th scope="col">Question</th>
@@ -216,6 +218,11 @@ function charts(r){
   draw("c-rates",svgChart(days,rates,{max:100,label:"Rates a day. "+describe(days,rates,v=>v==null?"-":v+"%")}));
   const csat=[{name:"CSAT",color:COLORS.csat,values:r.daily.map(d=>d.csat==null?null:+d.csat.toFixed(2))}];
   draw("c-csat",svgChart(days,csat,{max:5,label:"CSAT a day. "+describe(days,csat,v=>v??"-")}));
+  const thumbs=[{name:"up",color:COLORS.resolved,values:r.daily.map(d=>d.thumbs_up)},
+    {name:"down",color:COLORS.abandon,values:r.daily.map(d=>d.thumbs_down)}];
+  draw("c-feedback",svgChart(days,thumbs,{stacked:true,label:"Answer feedback a day. "+describe(days,thumbs,v=>v)}));
+  const wait=[{name:"wait p50",color:COLORS.escalated,values:r.daily.map(d=>d.handoff_wait_p50_s)}];
+  draw("c-wait",svgChart(days,wait,{label:"Hand-off wait a day. "+describe(days,wait,v=>v==null?"-":v+" s")}));
   const scores=["1","2","3","4","5"];
   const dist=[{name:"responses",color:COLORS.csat,values:scores.map(s=>r.csat.distribution[s])}];
   draw("c-dist",svgChart(scores.map(s=>"score "+s),dist,{stacked:true,

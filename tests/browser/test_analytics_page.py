@@ -83,6 +83,15 @@ def test_the_page_shows_the_mix_figures_and_charts(
     expect(page.locator("#c-dist svg")).to_have_attribute(
         "aria-label", "CSAT responses by score: 1: 0, 2: 1, 3: 0, 4: 0, 5: 1"
     )
+    day = report.daily[0]
+    expect(page.locator("#c-feedback svg")).to_have_attribute(
+        "aria-label", f"Answer feedback a day. {day.day.isoformat()}: up 0, down 1"
+    )
+    assert day.handoff_wait_p50_s is not None
+    expect(page.locator("#c-wait svg")).to_have_attribute(
+        "aria-label",
+        f"Hand-off wait a day. {day.day.isoformat()}: wait p50 {day.handoff_wait_p50_s:g} s",
+    )
     assert axe_violations(page) == []
 
 

@@ -70,6 +70,8 @@ def test_a_known_mix_of_conversations_gives_exact_figures_in_the_api_and_the_cli
     assert got.events_lost == 0
     [day] = got.daily
     assert (day.conversations, day.resolved, day.escalated, day.abandoned) == (4, 1, 1, 2)
+    assert (day.thumbs_up, day.thumbs_down, day.csat) == (0, 1, 3.5)
+    assert day.handoff_wait_p50_s == got.handoffs.wait_p50_s
 
     # Not yet abandoned as things stand now: the same conversations are in progress.
     now = report(client, copilot_id, datetime.now(UTC) + timedelta(seconds=1))

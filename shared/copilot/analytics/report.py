@@ -132,17 +132,11 @@ SELECT * FROM (
 ) WHERE nth = 1
 """
 
-# A hand-off's wait (requested -> first agent) and handling time (first agent -> ended).
-HANDOFFS_SQL = f"""
-SELECT
-    round(quantile_cont(date_diff('millisecond', requested, joined) / 1000.0, 0.5), 1) AS wait_p50_s,
-    round(quantile_cont(date_diff('millisecond', requested, joined) / 1000.0, 0.9), 1) AS wait_p90_s,
-    round(quantile_cont(date_diff('millisecond', joined, ended) / 1000.0, 0.5), 1) AS handle_p50_s,
-    count(*) AS handoffs,
-    count(joined) AS answered,
-    count(*) FILTER (WHERE failed) AS failed
-FROM (
-    SELECT handoff_id,
+# Each hand-off of the period's conversations: requested, first agent, ended, failed.
+HANDOFF_TABLE_SQL = f"""
+CREATE TABLE handoffs AS
+SELECT * FROM (
+    SELECT handoff_id, min(conversation_id) AS conversation_id,
         min("at") FILTER (WHERE type = 'escalated') AS requested,
         min("at") FILTER (WHERE type = 'agent_joined') AS joined,
         min("at") FILTER (WHERE type = 'handoff_ended') AS ended,
@@ -152,17 +146,47 @@ FROM (
 ) WHERE requested IS NOT NULL
 """
 
-DAILY_SQL = """
-SELECT CAST(started AS DATE) AS day,
-    count(*) AS conversations,
-    count(*) FILTER (WHERE engaged) AS engaged,
-    count(*) FILTER (WHERE outcome = 'resolved') AS resolved,
-    count(*) FILTER (WHERE outcome = 'escalated') AS escalated,
-    count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
-    avg(s.score) AS csat,
-    count(s.score) AS csat_responses
-FROM conversations c LEFT JOIN csat s USING (conversation_id)
-GROUP BY 1 ORDER BY 1
+# A hand-off's wait (requested -> first agent) and handling time (first agent -> ended).
+WAIT_S = "date_diff('millisecond', requested, joined) / 1000.0"
+HANDOFFS_SQL = f"""
+SELECT
+    round(quantile_cont({WAIT_S}, 0.5), 1) AS wait_p50_s,
+    round(quantile_cont({WAIT_S}, 0.9), 1) AS wait_p90_s,
+    round(quantile_cont(date_diff('millisecond', joined, ended) / 1000.0, 0.5), 1) AS handle_p50_s,
+    count(*) AS handoffs,
+    count(joined) AS answered,
+    count(*) FILTER (WHERE failed) AS failed
+FROM handoffs
+"""
+
+# A day is the day the conversations started; their feedback and hand-offs count on it.
+DAILY_SQL = f"""
+WITH per_day AS (
+    SELECT CAST(started AS DATE) AS day,
+        count(*) AS conversations,
+        count(*) FILTER (WHERE engaged) AS engaged,
+        count(*) FILTER (WHERE outcome = 'resolved') AS resolved,
+        count(*) FILTER (WHERE outcome = 'escalated') AS escalated,
+        count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
+        avg(s.score) AS csat,
+        count(s.score) AS csat_responses
+    FROM conversations c LEFT JOIN csat s USING (conversation_id)
+    GROUP BY 1
+), rated AS (
+    SELECT CAST(c.started AS DATE) AS day,
+        count(*) FILTER (WHERE f.rating > 0) AS thumbs_up,
+        count(*) FILTER (WHERE f.rating < 0) AS thumbs_down
+    FROM feedback f JOIN conversations c USING (conversation_id) GROUP BY 1
+), waited AS (
+    SELECT CAST(c.started AS DATE) AS day,
+        round(quantile_cont({WAIT_S}, 0.5), 1) AS handoff_wait_p50_s
+    FROM handoffs h JOIN conversations c USING (conversation_id)
+    WHERE h.joined IS NOT NULL GROUP BY 1
+)
+SELECT per_day.*, coalesce(rated.thumbs_up, 0) AS thumbs_up,
+    coalesce(rated.thumbs_down, 0) AS thumbs_down, waited.handoff_wait_p50_s
+FROM per_day LEFT JOIN rated USING (day) LEFT JOIN waited USING (day)
+ORDER BY day
 """
 
 CITED_SQL = f"""
@@ -248,6 +272,9 @@ class Day(BaseModel):
     abandoned: int
     csat: float | None
     csat_responses: int
+    thumbs_up: int
+    thumbs_down: int
+    handoff_wait_p50_s: float | None
 
 
 class Count(BaseModel):
@@ -398,6 +425,7 @@ class AnalyticsReporter:
             )
             con.execute(FEEDBACK_SQL)
             con.execute(CSAT_SQL)
+            con.execute(HANDOFF_TABLE_SQL)
             outcomes = Outcomes(**_row(con, SUMMARY_SQL))
             turns = _row(con, TURNS_SQL)
             scores = con.execute("SELECT score, count(*) FROM csat GROUP BY 1").fetchall()
