@@ -311,3 +311,33 @@ def test_transcripts_hold_the_periods_conversations_redacted_with_the_copilots_p
     assert "NW-1234" not in table
     with pytest.raises(BadRequestError):
         service.transcripts(copilot_id, "1h", None, "xml")
+
+
+def test_a_copilots_redaction_patterns_are_checked_when_saved() -> None:
+    from copilot.bootstrap import set_container
+    from tests.conftest import chat_test_client
+
+    client = chat_test_client()
+    try:
+        admin = {"X-Admin-Key": "admin-secret"}
+        copilot_id = client.post("/admin/copilots", json={"name": "x"}, headers=admin).json[
+            "copilot_id"
+        ]
+        url = f"/admin/copilots/{copilot_id}"
+        bad = client.patch(
+            url, json={"analytics": {"redact_patterns": [r"ACC-(\d{6}"]}}, headers=admin
+        )
+        assert bad.status_code == 400
+        assert bad.json["error"]["field"] == "analytics.redact_patterns"
+        assert "ACC-(" in bad.json["error"]["message"]
+        good = client.patch(
+            url, json={"analytics": {"redact_patterns": [r"ACC-\d{6}"]}}, headers=admin
+        )
+        assert good.status_code == 200
+        assert good.json["analytics"] == {
+            "csat_survey": True,
+            "abandon_after_minutes": 30,
+            "redact_patterns": [r"ACC-\d{6}"],
+        }
+    finally:
+        set_container(None)
