@@ -194,6 +194,23 @@ def test_starts_posts_and_polls_get_429_with_retry_after(client: Any) -> None:
     assert client.get(other_url, headers=other_auth).status_code == 200
 
 
+def test_ratings_and_surveys_take_from_the_conversations_posts(client: Any) -> None:
+    copilot_id = new_copilot(client, **TIGHT)
+    started = start(client, copilot_id).json
+    auth = {"Authorization": f"Bearer {started['token']}"}
+    conv = started["conversation_id"]
+    rate = f"/conversations/{conv}/messages/1/feedback"
+    assert client.post(rate, json={"rating": "up"}, headers=auth).status_code == 200
+    assert (
+        client.post(f"/conversations/{conv}/survey", json={"score": 5}, headers=auth).status_code
+        == 200
+    )
+    assert_limited(client.post(rate, json={"rating": "down"}, headers=auth))
+    assert_limited(
+        client.post(f"/conversations/{conv}/messages", json={"text": "hi"}, headers=auth)
+    )
+
+
 def test_the_defaults_let_a_chat_through_and_stop_a_loop(client: Any) -> None:
     copilot_id = new_copilot(client)
     started = start(client, copilot_id).json

@@ -157,13 +157,19 @@ class ChatRoutes:
 
     def feedback(self, call: Call) -> Recorded:
         assert isinstance(call.body, FeedbackRequest)
+        self._limit_as_post(call)  # a write to the conversation, as a message is
         return self._chat().feedback(
             call.params["conversation_id"], call.bearer_token(), call.params["seq"], call.body
         )
 
     def survey(self, call: Call) -> Recorded:
         assert isinstance(call.body, SurveyRequest)
+        self._limit_as_post(call)
         return self._chat().survey(call.params["conversation_id"], call.bearer_token(), call.body)
+
+    def _limit_as_post(self, call: Call) -> None:
+        if limits := self._limits():
+            limits.post(call.params["conversation_id"], call.bearer_token(), self.client(call))
 
     def allowed_origins(self, call: Call) -> Collection[str]:
         """CORS policy: the allowed origins of the copilot the call is about (from its path,
@@ -342,6 +348,7 @@ class ChatRoutes:
                     response_model=Recorded,
                     auth="conversation",
                     tags=chat,
+                    rate_limited=True,
                 ),
                 Route(
                     "POST",
@@ -353,6 +360,7 @@ class ChatRoutes:
                     response_model=Recorded,
                     auth="conversation",
                     tags=chat,
+                    rate_limited=True,
                 ),
                 Route(
                     "POST",
