@@ -194,8 +194,8 @@ def generate_events(count: int, copilot_id: str, days: int, end: datetime) -> li
 
 
 def report_time(count: int) -> dict[str, Any]:
-    from copilot.analytics.export import partition
-    from copilot.analytics.report import AnalyticsReporter, Period, archive_bytes
+    from copilot.analytics.export import jsonl_gz, partition
+    from copilot.analytics.report import AnalyticsReporter, Period
     from copilot_dev.fakes import MemoryBlobStore
 
     end = datetime(2026, 12, 5, tzinfo=UTC)
@@ -211,7 +211,7 @@ def report_time(count: int) -> dict[str, Any]:
     archived_bytes = 0
     for day, members in sorted(by_day.items()):
         for start in range(0, len(members), 5000):  # a stream batch's worth each
-            body = archive_bytes(members[start : start + 5000])
+            body = jsonl_gz(members[start : start + 5000])
             archive.put(f"{partition('bench', day)}{start:024d}.jsonl.gz", body)
             objects += 1
             archived_bytes += len(body)

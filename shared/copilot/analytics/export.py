@@ -38,6 +38,11 @@ def partition(copilot_id: str, day: str) -> str:
     return f"{EVENTS_PREFIX}copilot={copilot_id}/dt={day}/"
 
 
+def jsonl_gz(lines: Iterable[str]) -> bytes:
+    """One archive object's body: the JSON lines, gzipped."""
+    return gzip.compress("".join(line + "\n" for line in lines).encode(), 6)
+
+
 @dataclass(frozen=True)
 class ExportResult:
     events: int
@@ -70,9 +75,9 @@ class EventExporter:
             groups[(event.copilot_id, event.at.date().isoformat())].append((seq, event))
         for (copilot_id, day), members in groups.items():
             seqs = [s for s, _ in members]
-            lines = "".join(e.model_dump_json(exclude_none=True) + "\n" for _, e in members)
+            lines = (e.model_dump_json(exclude_none=True) for _, e in members)
             key = f"{partition(copilot_id, day)}{min(seqs):024d}-{max(seqs):024d}.jsonl.gz"
-            self._archive.put(key, gzip.compress(lines.encode(), 6), "application/gzip")
+            self._archive.put(key, jsonl_gz(lines), "application/gzip")
         exported = sum(len(m) for m in groups.values())
         add_metric("AnalyticsEventsExported", exported)
         return ExportResult(events=exported, objects=len(groups))

@@ -7,7 +7,6 @@ over the same keys.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import os
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from copilot.analytics.export import EVENTS_PREFIX, LOST_PREFIX, partition
+from copilot.analytics.export import LOST_PREFIX, partition
 from copilot.errors import BadRequestError
 from copilot.ports import BlobStore
 
@@ -36,22 +35,42 @@ MAX_DAYS = 366
 NO_MATCH_OUTCOMES = ("no_match", "escalation_offer")
 UNANSWERED_SAMPLE = 5000  # the most recent no-match questions grouped by meaning
 
+# The archive's columns and their SQL types ("at": ISO text in the files, a UTC timestamp here).
+COLUMNS = {
+    "event_id": "VARCHAR",
+    "type": "VARCHAR",
+    "conversation_id": "VARCHAR",
+    "at": "TIMESTAMP",
+    "seq": "BIGINT",
+    "outcome": "VARCHAR",
+    "topic": "VARCHAR",
+    "confidence": "DOUBLE",
+    "citations": "VARCHAR[]",
+    "latency_ms": "DOUBLE",
+    "question": "VARCHAR",
+    "rating": "INTEGER",
+    "score": "INTEGER",
+    "comment": "VARCHAR",
+    "reason": "VARCHAR",
+    "handoff_id": "VARCHAR",
+    "hub": "VARCHAR",
+}
+_NAMES = ", ".join(f'"{name}"' for name in COLUMNS)
+_READ = ", ".join(
+    f"\"{name}\": '{'VARCHAR' if name == 'at' else kind}'" for name, kind in COLUMNS.items()
+)
+EVENTS_TABLE_SQL = (
+    "CREATE TABLE events (" + ", ".join(f'"{name}" {kind}' for name, kind in COLUMNS.items()) + ")"
+)
 # One row per event up to the end of the period (a report tells how things stood then), one copy
 # of each event_id (a retried stream batch may have written an event twice); timestamps as UTC.
-EVENTS_SQL = """
-CREATE TABLE events AS
-SELECT * EXCLUDE (copies) FROM (
-    SELECT event_id, type, conversation_id, CAST(rtrim("at", 'Z') AS TIMESTAMP) AS "at", seq,
-           outcome, topic, confidence, citations, latency_ms, question, rating, score, comment,
-           reason, handoff_id, hub,
+EVENTS_SQL = f"""
+INSERT INTO events
+SELECT {_NAMES} FROM (
+    SELECT * REPLACE (CAST(rtrim("at", 'Z') AS TIMESTAMP) AS "at"),
            row_number() OVER (PARTITION BY event_id) AS copies
     FROM read_json($files, format = 'newline_delimited', compression = 'gzip',
-        columns = {event_id: 'VARCHAR', type: 'VARCHAR', conversation_id: 'VARCHAR',
-                   "at": 'VARCHAR', seq: 'BIGINT', outcome: 'VARCHAR', topic: 'VARCHAR',
-                   confidence: 'DOUBLE', citations: 'VARCHAR[]', latency_ms: 'DOUBLE',
-                   question: 'VARCHAR', rating: 'INTEGER', score: 'INTEGER',
-                   comment: 'VARCHAR', reason: 'VARCHAR', handoff_id: 'VARCHAR',
-                   hub: 'VARCHAR'})
+        columns = {{{_READ}}})
 ) WHERE copies = 1 AND "at" < $until
 """
 
@@ -485,10 +504,9 @@ class AnalyticsReporter:
 
         files = self._cache.files(copilot_id, period)
         con = duckdb.connect()
+        con.execute(EVENTS_TABLE_SQL)
         if files:
             con.execute(EVENTS_SQL, {"files": files, "until": _naive(period.until)})
-        else:
-            con.execute(EVENTS_SQL.split("SELECT * EXCLUDE", 1)[0] + _EMPTY)
         return con
 
     def _groups(self, questions: Sequence[str], top: int) -> list[QuestionGroup]:
@@ -506,14 +524,6 @@ class AnalyticsReporter:
             questions, self._embedder(), threshold=self._threshold or MINILM_THRESHOLD, limit=top
         )
         return [QuestionGroup(label=c.label, count=c.count, examples=c.examples) for c in clusters]
-
-
-_EMPTY = """SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::TIMESTAMP,
-    NULL::BIGINT, NULL::VARCHAR, NULL::VARCHAR, NULL::DOUBLE, NULL::VARCHAR[], NULL::DOUBLE,
-    NULL::VARCHAR, NULL::INTEGER, NULL::INTEGER, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR,
-    NULL::VARCHAR)) AS t(event_id, type, conversation_id, "at", seq, outcome, topic, confidence,
-    citations, latency_ms, question, rating, score, comment, reason, handoff_id, hub)
-WHERE false"""
 
 
 def _naive(moment: datetime) -> datetime:
@@ -556,11 +566,3 @@ def _csat(scores: list[tuple[int, int]]) -> Csat:
         distribution=distribution,
         satisfied=_share(good, responses),
     )
-
-
-def archive_bytes(lines: Sequence[str]) -> bytes:
-    """Gzipped JSON lines, as the exporter writes them (benches and tests)."""
-    return gzip.compress("".join(line + "\n" for line in lines).encode(), 6)
-
-
-__all__ = ["EVENTS_PREFIX", "AnalyticsReport", "AnalyticsReporter", "Period", "parse_period"]
