@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TypeVar, cast
 
 from copilot.errors import BadRequestError
@@ -214,3 +215,13 @@ class Redactor:
         if isinstance(value, tuple):
             return cast(_T, tuple(self.redact_json(v) for v in value))
         return value
+
+
+@lru_cache(maxsize=256)
+def _compiled(patterns: tuple[str, ...]) -> Redactor:
+    return Redactor(patterns)
+
+
+def redactor_for(patterns: Sequence[str]) -> Redactor:
+    """The redactor of a copilot's patterns, built once per process and set of patterns."""
+    return _compiled(tuple(patterns))

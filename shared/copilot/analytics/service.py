@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from copilot.admin.lookup import require_copilot
-from copilot.analytics.redaction import Redactor
+from copilot.analytics.redaction import redactor_for
 from copilot.analytics.report import AnalyticsReport, AnalyticsReporter, Period, parse_period
 from copilot.analytics.transcripts import Format, render, transcripts
 from copilot.errors import BadRequestError
@@ -61,7 +61,7 @@ class AnalyticsService:
                 f"{MAX_TRANSCRIPTS}: ask for a shorter period",
                 field="since",
             )
-        redactor = Redactor(copilot.analytics.redact_patterns)
+        redactor = redactor_for(copilot.analytics.redact_patterns)
         items = list(transcripts(self._conversations, copilot.copilot_id, ids, redactor))
         chosen: Format = "jsonl" if fmt == "jsonl" else "csv"
         return render(items, chosen), len(items)

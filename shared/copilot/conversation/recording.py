@@ -4,11 +4,10 @@ made of each customer message, and what the customer said of the copilot."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 from copilot.admin.models import Copilot
 from copilot.analytics.events import AnalyticsEvent, EventType, TurnOutcome
-from copilot.analytics.redaction import Redactor
+from copilot.analytics.redaction import Redactor, redactor_for
 from copilot.conversation import topics as t
 from copilot.conversation.dialog import KNOWLEDGE, MULTIPLE_TOPICS, NO_MATCH, OFFER_HANDOFF
 from copilot.conversation.models import Conversation, Message
@@ -20,13 +19,8 @@ SYSTEM_TOPICS = frozenset({t.GREETING, t.THANK_YOU, t.GOODBYE, t.START_OVER})
 ANSWERS = frozenset({KNOWLEDGE})
 
 
-@lru_cache(maxsize=256)
-def _redactor(patterns: tuple[str, ...]) -> Redactor:
-    return Redactor(patterns)
-
-
 def redactor(copilot: Copilot) -> Redactor:
-    return _redactor(tuple(copilot.analytics.redact_patterns))
+    return redactor_for(copilot.analytics.redact_patterns)
 
 
 def outcome_of(replies: Sequence[Message]) -> tuple[TurnOutcome, str | None]:

@@ -191,11 +191,15 @@ def supported_at(
     question: str,
     policy: AnswerPolicy,
     margin_weight: float | None = None,
+    gate: float | None = None,
 ) -> list[Candidate]:
     """The passages an answer cites at this bar, best first (empty: no answer). Further
-    sources need their own confidence at the bar (the margin is the best one's)."""
+    sources need their own confidence at the bar (the margin is the best one's). ``gate``:
+    the gate's confidence if the caller has it already (gate_confidence)."""
     p = policy
-    if gate_confidence(question, retrieval, p, margin_weight) < bar:
+    if gate is None:
+        gate = gate_confidence(question, retrieval, p, margin_weight)
+    if gate < bar:
         return []
     best = max(retrieval.candidates[: p.pick_from], key=lambda c: confidence(c, p))
     picked = [best]
@@ -355,8 +359,10 @@ class KnowledgeAnswerer:
             retrieval = self.search(
                 copilot.copilot_id, question, history, scope, bar, margin_weight
             )
-            supported = self.supported(copilot, retrieval, question)
-            sure = gate_confidence(question, retrieval, self._policy, margin_weight)
+            gated = question or retrieval.query
+            # The gate's confidence, once: it decides the answer and is recorded (analytics).
+            sure = gate_confidence(gated, retrieval, self._policy, margin_weight)
+            supported = supported_at(bar, retrieval, gated, self._policy, margin_weight, sure)
         keys = [s.key for s in in_effect]
         if not supported:
             return Consulted(None, keys, confidence=sure)
