@@ -341,3 +341,28 @@ def test_a_copilots_redaction_patterns_are_checked_when_saved() -> None:
         }
     finally:
         set_container(None)
+
+
+def test_an_unreadable_stream_record_is_skipped_and_the_rest_archived(tmp_path: Path) -> None:
+    good = event(EventType.CONVERSATION_STARTED, "a", 0)
+    records = [
+        {
+            "eventName": "INSERT",
+            "dynamodb": {"SequenceNumber": "1", "NewImage": {"body": {"S": "{not json"}}},
+        },
+        {"eventName": "REMOVE", "dynamodb": {"SequenceNumber": "2"}},  # a TTL deletion
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "SequenceNumber": "3",
+                "NewImage": {"body": {"S": good.model_dump_json(exclude_none=True)}},
+            },
+        },
+    ]
+    store = MemoryBlobStore()
+    result = EventExporter(store).export(records)
+    assert (result.events, result.objects) == (1, 1)
+    report = AnalyticsReporter(store, cache_dir=tmp_path).report(
+        "c", Period(NOW - timedelta(hours=1), NOW + timedelta(hours=1))
+    )
+    assert report.outcomes.conversations == 1 and report.events == 1
